@@ -1,0 +1,263 @@
+r"""RED-Net: the very deep residual encoder-decoder of Mao, Shen & Yang (2016).
+
+The defaults are the authors' released RED30 (their Caffe definition): 15 conv + 15 deconv layers,
+128 filters of 3x3, stride 1, pad 1, skips from every second conv layer.  With n = depth / 2:
+
+    conv1 .. conv{n}      each followed by ReLU                                   (the encoder, §3.1)
+    deconv1 .. deconv{n}  deconv{j} mirrors conv{n+1-j}                           (the decoder)
+    for 1 <= j < n:       deconv{j} is followed by ReLU; when skip_step > 0 and i = n - j is a multiple of
+                          skip_step, the output of conv{i} is added and the sum goes through ReLU
+                          (Eq. 2-3: F(X1 + X2) = max(0, X1 + X2)).  In RED30: conv2, conv4, .., conv14
+                          feed deconv13, deconv11, .., deconv1.
+    deconv{n}             no ReLU; with residual=True the input is added (the net learns the corruption, §3.3).
+
+"The output of conv{i}" is its output after ReLU, as in the Caffe model, whose ReLUs work in place.
+
+Size rule.  padding="same" pads k//2 so every stride-1 map keeps the input's size; padding="valid" pads 0, so
+conv{i} shrinks a map by k-1 and deconv{n+1-i} grows it back (§3.2).  A conv listed in `downsample` uses
+stride 2 (§4.5), H -> floor((H + 2p - k)/2) + 1, and its mirrored deconv up-samples with stride 2 and the
+output padding (H + 2p - k) mod 2 that restores H exactly.  Any input works whose maps stay at least one
+pixel wide at every layer; a smaller one is refused with the name of the layer where it vanishes.
+"""
+import numpy as np
+
+from .backends import get_backend
+from .ops.conv import (conv2d_backward, conv2d_forward, conv_output_size, conv_transpose2d_backward,
+                       conv_transpose2d_forward, output_padding_to_restore)
+
+PRESETS = {
+    # The paper's networks (§4): RED10 has no skips; RED20 and RED30 skip every second layer.
+    "red10": dict(depth=10, skip_step=0),
+    "red20": dict(depth=20, skip_step=2),
+    "red30": dict(depth=30, skip_step=2),
+}
+
+
+class ParamDict(dict):
+    """name -> array, every array a view into one flat buffer `flat` (so Adam and all-reduce see one array)."""
+
+    def __init__(self, backend, shapes, dtype):
+        super().__init__()
+        self.backend, self.shapes = backend, dict(shapes)
+        total = sum(int(np.prod(s)) for s in self.shapes.values())
+        self.flat = backend.zeros((total,), dtype)
+        self.update(self.views_of(self.flat))
+
+    def views_of(self, flat):
+        """Views of `flat` laid out like these parameters."""
+        views, offset = {}, 0
+        for name, shape in self.shapes.items():
+            size = int(np.prod(shape))
+            views[name] = flat[offset:offset + size].reshape(shape)
+            offset += size
+        return views
+
+
+class REDNet:
+    """RED-Net with hand-written forward and backward.
+
+    Parameters
+    ----------
+    depth : int, even            total layers L: L/2 conv + L/2 deconv
+    filters : int                feature maps of every hidden layer
+    kernel_size : int            k of every layer (odd for padding="same")
+    channels : int               image channels in and out (1 gray, 3 color)
+    skip_step : int              conv{i} feeds the mirrored stage when i is a multiple of it; 0 = no skips
+    padding : "same" | "valid"   pad k//2 (the release) or 0 (§3.2)
+    residual : bool              add the input to the output (§3.3)
+    downsample : iterable of int conv layers with stride 2 (§4.5), e.g. (5, 9)
+    backend : "numpy" | "cpu" | "cuda"
+    dtype : "float32" | "float64"
+    seed : int                   He initialisation is drawn from this seed
+    relu : bool                  False removes every ReLU: the linear network of the paper's analysis (§4.1-4.2)
+    """
+
+    def __init__(self, depth=30, filters=128, kernel_size=3, channels=1, skip_step=2, padding="same",
+                 residual=True, downsample=(), backend="cpu", dtype="float32", seed=0, relu=True):
+        if not (isinstance(depth, (int, np.integer)) and depth >= 2 and depth % 2 == 0):
+            raise ValueError(f"depth must be an even integer >= 2 (L/2 conv + L/2 deconv layers); got {depth}")
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding must be 'same' or 'valid'; got {padding!r}")
+        if kernel_size < 1 or (padding == "same" and kernel_size % 2 == 0):
+            raise ValueError(f"kernel_size must be a positive odd integer with padding='same'; got {kernel_size}")
+        if filters < 1 or channels < 1 or skip_step < 0:
+            raise ValueError(f"filters and channels must be >= 1 and skip_step >= 0; "
+                             f"got filters={filters}, channels={channels}, skip_step={skip_step}")
+        n = depth // 2
+        downsample = tuple(sorted(set(int(i) for i in downsample)))
+        if any(not 1 <= i <= n for i in downsample):
+            raise ValueError(f"downsample names conv layers 1..{n}; got {downsample}")
+        self.config = dict(depth=int(depth), filters=int(filters), kernel_size=int(kernel_size),
+                           channels=int(channels), skip_step=int(skip_step), padding=padding,
+                           residual=bool(residual), downsample=list(downsample), dtype=np.dtype(dtype).name,
+                           seed=int(seed), relu=bool(relu))
+        self.n, self.k, self.relu, self.residual = n, int(kernel_size), bool(relu), bool(residual)
+        self.pad = self.k // 2 if padding == "same" else 0
+        self.stride = {i: 2 if i in downsample else 1 for i in range(1, n + 1)}   # conv{i}'s stride
+        # Skip rule: deconv{j} (1 <= j < n) receives conv{n-j} when n - j is a multiple of skip_step.
+        self.skips = {j: n - j for j in range(1, n) if skip_step > 0 and (n - j) % skip_step == 0}
+        self.backend = get_backend(backend)
+        self.dtype = self.backend.check_dtype(dtype)
+
+        shapes = {}
+        for i in range(1, n + 1):
+            c_in = channels if i == 1 else filters
+            shapes[f"conv{i}.weight"], shapes[f"conv{i}.bias"] = (filters, c_in, self.k, self.k), (filters,)
+        for j in range(1, n + 1):
+            c_out = channels if j == n else filters
+            shapes[f"deconv{j}.weight"], shapes[f"deconv{j}.bias"] = (filters, c_out, self.k, self.k), (c_out,)
+        self.params = ParamDict(self.backend, shapes, self.dtype)
+        self.grads = ParamDict(self.backend, shapes, self.dtype)
+        self._init_weights(seed)
+        self.cache = None
+        self.path_grads = None
+
+    @classmethod
+    def preset(cls, name, **overrides):
+        """One of the paper's networks, "red10", "red20" or "red30", with any argument overridden."""
+        key = name.lower()
+        if key not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[key], **overrides})
+
+    def _init_weights(self, seed):
+        """He initialisation, N(0, 2 / fan_in) with fan_in = C_in k^2; biases zero."""
+        rng = np.random.default_rng(seed)
+        for name, shape in self.params.shapes.items():
+            if name.endswith(".weight"):
+                # conv weight is (C_out, C_in, k, k); deconv weight is (C_in, C_out, k, k): its fan-in is shape[0].
+                fan_in = (shape[0] if name.startswith("deconv") else shape[1]) * self.k * self.k
+                value = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+                self.params[name][...] = self.backend.asarray(value, self.dtype)
+
+    @property
+    def num_params(self):
+        return int(self.params.flat.size)
+
+    # ---- size rule ---------------------------------------------------------------------------------
+    def plan(self, h, w):
+        """Sizes (H, W) of every conv's input, checking that an h x w image passes through the net."""
+        sizes = [(h, w)]
+        for i in range(1, self.n + 1):
+            try:
+                sizes.append(tuple(conv_output_size(s, self.k, self.stride[i], self.pad) for s in sizes[-1]))
+            except ValueError:
+                raise ValueError(f"an image of {h}x{w} is too small for this {2 * self.n}-layer RED-Net: "
+                                 f"its {sizes[-1][0]}x{sizes[-1][1]} map vanishes at conv{i} "
+                                 f"(kernel {self.k}, stride {self.stride[i]}, padding {self.pad})") from None
+        return sizes
+
+    # ---- forward -----------------------------------------------------------------------------------
+    def forward(self, x):
+        """Output of the net for x: (N, C, H, W); keeps what backward needs.  Returns (N, C, H, W)."""
+        be, p = self.backend, self.params
+        if getattr(x, "ndim", None) != 4 or x.shape[1] != self.config["channels"]:
+            raise ValueError(f"REDNet.forward takes (N, {self.config['channels']}, H, W) images; "
+                             f"got shape {getattr(x, 'shape', type(x).__name__)}")
+        x = be.asarray(x, self.dtype)
+        sizes = self.plan(*x.shape[2:])
+        conv_in, stage_in = [None] * (self.n + 1), [None] * (self.n + 1)   # inputs of conv{i} / deconv{j}
+        relu_out, skip_out = {}, {}
+        h = x
+        for i in range(1, self.n + 1):
+            conv_in[i] = h
+            h = conv2d_forward(be, h, p[f"conv{i}.weight"], p[f"conv{i}.bias"], self.stride[i], self.pad)
+            if self.relu:
+                be.relu_(h)
+        conv_out = conv_in[2:] + [h]          # conv_out[i-1] is conv{i}'s output (after ReLU)
+        for j in range(1, self.n + 1):
+            i = self.n + 1 - j                # deconv{j} mirrors conv{i}, restoring conv{i}'s input size
+            stage_in[j] = h
+            op = tuple(output_padding_to_restore(s, self.k, self.stride[i], self.pad) for s in sizes[i - 1])
+            h = conv_transpose2d_forward(be, h, p[f"deconv{j}.weight"], p[f"deconv{j}.bias"],
+                                         self.stride[i], self.pad, op)
+            if j == self.n:
+                break
+            if self.relu:
+                be.relu_(h)
+            relu_out[j] = h
+            if j in self.skips:               # Eq. 3: F(X1 + X2) = max(0, X1 + X2)
+                skip = conv_out[self.skips[j] - 1]
+                h = be.add_relu(h, skip) if self.relu else h + skip
+                skip_out[j] = h
+        if self.residual:
+            h += x                            # §3.3: the net learns the corruption; output = input + residual
+        self.cache = dict(x=x, conv_in=conv_in, conv_out=conv_out, stage_in=stage_in,
+                          relu_out=relu_out, skip_out=skip_out, sizes=sizes)
+        return h
+
+    __call__ = forward
+
+    # ---- backward ----------------------------------------------------------------------------------
+    def backward(self, dy, record_paths=False):
+        """Fill `self.grads` with dL/dparams for the upstream dy = dL/d(output), and return dL/dx.
+
+        record_paths=True also keeps, for every conv{i} with a skip, the two parts of dL/d(conv{i} output)
+        in `self.path_grads[i] = (main, skip)`: through conv{i+1} and through the skip (paper Eq. 12-13).
+        """
+        if self.cache is None:
+            raise RuntimeError("REDNet.backward needs a forward pass first")
+        be, p, c = self.backend, self.params, self.cache
+        g = be.asarray(dy, self.dtype)
+        if g.shape != c["x"].shape:
+            raise ValueError(f"backward got dL/dy of shape {g.shape}, the output has shape {c['x'].shape}")
+        skip_grad = {}
+        self.path_grads = {} if record_paths else None
+        for j in range(self.n, 0, -1):
+            i = self.n + 1 - j
+            if j < self.n:                    # g is the gradient w.r.t. stage j's output
+                if j in self.skips:
+                    if self.relu:
+                        be.relu_backward_(g, c["skip_out"][j])
+                    skip_grad[self.skips[j]] = g.copy()   # the sum's gradient reaches both summands
+                if self.relu:
+                    be.relu_backward_(g, c["relu_out"][j])
+            g, dw, db = conv_transpose2d_backward(be, g, c["stage_in"][j], p[f"deconv{j}.weight"],
+                                                  self.stride[i], self.pad)
+            self.grads[f"deconv{j}.weight"][...] = dw
+            self.grads[f"deconv{j}.bias"][...] = db
+        for i in range(self.n, 0, -1):        # g is the gradient w.r.t. conv{i}'s output
+            if i in skip_grad:                # Eq. 12: the main path plus the skip path
+                if record_paths:
+                    self.path_grads[i] = (g.copy(), skip_grad[i])
+                g += skip_grad[i]
+            if self.relu:
+                be.relu_backward_(g, c["conv_out"][i - 1])
+            g, dw, db = conv2d_backward(be, g, c["conv_in"][i], p[f"conv{i}.weight"], self.stride[i], self.pad)
+            self.grads[f"conv{i}.weight"][...] = dw
+            self.grads[f"conv{i}.bias"][...] = db
+        if self.residual:
+            g += be.asarray(dy, self.dtype)
+        return g
+
+    # ---- weights -----------------------------------------------------------------------------------
+    def state_dict(self):
+        """name -> host NumPy copy of every parameter."""
+        return {name: np.array(self.backend.to_numpy(a)) for name, a in self.params.items()}
+
+    def load_state_dict(self, d):
+        """Copy weights in by name; names, shapes and dtypes must match, and the error says which does not."""
+        missing = [k for k in self.params if k not in d]
+        unexpected = [k for k in d if k not in self.params]
+        if missing or unexpected:
+            raise KeyError(f"state dict does not fit this network: missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
+                           f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}")
+        for name, a in self.params.items():
+            v = d[name]
+            if tuple(v.shape) != tuple(a.shape):
+                raise ValueError(f"{name}: the state dict holds shape {tuple(v.shape)}, this network {tuple(a.shape)}")
+            if np.dtype(v.dtype) != self.dtype:
+                raise TypeError(f"{name}: the state dict holds {np.dtype(v.dtype).name}, this network {self.dtype.name}")
+            a[...] = self.backend.asarray(v, self.dtype)
+
+    def save(self, path):
+        """One file with the config and the weights (.npz with a JSON header; loads without pickle)."""
+        from .io import save_arrays
+        save_arrays(path, {"kind": "redcore.REDNet", "config": self.config}, self.state_dict())
+
+    def __repr__(self):
+        c = self.config
+        return (f"REDNet(depth={c['depth']}, filters={c['filters']}, kernel_size={c['kernel_size']}, "
+                f"channels={c['channels']}, skip_step={c['skip_step']}, padding={c['padding']!r}, "
+                f"residual={c['residual']}, downsample={tuple(c['downsample'])}, backend={self.backend.name!r}, "
+                f"dtype={c['dtype']!r}; {self.num_params} parameters)")

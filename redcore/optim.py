@@ -1,0 +1,83 @@
+r"""Adam, exactly as the paper writes it (Eq. 5-7, after Kingma & Ba, with the bias correction folded into
+the step size):
+
+    m_t     = beta1 m_{t-1} + (1 - beta1) g_t                         (Eq. 5)
+    v_t     = beta2 v_{t-1} + (1 - beta2) g_t^2                       (Eq. 6)
+    alpha_t = alpha sqrt(1 - beta2^t) / (1 - beta1^t)
+    theta_t = theta_{t-1} - alpha_t m_t / (sqrt(v_t) + eps)           (Eq. 7)
+
+Defaults are the paper's: alpha = 1e-4, (beta1, beta2) = (0.9, 0.999), eps = 1e-8.
+"""
+import math
+
+import numpy as np
+
+from .backends import backend_of
+
+
+class Adam:
+    """Adam over a dict of parameter arrays, updated in place.
+
+    params: name -> array (e.g. `REDNet.params`); its backend (`params.backend`, else the arrays' module)
+    runs the update.  When params and grads are views of one flat buffer each (as REDNet's are), the
+    update is one kernel over the whole buffer.
+    """
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8):
+        if lr <= 0 or not 0 <= betas[0] < 1 or not 0 <= betas[1] < 1 or eps < 0:
+            raise ValueError(f"Adam needs lr > 0, betas in [0, 1) and eps >= 0; got lr={lr}, betas={betas}, eps={eps}")
+        self.params = params
+        self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
+        self.backend = getattr(params, "backend", None) or backend_of(next(iter(params.values())))
+        self.t = 0
+        flat = getattr(params, "flat", None)
+        if flat is not None:
+            # One buffer of moments laid out like the parameters: m[name] are views into m_flat.
+            self.m_flat, self.v_flat = self.backend.zeros(flat.shape, flat.dtype), self.backend.zeros(flat.shape, flat.dtype)
+            self.m = params.views_of(self.m_flat)
+            self.v = params.views_of(self.v_flat)
+        else:
+            self.m_flat = self.v_flat = None
+            self.m = {k: self.backend.zeros(p.shape, p.dtype) for k, p in params.items()}
+            self.v = {k: self.backend.zeros(p.shape, p.dtype) for k, p in params.items()}
+
+    def step_size(self, t):
+        """alpha_t = alpha sqrt(1 - beta2^t) / (1 - beta1^t), the bias-corrected step of Eq. 7."""
+        beta1, beta2 = self.betas
+        return self.lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
+
+    def step(self, grads):
+        """One update of every parameter from `grads` (same names as params)."""
+        self.t += 1
+        alpha_t = self.step_size(self.t)
+        beta1, beta2 = self.betas
+        grads_flat = getattr(grads, "flat", None)
+        if self.m_flat is not None and grads_flat is not None and grads_flat.shape == self.m_flat.shape:
+            self.backend.adam_update_(self.params.flat, grads_flat, self.m_flat, self.v_flat,
+                                      alpha_t, beta1, beta2, self.eps)
+            return
+        for name, p in self.params.items():
+            self.backend.adam_update_(p, grads[name], self.m[name], self.v[name], alpha_t, beta1, beta2, self.eps)
+
+    # ---- checkpointing -----------------------------------------------------------------------------
+    def state_dict(self):
+        """Host NumPy copies of the state: step count, hyper-parameters and both moments of every parameter."""
+        d = {"t": np.array(self.t, dtype=np.int64), "lr": np.array(self.lr),
+             "betas": np.array(self.betas), "eps": np.array(self.eps)}
+        for name in self.params:
+            d[f"m.{name}"] = np.array(self.backend.to_numpy(self.m[name]))
+            d[f"v.{name}"] = np.array(self.backend.to_numpy(self.v[name]))
+        return d
+
+    def load_state_dict(self, d):
+        """Restore what `state_dict` returned; names and shapes must match the parameters."""
+        for name, p in self.params.items():
+            for moment, store in (("m", self.m), ("v", self.v)):
+                key = f"{moment}.{name}"
+                if key not in d:
+                    raise KeyError(f"Adam state has no {key!r}: it was saved for another network")
+                if tuple(d[key].shape) != tuple(p.shape):
+                    raise ValueError(f"Adam state {key!r} has shape {tuple(d[key].shape)}, the parameter {tuple(p.shape)}")
+                store[name][...] = self.backend.asarray(d[key], p.dtype)
+        self.t = int(d["t"])
+        self.lr, self.betas, self.eps = float(d["lr"]), tuple(float(b) for b in d["betas"]), float(d["eps"])

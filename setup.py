@@ -1,0 +1,23 @@
+"""redcore: RED-Net trained by hand on NumPy, Numba and (optionally) CuPy."""
+from setuptools import setup
+
+setup(
+    name="redcore",
+    version="0.1.0",
+    description="Framework-free RED-Net (Mao, Shen & Yang 2016) for image restoration: "
+                "hand-written forward/backward on NumPy, Numba and CUDA",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # kernels/cpu is installed as redcore.kernels: the Numba kernels live beside the CUDA
+    # sources at the top of the tree, but import as part of the package.
+    packages=["redcore", "redcore.ops", "redcore.backends", "redcore.kernels"],
+    package_dir={"redcore.kernels": "kernels/cpu"},
+    install_requires=["numpy>=1.24", "numba>=0.58", "pillow>=9", "tqdm>=4.60"],
+    extras_require={
+        "cuda": ["cupy-cuda12x"],
+        # torch==2.13.0 is the CPU build on this project's machines; a bare `torch`
+        # would pull a CUDA build of several GB.  Test/bench reference only.
+        "test": ["pytest>=7", "hypothesis>=6", "torch==2.13.0"],
+    },
+)

@@ -1,0 +1,82 @@
+"""Finite-difference checks of the whole RED-Net in float64 on the NumPy reference: every layer's weights
+and biases, and the input, for each architectural variant of the paper."""
+import numpy as np
+import pytest
+
+from gradcheck import check_gradient
+from redcore import REDNet
+
+VARIANTS = {
+    "skips, same": dict(skip_step=2),
+    "no skips (RED10)": dict(skip_step=0),
+    "skip every layer, valid": dict(skip_step=1, padding="valid"),
+    "no residual": dict(residual=False),
+    "downsample conv1+conv3, odd size": dict(downsample=(1, 3)),
+    "downsample, valid": dict(downsample=(2,), padding="valid"),
+    "color, 5x5 kernels": dict(channels=3, kernel_size=5),
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_network_gradients(name):
+    cfg = dict(depth=10, filters=4, backend="numpy", dtype="float64", seed=3, **VARIANTS[name])
+    net = REDNet(**cfg)
+    rng = np.random.default_rng(7)
+    for p in net.params.values():          # non-zero biases too, so their gradients are exercised
+        p[...] = p + 0.05 * rng.standard_normal(p.shape)
+    c = cfg.get("channels", 1)
+    x = rng.standard_normal((2, c, 23, 21))
+    g = rng.standard_normal(x.shape)
+    net.forward(x)
+    dx = net.backward(g)
+    grads = {k: v.copy() for k, v in net.grads.items()}
+    loss = lambda: float((g * net.forward(x)).sum())
+    for pname, p in net.params.items():
+        check_gradient(f"{name}: {pname}", loss, p, grads[pname], rng, samples=6, rtol=1e-5)
+    check_gradient(f"{name}: input", loss, x, dx, rng, samples=10, rtol=1e-5)
+
+
+def test_output_keeps_input_size_in_every_variant():
+    rng = np.random.default_rng(0)
+    for cfg in VARIANTS.values():
+        for h, w in [(23, 21), (24, 24), (27, 25)]:
+            net = REDNet(depth=10, filters=2, backend="numpy", **cfg)
+            x = rng.standard_normal((1, cfg.get("channels", 1), h, w)).astype(np.float32)
+            assert net.forward(x).shape == x.shape
+
+
+def test_skip_rule_of_red30():
+    """The released RED30: conv2, conv4, .., conv14 feed deconv13, deconv11, .., deconv1."""
+    net = REDNet(filters=2, backend="numpy")
+    assert net.skips == {13 - 2 * t: 2 + 2 * t for t in range(7)}
+    assert len([k for k in net.params if k.endswith(".weight")]) == 30
+    assert net.params["conv1.weight"].shape == (2, 1, 3, 3) and net.params["deconv15.weight"].shape == (2, 1, 3, 3)
+    assert REDNet.preset("red10", filters=2, backend="numpy").skips == {}
+    assert REDNet.preset("red20", filters=2, backend="numpy").skips == {10 - i: i for i in (2, 4, 6, 8)}
+
+
+def test_bad_configs_and_inputs_get_clear_errors():
+    with pytest.raises(ValueError, match="even"):
+        REDNet(depth=9, backend="numpy")
+    with pytest.raises(ValueError, match="padding"):
+        REDNet(padding="full", backend="numpy")
+    with pytest.raises(ValueError, match="downsample"):
+        REDNet(depth=10, downsample=(6,), backend="numpy")
+    with pytest.raises(ValueError, match="unknown preset"):
+        REDNet.preset("red40")
+    with pytest.raises(ValueError, match="unknown backend"):
+        REDNet(backend="tpu")
+    net = REDNet(depth=10, filters=2, padding="valid", backend="numpy")
+    with pytest.raises(ValueError, match=r"too small .* conv\d"):
+        net.forward(np.zeros((1, 1, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
+        net.forward(np.zeros((1, 3, 20, 20), np.float32))
+    with pytest.raises(RuntimeError, match="forward"):
+        REDNet(depth=2, filters=2, backend="numpy").backward(np.zeros((1, 1, 4, 4)))
+
+
+def test_seed_makes_a_net_reproducible():
+    a, b = REDNet(depth=10, filters=4, backend="numpy", seed=5), REDNet(depth=10, filters=4, backend="numpy", seed=5)
+    c = REDNet(depth=10, filters=4, backend="numpy", seed=6)
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+    assert not np.array_equal(a.params["conv1.weight"], c.params["conv1.weight"])

@@ -1,0 +1,93 @@
+"""Gradient checks of conv2d and conv_transpose2d on the NumPy reference in float64, over drawn shapes,
+and the adjoint identities that tie the two together."""
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+from gradcheck import check_gradient
+from redcore.backends import get_backend
+from redcore.ops import conv as C
+
+be = get_backend("numpy")
+
+
+@st.composite
+def conv_case(draw):
+    n, c_in, c_out = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    k, s = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    p = draw(st.integers(0, k - 1))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    assume(h + 2 * p >= k and w + 2 * p >= k)
+    return n, c_in, c_out, k, s, p, h, w, draw(st.integers(0, 2**31 - 1))
+
+
+@given(conv_case())
+def test_conv2d_gradients(case):
+    n, c_in, c_out, k, s, p, h, w, seed = case
+    rng = np.random.default_rng(seed)
+    x, wt, b = rng.standard_normal((n, c_in, h, w)), rng.standard_normal((c_out, c_in, k, k)), rng.standard_normal(c_out)
+    y = C.conv2d_forward(be, x, wt, b, s, p)
+    assert y.shape == (n, c_out, C.conv_output_size(h, k, s, p), C.conv_output_size(w, k, s, p))
+    g = rng.standard_normal(y.shape)
+    dx, dw, db = C.conv2d_backward(be, g, x, wt, s, p)
+    loss = lambda: float((g * C.conv2d_forward(be, x, wt, b, s, p)).sum())
+    check_gradient("conv2d dx", loss, x, dx, rng)
+    check_gradient("conv2d dw", loss, wt, dw, rng)
+    check_gradient("conv2d db", loss, b, db, rng)
+
+
+@given(conv_case(), st.integers(0, 2))
+def test_conv_transpose2d_gradients(case, op):
+    n, c_in, c_out, k, s, p, h, w, seed = case
+    assume(op < s)
+    rng = np.random.default_rng(seed)
+    x, wt, b = rng.standard_normal((n, c_in, h, w)), rng.standard_normal((c_in, c_out, k, k)), rng.standard_normal(c_out)
+    assume(C.conv_transpose_output_size(min(h, w), k, s, p, op) >= 1)
+    y = C.conv_transpose2d_forward(be, x, wt, b, s, p, op)
+    assert y.shape == (n, c_out, (h - 1) * s - 2 * p + k + op, (w - 1) * s - 2 * p + k + op)
+    g = rng.standard_normal(y.shape)
+    dx, dw, db = C.conv_transpose2d_backward(be, g, x, wt, s, p)
+    loss = lambda: float((g * C.conv_transpose2d_forward(be, x, wt, b, s, p, op)).sum())
+    check_gradient("conv_transpose2d dx", loss, x, dx, rng)
+    check_gradient("conv_transpose2d dw", loss, wt, dw, rng)
+    check_gradient("conv_transpose2d db", loss, b, db, rng)
+
+
+@given(conv_case())
+def test_adjoint_identities(case):
+    """<conv(x), y> = <x, conv2d_backward_input(y)>, and conv_transpose2d is that adjoint."""
+    n, c_in, c_out, k, s, p, h, w, seed = case
+    rng = np.random.default_rng(seed)
+    x, wt = rng.standard_normal((n, c_in, h, w)), rng.standard_normal((c_out, c_in, k, k))
+    cx = be.conv2d(x, wt, s, p)
+    y = rng.standard_normal(cx.shape)
+    lhs = (cx * y).sum()
+    rhs = (x * be.conv2d_backward_input(y, wt, (h, w), s, p)).sum()
+    assert np.isclose(lhs, rhs, rtol=1e-10, atol=1e-10)
+    op = C.output_padding_to_restore(h, k, s, p), C.output_padding_to_restore(w, k, s, p)
+    zero = np.zeros(c_in)
+    t = C.conv_transpose2d_forward(be, y, wt, zero, s, p, op)   # restores x's size exactly
+    assert t.shape == x.shape
+    assert np.isclose((x * t).sum(), lhs, rtol=1e-10, atol=1e-10)
+
+
+def test_reference_against_direct_loops():
+    """The einsum reference equals the formula written as plain loops (a small fixed case)."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 2, 5, 6)), rng.standard_normal((3, 2, 3, 3))
+    s, p = 2, 1
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    y = be.conv2d(x, w, s, p)
+    for o in range(3):
+        for i in range(y.shape[2]):
+            for j in range(y.shape[3]):
+                want = sum(w[o, c, u, v] * xp[0, c, s * i + u, s * j + v]
+                           for c in range(2) for u in range(3) for v in range(3))
+                assert np.isclose(y[0, o, i, j], want)
+
+
+def test_output_size_errors_are_clear():
+    with pytest.raises(ValueError, match="too small"):
+        C.conv_output_size(2, 5, 1, 0)
+    with pytest.raises(ValueError, match="output_padding"):
+        C.conv_transpose_output_size(4, 3, 2, 1, 2)
