@@ -1,0 +1,63 @@
+"""Element-wise kernels: bias, ReLU, skip sum + ReLU (paper Eq. 3), and Adam (Eq. 5-7) over a flat buffer.
+Formulas: redcore/ops/activation.py and redcore/optim.py."""
+import math
+
+import numba as nb
+
+
+@nb.njit(parallel=True, cache=True)
+def bias_add(y, b):
+    """In place y[n, o] += b[o].   y: (N, C, H, W), b: (C,); prange over (n, o) planes."""
+    n_img, c, h, w = y.shape
+    for no in nb.prange(n_img * c):
+        n, o = no // c, no % c
+        bo = b[o]
+        for i in range(h):
+            for j in range(w):
+                y[n, o, i, j] += bo
+
+
+@nb.njit(parallel=True, cache=True)
+def bias_backward(db, dy):
+    """db[o] = sum_{n,i,j} dy[n, o, i, j].   prange over o: each iteration owns db[o]."""
+    n_img, c, h, w = dy.shape
+    for o in nb.prange(c):
+        acc = 0.0
+        for n in range(n_img):
+            for i in range(h):
+                for j in range(w):
+                    acc += dy[n, o, i, j]
+        db[o] = acc
+
+
+@nb.njit(parallel=True, cache=True)
+def relu(y):
+    """In place y <- max(0, y) over a flat view."""
+    for t in nb.prange(y.size):
+        if y[t] < 0:
+            y[t] = 0
+
+
+@nb.njit(parallel=True, cache=True)
+def relu_add(out, a, skip):
+    """out <- max(0, a + skip) over flat views (paper Eq. 3)."""
+    for t in nb.prange(out.size):
+        s = a[t] + skip[t]
+        out[t] = s if s > 0 else 0
+
+
+@nb.njit(parallel=True, cache=True)
+def relu_backward(dy, y):
+    """In place dy <- dy * [y > 0] over flat views."""
+    for t in nb.prange(dy.size):
+        if y[t] <= 0:
+            dy[t] = 0
+
+
+@nb.njit(parallel=True, cache=True)
+def adam_update(p, g, m, v, step_size, beta1, beta2, eps):
+    """One Adam step over flat buffers, in place."""
+    for t in nb.prange(p.size):
+        m[t] = beta1 * m[t] + (1 - beta1) * g[t]                 # Eq. 5
+        v[t] = beta2 * v[t] + (1 - beta2) * g[t] * g[t]          # Eq. 6
+        p[t] -= step_size * m[t] / (math.sqrt(v[t]) + eps)       # Eq. 7 (step_size = bias-corrected alpha_t)

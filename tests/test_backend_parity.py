@@ -1,0 +1,86 @@
+"""The Numba "cpu" backend against the float64 NumPy reference: every primitive on drawn shapes (odd sizes,
+strides, paddings), and a whole RED-Net's forward, gradients and Adam steps.
+
+Tolerances.  float64 kernels must agree with the reference to rounding (1e-10 relative): same formula,
+other summation order.  float32 kernels sum K = C k^2 up to ~1e3 products per output: the error of a float32
+dot product grows like sqrt(K) * 2^-24 relative to the sum of |terms|, about 1e-5 here, so float32 results
+are compared at 1e-4 relative to the largest value of the reference array (5e-4 for a whole 10-layer net).
+"""
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+import redcore
+from redcore.backends import get_backend
+
+ref, cpu = get_backend("numpy"), get_backend("cpu")
+
+
+def close(got, want, rtol):
+    err = np.abs(np.asarray(got, np.float64) - want).max() / (np.abs(want).max() + 1e-30)
+    assert err <= rtol, f"shape {want.shape}: max error {err:.2e} relative to max |value|, allowed {rtol:.0e}"
+
+
+@st.composite
+def conv_case(draw):
+    n, c_in, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    k, s = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    p = draw(st.integers(0, k - 1))
+    h, w = draw(st.integers(1, 17)), draw(st.integers(1, 17))
+    assume(h + 2 * p >= k and w + 2 * p >= k)
+    return n, c_in, c_out, k, s, p, h, w, draw(st.integers(0, 2**31 - 1))
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 1e-4)])
+@given(case=conv_case())
+def test_conv_primitives_match_reference(dtype, rtol, case):
+    n, c_in, c_out, k, s, p, h, w, seed = case
+    rng = np.random.default_rng(seed)
+    x, wt = rng.standard_normal((n, c_in, h, w)), rng.standard_normal((c_out, c_in, k, k))
+    y = ref.conv2d(x, wt, s, p)
+    dy = rng.standard_normal(y.shape)
+    x32, w32, dy32 = (a.astype(dtype) for a in (x, wt, dy))
+    close(cpu.conv2d(x32, w32, s, p), y, rtol)
+    close(cpu.conv2d_backward_input(dy32, w32, (h, w), s, p), ref.conv2d_backward_input(dy, wt, (h, w), s, p), rtol)
+    close(cpu.conv2d_backward_weight(dy32, x32, k, s, p), ref.conv2d_backward_weight(dy, x, k, s, p), rtol)
+    close(cpu.bias_backward(dy32), ref.bias_backward(dy), rtol)
+
+
+@given(st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(1, 9)),
+       st.integers(0, 2**31 - 1))
+def test_elementwise_kernels_match_reference(shape, seed):
+    rng = np.random.default_rng(seed)
+    a, b, g = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+    bias = rng.standard_normal(shape[1]).astype(np.float32)
+    assert np.array_equal(cpu.relu_(a.copy()), ref.relu_(a.copy()))
+    assert np.array_equal(cpu.add_relu(a, b), ref.add_relu(a, b))
+    assert np.array_equal(cpu.relu_backward_(g.copy(), a), ref.relu_backward_(g.copy(), a))
+    assert np.array_equal(cpu.add_bias(a.copy(), bias), ref.add_bias(a.copy(), bias))
+
+
+@pytest.mark.parametrize("cfg", [dict(), dict(skip_step=0, padding="valid"), dict(downsample=(1, 4))],
+                         ids=["skips-same", "red10-valid", "downsample"])
+def test_network_and_adam_match_reference(cfg):
+    """Forward, every gradient and three Adam steps of a 10-layer net: cpu float32 vs numpy float64."""
+    base = dict(depth=10, filters=8, seed=1, **cfg)
+    n64 = redcore.REDNet(backend="numpy", dtype="float64", **base)
+    n32 = redcore.REDNet(backend="cpu", dtype="float32", **base)
+    n32.load_state_dict({k: v.astype(np.float32) for k, v in n64.state_dict().items()})
+    o64, o32 = redcore.Adam(n64.params, lr=1e-3), redcore.Adam(n32.params, lr=1e-3)
+    rng = np.random.default_rng(2)
+    for step in range(3):
+        x = rng.random((3, 1, 19, 21))
+        target = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1)
+        y64, y32 = n64.forward(x), n32.forward(x.astype(np.float32))
+        close(y32, y64, 5e-5)
+        l64, d64 = redcore.mse_loss(y64, target)
+        l32, d32 = redcore.mse_loss(y32, target.astype(np.float32))
+        assert abs(l32 - l64) <= 1e-4 * l64
+        dx64, dx32 = n64.backward(d64), n32.backward(d32)
+        close(dx32, dx64, 5e-4)
+        for k in n64.grads:
+            close(n32.grads[k], n64.grads[k], 5e-4)
+        o64.step(n64.grads)
+        o32.step(n32.grads)
+        for k in n64.params:
+            close(n32.params[k], n64.params[k], 1e-4)

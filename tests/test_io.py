@@ -1,0 +1,82 @@
+"""Weight files: one .npz with the config, loaded without pickle; clear errors; atomic writes."""
+import os
+
+import numpy as np
+import pytest
+
+import redcore
+from redcore.io import load_checkpoint, save_checkpoint
+
+
+def test_save_load_round_trip(tmp_path):
+    net = redcore.REDNet(depth=10, filters=4, skip_step=1, downsample=(3,), backend="numpy", seed=9)
+    path = tmp_path / "net.npz"
+    net.save(path)
+    back = redcore.load(path, backend="cpu")
+    assert back.config == net.config and back.backend.name == "cpu"
+    for k, v in net.state_dict().items():
+        assert np.array_equal(back.params[k], v)
+    with np.load(path, allow_pickle=False) as z:      # nothing in the file needs pickle
+        assert set(z.files) == set(net.params) | {"__header__"}
+    x = np.random.default_rng(0).random((1, 1, 20, 20)).astype(np.float32)
+    np.testing.assert_allclose(back.forward(x), net.forward(x), rtol=1e-5, atol=1e-6)
+
+
+def test_load_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such weight file"):
+        redcore.load(tmp_path / "missing.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip archive")
+    with pytest.raises(ValueError, match="not a redcore weight file"):
+        redcore.load(bad)
+    net = redcore.REDNet(depth=10, filters=4, backend="numpy")
+    sd = net.state_dict()
+    with pytest.raises(ValueError, match="conv1.weight"):
+        net.load_state_dict({**sd, "conv1.weight": np.zeros((4, 1, 5, 5), np.float32)})
+    with pytest.raises(TypeError, match="float64"):
+        net.load_state_dict({**sd, "conv1.bias": np.zeros(4)})
+    with pytest.raises(KeyError, match="missing"):
+        net.load_state_dict({k: v for k, v in sd.items() if k != "deconv5.bias"})
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    net = redcore.REDNet(depth=10, filters=4, backend="numpy")
+    path = tmp_path / "net.npz"
+    net.save(path)
+    before = path.read_bytes()
+
+    class Boom(Exception):
+        pass
+
+    def broken_state_dict():
+        raise Boom()
+    net.state_dict = broken_state_dict
+    with pytest.raises(Boom):
+        net.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["net.npz"]     # no temporary left behind
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        redcore.REDNet(depth=2, filters=1, backend="numpy").save(tmp_path / "no" / "such" / "dir.npz")
+
+
+def test_checkpoint_restores_net_optimizer_and_state(tmp_path):
+    net = redcore.REDNet(depth=10, filters=4, backend="cpu", seed=1)
+    opt = redcore.Adam(net.params, lr=1e-3)
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 1, 16, 16)).astype(np.float32)
+    for _ in range(2):
+        _, dy = redcore.mse_loss(net.forward(x), x * 0.5)
+        net.backward(dy)
+        opt.step(net.grads)
+    save_checkpoint(tmp_path / "ck.npz", net, opt, {"step": 2})
+    net2 = redcore.REDNet(depth=10, filters=4, backend="cpu", seed=99)
+    opt2 = redcore.Adam(net2.params, lr=1e-3)
+    assert load_checkpoint(tmp_path / "ck.npz", net2, opt2) == {"step": 2}
+    for a, b in ((net, opt), (net2, opt2)):
+        _, dy = redcore.mse_loss(a.forward(x), x * 0.5)
+        a.backward(dy)
+        b.step(a.grads)
+    assert all(np.array_equal(net.params[k], net2.params[k]) for k in net.params)
+    other = redcore.REDNet(depth=10, filters=8, backend="cpu")
+    with pytest.raises(ValueError, match="another network"):
+        load_checkpoint(tmp_path / "ck.npz", other, redcore.Adam(other.params))
