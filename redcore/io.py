@@ -83,8 +83,10 @@ def load_checkpoint(path, net, optimizer):
     header, arrays = load_arrays(path)
     if header.get("kind") != "redcore.checkpoint":
         raise ValueError(f"{path} is not a training checkpoint")
-    if header["config"] != net.config:
-        diff = {k: (header["config"].get(k), v) for k, v in net.config.items() if header["config"].get(k) != v}
+    # The architecture must match; the initialisation seed need not (the weights are replaced).
+    diff = {k: (header["config"].get(k), v) for k, v in net.config.items()
+            if k != "seed" and header["config"].get(k) != v}
+    if diff:
         raise ValueError(f"{path} was saved for another network: (checkpoint, now) differ in {diff}")
     net.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
     optimizer.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim.")})
