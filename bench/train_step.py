@@ -1,0 +1,149 @@
+"""Training-step and inference throughput of redcore against PyTorch on the same network, threads and shapes.
+
+    python bench/train_step.py                    # RED10 and RED30 (64 filters, valid), released RED30 (128, same)
+    python bench/train_step.py --batch 16 --repeats 5 --configs red30-release --backends cpu
+
+One training step = forward, MSE loss (Eq. 4), backward, Adam (Eq. 5-7) on a batch of 50x50 patches.  Each
+measurement runs in a fresh subprocess (so neither framework's thread pools or allocator state leak into the
+other's), alternating redcore and PyTorch per configuration within one run; every subprocess warms up (JIT,
+allocations) and reports the median of --repeats timed steps.  The printed ratio is redcore / PyTorch
+throughput.  Effective GFLOP/s counts 2 C_in C_out k^2 H_o W_o per conv layer and sample, x3 for training.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..")
+
+CONFIGS = {
+    "red10": dict(depth=10, filters=64, padding="valid", skip_step=0),
+    "red30": dict(depth=30, filters=64, padding="valid", skip_step=2),
+    "red30-release": dict(depth=30, filters=128, padding="same", skip_step=2),
+}
+
+
+def conv_gflop(cfg, h, w):
+    """Forward GFLOP of one sample through every conv and deconv layer (multiply-add = 2 FLOP)."""
+    n, k, f = cfg["depth"] // 2, 3, cfg["filters"]
+    pad = 1 if cfg["padding"] == "same" else 0
+    total, sizes = 0.0, [(h, w)]
+    for i in range(1, n + 1):
+        hh, ww = sizes[-1][0] + 2 * pad - k + 1, sizes[-1][1] + 2 * pad - k + 1
+        total += 2 * (1 if i == 1 else f) * f * k * k * hh * ww     # conv{i}
+        total += 2 * f * (1 if i == 1 else f) * k * k * sizes[-1][0] * sizes[-1][1]   # its mirrored deconv
+        sizes.append((hh, ww))
+    return total / 1e9
+
+
+def worker(args):
+    """Runs in the subprocess: time one framework on one configuration, print one JSON line."""
+    cfg = CONFIGS[args.config]
+    import numpy as np
+    rng = np.random.default_rng(0)
+    if args.mode == "train":
+        x = rng.random((args.batch, 1, args.size, args.size), dtype=np.float32)
+        target = np.clip(x + 0.1 * rng.standard_normal(x.shape, dtype=np.float32), 0, 1).astype(np.float32)
+    else:
+        x = rng.random((1, 1, args.height, args.width), dtype=np.float32)
+    if args.framework == "torch":
+        import torch
+        torch.set_num_threads(args.threads)
+        sys.path.insert(0, os.path.join(ROOT, "tests"))
+        from torch_rednet import TorchREDNet
+        net = TorchREDNet(**cfg)
+        xt, tt = torch.from_numpy(x), torch.from_numpy(target) if args.mode == "train" else None
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+
+        def step():
+            if args.mode == "train":
+                opt.zero_grad(set_to_none=False)
+                loss = ((net(xt) - tt) ** 2).sum() / x.shape[0]
+                loss.backward()
+                opt.step()
+            else:
+                with torch.no_grad():
+                    net(xt)
+    else:
+        sys.path.insert(0, ROOT)
+        import redcore
+        net = redcore.REDNet(backend=args.framework, **cfg)
+        opt = redcore.Adam(net.params)
+
+        def step():
+            y = net.forward(x)
+            if args.mode == "train":
+                _, dy = redcore.mse_loss(y, target)
+                net.backward(dy)
+                opt.step(net.grads)
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"times": times}))
+
+
+def measure(framework, config, mode, args, **extra):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--framework", framework, "--config", config,
+           "--mode", mode, "--batch", str(args.batch), "--size", str(args.size), "--repeats", str(args.repeats),
+           "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    for k, v in extra.items():
+        cmd += [f"--{k}", str(v)]
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"{framework} {config} {mode} failed:\n{out.stderr[-2000:]}")
+    times = json.loads(out.stdout.strip().splitlines()[-1])["times"]
+    return sorted(times)[len(times) // 2]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--configs", default="red10,red30,red30-release")
+    p.add_argument("--backends", default="cpu", help="redcore backends to time (numpy is very slow)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--size", type=int, default=50, help="patch size")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--no-inference", action="store_true", help="skip the 321x481 inference timing")
+    # worker-only arguments
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--framework", help=argparse.SUPPRESS)
+    p.add_argument("--config", help=argparse.SUPPRESS)
+    p.add_argument("--mode", default="train", help=argparse.SUPPRESS)
+    p.add_argument("--height", type=int, default=321, help=argparse.SUPPRESS)
+    p.add_argument("--width", type=int, default=481, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return worker(args)
+
+    import numpy as np
+    import torch
+    print(f"threads {args.threads}, batch {args.batch} x {args.size}x{args.size}, median of {args.repeats}; "
+          f"torch {torch.__version__}, numpy {np.__version__}, "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    print(f"{'config':15s} {'framework':10s} {'s/step':>8s} {'patches/s':>10s} {'GFLOP/s':>8s} {'vs torch':>9s}")
+    for config in args.configs.split(","):
+        gflop = 3 * conv_gflop(CONFIGS[config], args.size, args.size) * args.batch
+        t_torch = measure("torch", config, "train", args)
+        rows = [("torch", t_torch)] + [(b, measure(b, config, "train", args)) for b in args.backends.split(",")]
+        for name, t in rows:
+            print(f"{config:15s} {name:10s} {t:8.3f} {args.batch / t:10.2f} {gflop / t:8.1f} {t_torch / t:8.2f}x")
+    if not args.no_inference:
+        cfg = "red30-release"
+        gflop = conv_gflop(CONFIGS[cfg], 321, 481)
+        t_torch = measure("torch", cfg, "infer", args)
+        print(f"\ninference of {cfg} on one 321x481 image")
+        for name, t in [("torch", t_torch)] + [(b, measure(b, cfg, "infer", args)) for b in args.backends.split(",")]:
+            print(f"{cfg:15s} {name:10s} {t:8.3f} s  {gflop / t:8.1f} GFLOP/s {t_torch / t:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
