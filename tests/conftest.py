@@ -7,8 +7,8 @@ sys.path.insert(0, os.path.dirname(__file__))   # tests/gradcheck.py
 
 # JIT compilation makes the first example slow: no deadline.  CI runs the profile "ci" (fewer examples);
 # `pytest --hypothesis-profile=thorough` runs many more locally.
-settings.register_profile("ci", max_examples=12, deadline=None, derandomize=True)
-settings.register_profile("dev", max_examples=25, deadline=None)
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
+settings.register_profile("dev", max_examples=40, deadline=None)
 settings.register_profile("thorough", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 

@@ -53,6 +53,7 @@ def test_cuda_without_device_is_one_clear_sentence(tmp_path, capsys):
     assert code == 2 and err.startswith("error: the cuda backend") and err.count("\n") == 1
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_nan_loss_stops_and_keeps_the_checkpoint(tmp_path, capsys):
     """A step size of 1e30 blows the weights up after one step: training stops at the next loss with one
     sentence naming NaN/Inf, and the checkpoint of step 1 stays a loadable file."""

@@ -24,20 +24,26 @@ def valid_range(tap, stride, padding, size, out_size):
 
 
 @nb.njit(parallel=True, cache=True)
-def im2col(cols, x, k, stride, padding, h_out, w_out):
-    """cols: (N, C*k*k, H_o*W_o) <- patches of x: (N, C, H, W).  prange over (n, c): disjoint rows of cols."""
+def im2col(cols, x, k, stride, padding, h_out, w_out, i_start):
+    """cols: (N, C*k*k, R*W_o) <- patches of x: (N, C, H, W) for the R output rows i_start .. i_start+R-1
+    (R = cols.shape[2] // W_o: large images are processed in bands of rows).  prange over (n, c): disjoint
+    rows of cols."""
     n_img, c_in, h, w = x.shape
+    n_rows = cols.shape[2] // w_out
     for nc in nb.prange(n_img * c_in):
         n, c = nc // c_in, nc % c_in
         for u in range(k):
             i_lo, i_hi = valid_range(u, stride, padding, h, h_out)
+            i_lo, i_hi = max(i_lo, i_start) - i_start, max(min(i_hi, i_start + n_rows) - i_start, 0)
+            i_lo = min(i_lo, n_rows)
+            i_hi = max(i_hi, i_lo)
             for v in range(k):
                 j_lo, j_hi = valid_range(v, stride, padding, w, w_out)
                 row = cols[n, (c * k + u) * k + v]
                 row[:i_lo * w_out] = 0
                 row[i_hi * w_out:] = 0
                 for i in range(i_lo, i_hi):
-                    base, hh = i * w_out, stride * i + u - padding
+                    base, hh = i * w_out, stride * (i + i_start) + u - padding
                     for j in range(j_lo):
                         row[base + j] = 0
                     for j in range(j_hi, w_out):
@@ -51,22 +57,26 @@ def im2col(cols, x, k, stride, padding, h_out, w_out):
 
 
 @nb.njit(parallel=True, cache=True)
-def col2im(x, cols, k, stride, padding, h_out, w_out):
-    """x: (N, C, H, W) <- sum of the column entries of cols: (N, C*k*k, H_o*W_o) that came from each pixel.
+def col2im(x, cols, k, stride, padding, h_out, w_out, i_start):
+    """x: (N, C, H, W) += the column entries of cols: (N, C*k*k, R*W_o), output rows i_start .. i_start+R-1,
+    each added to the pixel it came from (the caller zeroes x once; bands of rows accumulate).
     prange over (n, c): each iteration owns one output plane x[n, c]."""
     n_img, c_in, h, w = x.shape
+    n_rows = cols.shape[2] // w_out
     for nc in nb.prange(n_img * c_in):
         n, c = nc // c_in, nc % c_in
         plane = x[n, c]
-        plane[:, :] = 0
         for u in range(k):
             i_lo, i_hi = valid_range(u, stride, padding, h, h_out)
+            i_lo, i_hi = max(i_lo, i_start) - i_start, max(min(i_hi, i_start + n_rows) - i_start, 0)
+            i_lo = min(i_lo, n_rows)
+            i_hi = max(i_hi, i_lo)
             for v in range(k):
                 j_lo, j_hi = valid_range(v, stride, padding, w, w_out)
                 row = cols[n, (c * k + u) * k + v]
                 off = v - padding
                 for i in range(i_lo, i_hi):
-                    base, hh = i * w_out, stride * i + u - padding
+                    base, hh = i * w_out, stride * (i + i_start) + u - padding
                     if stride == 1:
                         plane[hh, j_lo + off:j_hi + off] += row[base + j_lo:base + j_hi]
                     else:

@@ -29,8 +29,19 @@ class CpuBackend(NumpyBackend):
         return buf[:need].reshape(n_img, rows, cols)
 
     @staticmethod
-    def _chunk(n_img, rows, cols, itemsize):
-        return max(1, min(n_img, COLS_BUDGET // max(1, rows * cols * itemsize)))
+    def _blocks(n_img, rows, h_out, w_out, itemsize):
+        """(images a:b, output rows i:j) blocks whose columns fit COLS_BUDGET: several whole images at a time
+        when one image fits, else one image in bands of output rows (a 2000x3000 photo then needs ~8 MiB)."""
+        per_image = rows * h_out * w_out * itemsize
+        if per_image <= COLS_BUDGET:
+            step = max(1, min(n_img, COLS_BUDGET // per_image))
+            for a in range(0, n_img, step):
+                yield a, min(a + step, n_img), 0, h_out
+        else:
+            band = max(1, COLS_BUDGET // (rows * w_out * itemsize))
+            for a in range(n_img):
+                for i in range(0, h_out, band):
+                    yield a, a + 1, i, min(i + band, h_out)
 
     # ---- convolution primitives --------------------------------------------------------------------
     def conv2d(self, x, w, stride, padding):
@@ -39,15 +50,13 @@ class CpuBackend(NumpyBackend):
         n_img, c_in, h, wd = x.shape
         c_out, _, k, _ = w.shape
         h_out, w_out = conv_output_size(h, k, stride, padding), conv_output_size(wd, k, stride, padding)
-        rows, p = c_in * k * k, h_out * w_out
+        rows = c_in * k * k
         wm = w.reshape(c_out, rows)
-        y = np.empty((n_img, c_out, p), dtype=x.dtype)
-        step = self._chunk(n_img, rows, p, x.itemsize)
-        for a in range(0, n_img, step):
-            b = min(a + step, n_img)
-            cols = self._columns(b - a, rows, p, x.dtype)
-            K.im2col(cols, x[a:b], k, stride, padding, h_out, w_out)
-            np.matmul(wm, cols, out=y[a:b])
+        y = np.empty((n_img, c_out, h_out * w_out), dtype=x.dtype)
+        for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, x.itemsize):
+            cols = self._columns(b - a, rows, (j - i) * w_out, x.dtype)
+            K.im2col(cols, x[a:b], k, stride, padding, h_out, w_out, i)
+            np.matmul(wm, cols, out=y[a:b, :, i * w_out:j * w_out])
         return y.reshape(n_img, c_out, h_out, w_out)
 
     def conv2d_backward_input(self, dy, w, input_hw, stride, padding):
@@ -55,16 +64,14 @@ class CpuBackend(NumpyBackend):
         dy = np.ascontiguousarray(dy)
         n_img, c_out, h_out, w_out = dy.shape
         _, c_in, k, _ = w.shape
-        rows, p = c_in * k * k, h_out * w_out
+        rows = c_in * k * k
         wmt = w.reshape(c_out, rows).T
-        dyf = dy.reshape(n_img, c_out, p)
-        dx = np.empty((n_img, c_in) + tuple(input_hw), dtype=dy.dtype)
-        step = self._chunk(n_img, rows, p, dy.itemsize)
-        for a in range(0, n_img, step):
-            b = min(a + step, n_img)
-            dcols = self._columns(b - a, rows, p, dy.dtype)
-            np.matmul(wmt, dyf[a:b], out=dcols)
-            K.col2im(dx[a:b], dcols, k, stride, padding, h_out, w_out)
+        dyf = dy.reshape(n_img, c_out, h_out * w_out)
+        dx = np.zeros((n_img, c_in) + tuple(input_hw), dtype=dy.dtype)
+        for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, dy.itemsize):
+            dcols = self._columns(b - a, rows, (j - i) * w_out, dy.dtype)
+            np.matmul(wmt, dyf[a:b, :, i * w_out:j * w_out], out=dcols)
+            K.col2im(dx[a:b], dcols, k, stride, padding, h_out, w_out, i)
         return dx
 
     def conv2d_backward_weight(self, dy, x, k, stride, padding):
@@ -72,16 +79,14 @@ class CpuBackend(NumpyBackend):
         dy, x = np.ascontiguousarray(dy), np.ascontiguousarray(x)
         n_img, c_out, h_out, w_out = dy.shape
         c_in = x.shape[1]
-        rows, p = c_in * k * k, h_out * w_out
-        dyf = dy.reshape(n_img, c_out, p)
+        rows = c_in * k * k
+        dyf = dy.reshape(n_img, c_out, h_out * w_out)
         dw = np.zeros((c_out, rows), dtype=dy.dtype)
-        step = self._chunk(n_img, rows, p, x.itemsize)
-        for a in range(0, n_img, step):
-            b = min(a + step, n_img)
-            cols = self._columns(b - a, rows, p, x.dtype)
-            K.im2col(cols, x[a:b], k, stride, padding, h_out, w_out)
+        for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, x.itemsize):
+            cols = self._columns(b - a, rows, (j - i) * w_out, x.dtype)
+            K.im2col(cols, x[a:b], k, stride, padding, h_out, w_out, i)
             for n in range(b - a):       # accumulate one GEMM per image: no (N, O, K) temporary
-                dw += dyf[a + n] @ cols[n].T
+                dw += dyf[a + n, :, i * w_out:j * w_out] @ cols[n].T
         return dw.reshape(c_out, c_in, k, k)
 
     def add_bias(self, y, b):
