@@ -42,6 +42,9 @@ def conv_gflop(cfg, h, w):
 def worker(args):
     """Runs in the subprocess: time one framework on one configuration, print one JSON line."""
     cfg = CONFIGS[args.config]
+    if args.framework != "torch":     # redcore first: it sets the thread pools' idle policy before numpy loads BLAS
+        sys.path.insert(0, ROOT)
+        import redcore
     import numpy as np
     rng = np.random.default_rng(0)
     if args.mode == "train":
@@ -68,8 +71,6 @@ def worker(args):
                 with torch.no_grad():
                     net(xt)
     else:
-        sys.path.insert(0, ROOT)
-        import redcore
         net = redcore.REDNet(backend=args.framework, **cfg)
         opt = redcore.Adam(net.params)
 
