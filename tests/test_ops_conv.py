@@ -5,20 +5,11 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 from gradcheck import check_gradient
+from strategies import conv_case
 from redcore.backends import get_backend
 from redcore.ops import conv as C
 
 be = get_backend("numpy")
-
-
-@st.composite
-def conv_case(draw):
-    n, c_in, c_out = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    k, s = draw(st.integers(1, 4)), draw(st.integers(1, 3))
-    p = draw(st.integers(0, k - 1))
-    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
-    assume(h + 2 * p >= k and w + 2 * p >= k)
-    return n, c_in, c_out, k, s, p, h, w, draw(st.integers(0, 2**31 - 1))
 
 
 @given(conv_case())

@@ -23,6 +23,15 @@ def valid_range(tap, stride, padding, size, out_size):
     return lo, max(lo, hi)
 
 
+@nb.njit(inline="always")
+def band_valid_range(tap, stride, padding, size, out_size, i_start, n_rows):
+    """valid_range for the band of output rows [i_start, i_start + n_rows), relative to i_start."""
+    lo, hi = valid_range(tap, stride, padding, size, out_size)
+    lo = min(max(lo, i_start) - i_start, n_rows)
+    hi = max(min(hi, i_start + n_rows) - i_start, lo)
+    return lo, hi
+
+
 @nb.njit(parallel=True, cache=True)
 def im2col(cols, x, k, stride, padding, h_out, w_out, i_start):
     """cols: (N, C*k*k, R*W_o) <- patches of x: (N, C, H, W) for the R output rows i_start .. i_start+R-1
@@ -33,10 +42,7 @@ def im2col(cols, x, k, stride, padding, h_out, w_out, i_start):
     for nc in nb.prange(n_img * c_in):
         n, c = nc // c_in, nc % c_in
         for u in range(k):
-            i_lo, i_hi = valid_range(u, stride, padding, h, h_out)
-            i_lo, i_hi = max(i_lo, i_start) - i_start, max(min(i_hi, i_start + n_rows) - i_start, 0)
-            i_lo = min(i_lo, n_rows)
-            i_hi = max(i_hi, i_lo)
+            i_lo, i_hi = band_valid_range(u, stride, padding, h, h_out, i_start, n_rows)
             for v in range(k):
                 j_lo, j_hi = valid_range(v, stride, padding, w, w_out)
                 row = cols[n, (c * k + u) * k + v]
@@ -67,10 +73,7 @@ def col2im(x, cols, k, stride, padding, h_out, w_out, i_start):
         n, c = nc // c_in, nc % c_in
         plane = x[n, c]
         for u in range(k):
-            i_lo, i_hi = valid_range(u, stride, padding, h, h_out)
-            i_lo, i_hi = max(i_lo, i_start) - i_start, max(min(i_hi, i_start + n_rows) - i_start, 0)
-            i_lo = min(i_lo, n_rows)
-            i_hi = max(i_hi, i_lo)
+            i_lo, i_hi = band_valid_range(u, stride, padding, h, h_out, i_start, n_rows)
             for v in range(k):
                 j_lo, j_hi = valid_range(v, stride, padding, w, w_out)
                 row = cols[n, (c * k + u) * k + v]
