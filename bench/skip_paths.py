@@ -19,19 +19,14 @@ from redcore import data as D  # noqa: E402
 
 def path_ratios(net, sampler, sigma, steps):
     """For every conv{i} with a skip: median over batches of ||dW from the skip path|| / ||dW from the main path||."""
-    be = net.backend
     ratios = {}
     for s in steps:
-        rng = sampler.rng(s)
-        clean = sampler.batch(s, rng)
-        _, dy = redcore.mse_loss(net.forward(D.add_gaussian_noise(clean, sigma, rng)), clean)
+        noisy, clean = sampler.denoising_batch(s, sigma)
+        _, dy = redcore.mse_loss(net.forward(noisy), clean)
         net.backward(dy, record_paths=True)
-        for i, (main, skip) in net.path_grads.items():
-            norms = []
-            for g in (main, skip):
-                g = be.relu_backward_(g.copy(), net.cache["conv_out"][i - 1])
-                norms.append(np.linalg.norm(be.conv2d_backward_weight(g, net.cache["conv_in"][i], net.k, net.stride[i], net.pad)))
-            ratios.setdefault(i, []).append(norms[1] / max(norms[0], 1e-30))
+        for i in net.path_grads:
+            main, skip = net.path_weight_grads(i)
+            ratios.setdefault(i, []).append(np.linalg.norm(skip) / max(np.linalg.norm(main), 1e-30))
     return {i: float(np.median(r)) for i, r in sorted(ratios.items())}
 
 
@@ -45,18 +40,16 @@ def main():
     p.add_argument("--backend", default="cpu")
     args = p.parse_args()
     net = redcore.REDNet(depth=args.depth, filters=args.filters, skip_step=2, backend=args.backend)
-    root = D.default_data_root()
-    images = D.read_folder(os.path.join(root, "train400")) if root and os.path.isdir(os.path.join(root, "train400")) \
-        else D.builtin_images()
+    train_dir = D.default_train_folder()
+    images = D.read_folder(train_dir) if train_dir else D.builtin_images()
     sampler = D.PatchSampler(images, patch=50, batch=args.batch, seed=1)
     probe = range(10**6, 10**6 + 5)         # fixed probe batches, disjoint from the training steps
     print(f"{net}\n||dW_skip|| / ||dW_main|| per conv layer with a skip (median of {len(probe)} batches)")
     at_init = path_ratios(net, sampler, 25, probe)
     opt = redcore.Adam(net.params, lr=args.lr)
     for s in range(args.steps):
-        rng = sampler.rng(s)
-        clean = sampler.batch(s, rng)
-        _, dy = redcore.mse_loss(net.forward(D.add_gaussian_noise(clean, 25, rng)), clean)
+        noisy, clean = sampler.denoising_batch(s, 25)
+        _, dy = redcore.mse_loss(net.forward(noisy), clean)
         net.backward(dy)
         opt.step(net.grads)
     trained = path_ratios(net, sampler, 25, probe)

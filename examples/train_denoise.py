@@ -55,8 +55,7 @@ def parse_args(argv=None):
 
 def load_images(args):
     """(training images, validation images, a sentence saying where they came from)."""
-    root = D.default_data_root()
-    train_dir = args.data or (os.path.join(root, "train400") if root and os.path.isdir(os.path.join(root, "train400")) else None)
+    train_dir = args.data or D.default_train_folder()
     if train_dir:
         train = D.read_folder(train_dir)
         val_dir = args.val or next((d for d in (os.path.join(train_dir, "..", "test", "Set12"),
@@ -155,9 +154,7 @@ def main(argv=None):
                unit="step", dynamic_ncols=True)
     t_last, loss, strip = time.perf_counter(), float("nan"), None
     for step in bar:
-        rng = sampler.rng(step)
-        clean = sampler.batch(step, rng)
-        noisy = D.add_gaussian_noise(clean, args.sigma, rng)
+        noisy, clean = sampler.denoising_batch(step, args.sigma)
         try:
             loss, dy = redcore.mse_loss(net.forward(noisy), clean)      # Eq. 4
         except FloatingPointError as e:
@@ -176,7 +173,7 @@ def main(argv=None):
             msg = (f"step {step + 1}: loss {loss:.4g}, validation PSNR {entry['val_psnr']:.2f} dB "
                    f"(noisy input {noisy_psnr:.2f} dB, gain {entry['val_psnr'] - noisy_psnr:+.2f} dB)")
             (bar.write if not args.no_progress else print)(msg)
-            sys.stdout.flush()
+            sys.stdout.flush()   # a log redirected to a file shows each validation as it happens
             n, c = val_pairs[0]
             strip = np.hstack([np.clip(n, 0, 1), restored[0], c])
         state["history"].append(entry)

@@ -19,6 +19,13 @@ def default_data_root():
     return os.path.normpath(here) if os.path.isdir(here) else None
 
 
+def default_train_folder():
+    """The shared training set (train400 under default_data_root()), or None where it is absent."""
+    root = default_data_root()
+    folder = os.path.join(root, "train400") if root else None
+    return folder if folder and os.path.isdir(folder) else None
+
+
 def read_gray(path):
     """An image file as a gray (H, W) float32 array in [0, 1] (color is converted to luma, ITU-R BT.601)."""
     from PIL import Image, UnidentifiedImageError
@@ -78,12 +85,6 @@ def dihedral(img, t):
     return out[..., ::-1] if t >= 4 else out
 
 
-def inverse_dihedral(img, t):
-    """The inverse of dihedral(., t)."""
-    out = img[..., ::-1] if t >= 4 else img
-    return np.rot90(out, -(t % 4), axes=(-2, -1))
-
-
 class PatchSampler:
     """Random p x p patches with the x8 flip/rotation augmentation, drawn reproducibly per step.
 
@@ -110,6 +111,12 @@ class PatchSampler:
             i, j = rng.integers(img.shape[0] - p + 1), rng.integers(img.shape[1] - p + 1)
             out[n, 0] = dihedral(img[i:i + p, j:j + p], int(rng.integers(8)))
         return out
+
+    def denoising_batch(self, step, sigma):
+        """(noisy, clean) for this step: clean patches and Gaussian noise of `sigma` drawn from one seeded stream."""
+        rng = self.rng(step)
+        clean = self.batch(step, rng)
+        return add_gaussian_noise(clean, sigma, rng), clean
 
 
 def add_gaussian_noise(clean, sigma, rng):

@@ -230,6 +230,22 @@ class REDNet:
             g += be.asarray(dy, self.dtype)
         return g
 
+    def path_weight_grads(self, i):
+        """(dW from the main path, dW from the skip path) of conv{i}.weight after backward(record_paths=True).
+
+        Paper Eq. 12-13: the gradient reaching conv{i}'s output is main + skip, and the weight gradient is
+        linear in it, so the two parts sum to grads["conv{i}.weight"].
+        """
+        if not self.path_grads or i not in self.path_grads:
+            raise ValueError(f"no path gradients for conv{i}: it needs a skip and backward(..., record_paths=True)")
+        be, c = self.backend, self.cache
+        parts = []
+        for g in self.path_grads[i]:
+            if self.relu:
+                g = be.relu_backward_(g.copy(), c["conv_out"][i - 1])
+            parts.append(be.conv2d_backward_weight(g, c["conv_in"][i], self.k, self.stride[i], self.pad))
+        return tuple(parts)
+
     # ---- weights -----------------------------------------------------------------------------------
     def state_dict(self):
         """name -> host NumPy copy of every parameter."""

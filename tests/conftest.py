@@ -5,8 +5,8 @@ from hypothesis import settings
 
 sys.path.insert(0, os.path.dirname(__file__))   # tests/gradcheck.py
 
-# JIT compilation makes the first example slow: no deadline.  CI runs the profile "ci" (fewer examples);
-# `pytest --hypothesis-profile=thorough` runs many more locally.
+# JIT compilation makes the first example slow: no deadline.  CI runs the profile "ci" (derandomized, so a
+# CI failure reproduces); HYPOTHESIS_PROFILE=thorough runs 200 examples per property locally.
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=40, deadline=None)
 settings.register_profile("thorough", max_examples=200, deadline=None)

@@ -1,9 +1,9 @@
 """The "cpu" backend: Numba kernels (redcore.kernels, from kernels/cpu) for the data movement and the
 element-wise work, and the BLAS GEMM that NumPy links for the convolutions' matrix products.
 
-conv2d = im2col + GEMM; conv2d_backward_input = GEMM + col2im; conv2d_backward_weight = im2col + GEMM.
-The column buffer is reused between calls and is never larger than about COLS_BUDGET bytes: images are
-processed in chunks that fit it.
+conv2d = im2col + GEMM; conv2d_backward_input = GEMM + col2im (for stride 1: a conv with the flipped kernel);
+conv2d_backward_weight = im2col + GEMM.  The column buffer is reused between calls and is never larger than
+about COLS_BUDGET bytes: images are processed in groups, or a large image in bands of output rows, that fit it.
 """
 import numpy as np
 
@@ -72,7 +72,7 @@ class CpuBackend(NumpyBackend):
             return self.conv2d(dy, w_flipped, 1, k - 1 - padding)
         dy = np.ascontiguousarray(dy)
         n_img, c_out, h_out, w_out = dy.shape
-        _, c_in, k, _ = w.shape
+        c_in = w.shape[1]
         rows = c_in * k * k
         wmt = w.reshape(c_out, rows).T
         dyf = dy.reshape(n_img, c_out, h_out * w_out)
