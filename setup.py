@@ -11,13 +11,17 @@ setup(
     python_requires=">=3.10",
     # kernels/cpu is installed as redcore.kernels: the Numba kernels live beside the CUDA
     # sources at the top of the tree, but import as part of the package.
-    packages=["redcore", "redcore.ops", "redcore.backends", "redcore.kernels"],
+    packages=["redcore", "redcore.ops", "redcore.backends", "redcore.tasks", "redcore.kernels"],
     package_dir={"redcore.kernels": "kernels/cpu"},
-    install_requires=["numpy>=1.24", "numba>=0.58", "pillow>=9", "tqdm>=4.60"],
+    install_requires=["numpy>=1.24", "numba>=0.58", "pillow>=10.1", "tqdm>=4.60"],
     extras_require={
         "cuda": ["cupy-cuda12x"],
         # torch==2.13.0 is the CPU build on this project's machines; a bare `torch`
         # would pull a CUDA build of several GB.  Test/bench reference only.
-        "test": ["pytest>=7", "hypothesis>=6", "torch==2.13.0"],
+        # BM3D: the classical denoising baseline of redcore.evaluate (optional; slow, CPU only).
+        "baselines": ["bm3d>=4"],
+        # scikit-image checks the metrics, resize-right (a MATLAB-exact imresize) the bicubic resize.
+        "test": ["pytest>=7", "hypothesis>=6", "torch==2.13.0", "scikit-image>=0.22", "resize-right==0.0.2",
+                 "bm3d>=4"],
     },
 )

@@ -13,3 +13,12 @@ settings.register_profile("thorough", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 DATA_DIR = os.environ.get("REDCORE_DATA") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+def data_set(*parts):
+    """The path of a shared data folder, or a pytest skip saying it is absent (tests that need the shared sets)."""
+    import pytest
+    path = os.path.join(DATA_DIR, *parts)
+    if not os.path.isdir(path):
+        pytest.skip(f"the shared data folder {path} is absent (set REDCORE_DATA to the data root)")
+    return path

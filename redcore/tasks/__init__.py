@@ -1,0 +1,180 @@
+"""The paper's five restoration tasks: how each makes a (corrupted, clean) pair and how it is scored.
+
+    task = redcore.tasks.get("sr")
+    clean = task.prepare(clean, 3)                      # the protocol's crop (a multiple of the scale)
+    corrupted, info = task.corrupt(clean, 3, rng)       # the network's input; info holds the mask or kernel
+
+| task    | levels                               | images        | scored on (PSNR / SSIM)                 |
+|---------|--------------------------------------|---------------|-----------------------------------------|
+| denoise | sigma (8-bit scale), or "lo-hi" blind | as read       | the full image                          |
+| sr      | 2, 3, 4                               | Y channel     | Y, `scale` border pixels shaved          |
+| jpeg    | quality 1..100 (paper: 10 20 30 40)   | gray / Y      | the full image                          |
+| deblur  | disk, gaussian, motion                | as read       | the full image                          |
+| inpaint | text10, text20, scratches             | as read       | the full image                          |
+
+Every corruption is a function of a clean image in [0, 1] and a seeded numpy Generator, so a pair is
+reproducible from its seed.
+"""
+from .blur import BLURS, blur, blur_kernel
+from .inpaint import overlay_text, scratches
+from .jpeg import jpeg_compress
+from .noise import add_blind_noise, add_gaussian_noise
+from .resize import bicubic_degrade, imresize, modcrop
+
+
+class Task:
+    """A restoration task: its levels, the colour its images are read in, its corruption and scoring."""
+
+    name = ""
+    summary = ""
+    color = "as read"          # "as read" (gray stays gray, colour stays colour) or "y" (the Y channel)
+    levels = ()                # the paper's levels, for help texts and tables
+    default_level = None
+    default_set = ""           # the shared test set of the paper's table for this task
+
+    def parse_level(self, level):
+        """The canonical level for a user's spelling, or ValueError naming the choices."""
+        raise NotImplementedError
+
+    def prepare(self, clean, level):
+        """The clean image the protocol scores against (SR crops to a multiple of the scale)."""
+        return clean
+
+    def corrupt(self, clean, level, rng):
+        """(corrupted, info): the network's input for clean, and what a baseline may know (mask, kernel)."""
+        raise NotImplementedError
+
+    def shave(self, level):
+        """Border pixels dropped before scoring."""
+        return 0
+
+    def _bad_level(self, level):
+        return ValueError(f"unknown level {str(level)!r} for task {self.name!r}: {self.level_help}")
+
+    @property
+    def level_help(self):
+        return "levels are " + ", ".join(str(v) for v in self.levels)
+
+
+class Denoise(Task):
+    name, summary = "denoise", "additive white Gaussian noise (§5.2)"
+    levels, default_level, default_set = (10, 30, 50, 70), 25, "Set12"
+    level_help = "a noise sigma on the 8-bit scale (paper: 10, 30, 50, 70) or a blind range like '0-55'"
+
+    def parse_level(self, level):
+        text = str(level).strip()
+        try:
+            if "-" in text.lstrip("-"):
+                low, high = (float(v) for v in text.split("-", 1))
+                if 0 <= low <= high:
+                    return (low, high)
+            else:
+                sigma = float(text)
+                if sigma >= 0:
+                    return int(sigma) if sigma == int(sigma) else sigma
+        except ValueError:
+            pass
+        raise self._bad_level(level)
+
+    def corrupt(self, clean, level, rng):
+        level = self.parse_level(level) if not isinstance(level, tuple) else level
+        if isinstance(level, tuple):
+            noisy, sigmas = add_blind_noise(clean[None], level, rng)
+            return noisy[0], {"sigma": float(sigmas[0])}
+        return add_gaussian_noise(clean, level, rng), {"sigma": float(level)}
+
+
+class SuperResolution(Task):
+    name, summary = "sr", "bicubic down-sampling by MATLAB's imresize, input enlarged back (§5.3)"
+    color, levels, default_level, default_set = "y", (2, 3, 4), 3, "Set5"
+    level_help = "a scale factor: 2, 3 or 4"
+
+    def parse_level(self, level):
+        try:
+            scale = int(str(level).lower().lstrip("x"))
+        except ValueError:
+            raise self._bad_level(level) from None
+        if scale not in (2, 3, 4):
+            raise self._bad_level(level)
+        return scale
+
+    def prepare(self, clean, level):
+        return modcrop(clean, self.parse_level(level))
+
+    def corrupt(self, clean, level, rng):
+        return bicubic_degrade(clean, self.parse_level(level)), {}
+
+    def shave(self, level):
+        return self.parse_level(level)
+
+
+class Jpeg(Task):
+    name, summary = "jpeg", "JPEG compression by Pillow's libjpeg (§5.4)"
+    color, levels, default_level, default_set = "y", (10, 20, 30, 40), 10, "classic5"
+    level_help = "a JPEG quality in 1..100 (paper: 10, 20, 30, 40)"
+
+    def parse_level(self, level):
+        try:
+            quality = int(str(level).lower().lstrip("q"))
+        except ValueError:
+            raise self._bad_level(level) from None
+        if not 1 <= quality <= 100:
+            raise self._bad_level(level)
+        return quality
+
+    def corrupt(self, clean, level, rng):
+        return jpeg_compress(clean, self.parse_level(level)), {}
+
+
+class Deblur(Task):
+    name, summary = "deblur", "non-blind blur by MATLAB's fspecial kernels, rounded to 8 bits (§5.5)"
+    levels, default_level, default_set = tuple(BLURS), "disk", "Set12"
+    level_help = "a blur: disk (radius 7), gaussian (25x25, sigma 1.6) or motion (15 pixels at 45 degrees)"
+
+    def parse_level(self, level):
+        name = str(level).lower()
+        if name not in BLURS:
+            raise self._bad_level(level)
+        return name
+
+    def corrupt(self, clean, level, rng):
+        level = self.parse_level(level)
+        return blur(clean, level), {"kernel": blur_kernel(level)}
+
+
+class Inpaint(Task):
+    name, summary = "inpaint", "text of font size 10 or 20, or random scratches, over the image (§5.6)"
+    levels, default_level, default_set = ("text10", "text20", "scratches"), "text20", "Set12"
+    level_help = "text10, text20 (text of that font size) or scratches"
+
+    def parse_level(self, level):
+        name = str(level).lower()
+        name = {"10": "text10", "20": "text20", "scratch": "scratches"}.get(name, name)
+        if name not in self.levels:
+            raise self._bad_level(level)
+        return name
+
+    def corrupt(self, clean, level, rng):
+        level = self.parse_level(level)
+        if level == "scratches":
+            corrupted, mask = scratches(clean, rng)
+        else:
+            corrupted, mask = overlay_text(clean, rng, font_size=int(level[4:]))
+        return corrupted, {"mask": mask}
+
+
+TASKS = {t.name: t for t in (Denoise(), SuperResolution(), Jpeg(), Deblur(), Inpaint())}
+ALIASES = {"denoising": "denoise", "super-resolution": "sr", "superresolution": "sr", "deblocking": "jpeg",
+           "deblurring": "deblur", "inpainting": "inpaint"}
+
+
+def get(name):
+    """The task called `name` (denoise, sr, jpeg, deblur, inpaint), or ValueError listing them."""
+    key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in TASKS:
+        raise ValueError(f"unknown task {name!r}: choose one of {', '.join(TASKS)}")
+    return TASKS[key]
+
+
+__all__ = ["Task", "TASKS", "get", "add_gaussian_noise", "add_blind_noise", "imresize", "modcrop",
+           "bicubic_degrade", "jpeg_compress", "blur", "blur_kernel", "overlay_text", "scratches"]

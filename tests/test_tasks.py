@@ -1,0 +1,210 @@
+"""The five corruptions (redcore.tasks): their statistics, known values, and MATLAB-exact constructions."""
+import numpy as np
+import pytest
+import scipy.ndimage
+from conftest import data_set
+from hypothesis import given
+from hypothesis import strategies as st
+
+from redcore import data as D
+from redcore import metrics as M
+from redcore import tasks
+from redcore.tasks.blur import disk_kernel, gaussian_kernel, imfilter_conv_replicate, motion_kernel
+from redcore.tasks.resize import contributions, imresize
+
+
+def textured(h=96, w=80, seed=0):
+    return D.builtin_images(count=1, size=max(h, w), seed=seed)[0][:h, :w]
+
+
+# ---- denoising ---------------------------------------------------------------------------------------
+def test_gaussian_noise_has_the_asked_sigma_and_is_reproducible():
+    clean = np.full((256, 256), 0.5, np.float32)
+    noisy = tasks.add_gaussian_noise(clean, 25, np.random.default_rng(1))
+    residual = (noisy - clean) * 255
+    assert noisy.dtype == np.float32
+    assert abs(residual.std() - 25) < 0.3 and abs(residual.mean()) < 0.3
+    np.testing.assert_array_equal(noisy, tasks.add_gaussian_noise(clean, 25, np.random.default_rng(1)))
+    # Not clipped: the protocol scores the raw noisy image at about 20*log10(255/sigma).
+    assert noisy.min() < 0.5 - 3 * 25 / 255 and abs(M.psnr(noisy, clean) - 20 * np.log10(255 / 25)) < 0.05
+
+
+def test_blind_noise_draws_one_sigma_per_image_within_the_range():
+    clean = np.zeros((6, 1, 128, 128), np.float32)
+    noisy, sigmas = tasks.add_blind_noise(clean, (0, 55), np.random.default_rng(3))
+    assert sigmas.shape == (6,) and np.all((0 <= sigmas) & (sigmas <= 55)) and np.ptp(sigmas) > 5
+    np.testing.assert_allclose(noisy.reshape(6, -1).std(axis=1) * 255, sigmas, rtol=0.03, atol=0.1)
+
+
+# ---- super-resolution --------------------------------------------------------------------------------
+@given(h=st.integers(4, 40), w=st.integers(4, 40), scale=st.sampled_from([2, 3, 4]), seed=st.integers(0, 99))
+def test_imresize_equals_a_matlab_exact_port(h, w, scale, seed):
+    """resize-right (Shocher et al.) reproduces MATLAB's imresize; with its symmetric padding ours matches it."""
+    from resize_right import interp_methods, resize
+    x = np.random.default_rng(seed).random((h * scale, w * scale))
+    ours = imresize(x, shape=(h, w))
+    theirs = resize(x, out_shape=(h, w), interp_method=interp_methods.cubic, pad_mode="symmetric")
+    np.testing.assert_allclose(ours, theirs, atol=1e-12)
+    up = resize(theirs, out_shape=x.shape, interp_method=interp_methods.cubic, pad_mode="symmetric")
+    np.testing.assert_allclose(imresize(ours, shape=x.shape), up, atol=1e-12)
+
+
+def test_imresize_keeps_constants_and_reproduces_a_ramp_inside():
+    for scale in (2, 3, 4):
+        const = np.full((36, 48), 0.37)
+        np.testing.assert_allclose(imresize(const, 1 / scale), 0.37, atol=1e-12)
+        np.testing.assert_allclose(imresize(const, scale), 0.37, atol=1e-12)
+        # Bicubic reproduces linear functions: down then up of a ramp is exact away from the mirrored border.
+        yy, xx = np.mgrid[0:48, 0:48].astype(np.float64)
+        ramp = 0.01 * xx + 0.005 * yy
+        back = imresize(imresize(ramp, shape=(48 // scale, 48 // scale)), shape=(48, 48))
+        border = 4 * scale
+        np.testing.assert_allclose(back[border:-border, border:-border], ramp[border:-border, border:-border],
+                                   atol=1e-12)
+        assert np.abs(back - ramp).max() > 1e-3          # ... and not at the border, where the mirror bends it
+
+
+def test_imresize_sizes_and_weights():
+    assert imresize(np.zeros((10, 7)), 0.5).shape == (5, 4)        # MATLAB: ceil(scale * size)
+    assert imresize(np.zeros((10, 7, 3)), 2).shape == (20, 14, 3)
+    weights, idx = contributions(12, 4, 1 / 3)
+    np.testing.assert_allclose(weights.sum(axis=1), 1)
+    assert idx.min() >= 0 and idx.max() < 12            # mirrored into the image
+    # 4 * 3 + 2 taps, less the columns that are zero in every row (here where the kernel crosses 0 at |x| = 1, 2).
+    assert weights.shape[1] == 9 and np.all(np.any(weights != 0, axis=0))
+    with pytest.raises(ValueError, match="exactly one"):
+        imresize(np.zeros((4, 4)))
+
+
+def test_sr_task_crops_to_the_scale_and_rounds_to_8_bits():
+    task = tasks.get("sr")
+    clean = task.prepare(textured(50, 47), 3)
+    assert clean.shape == (48, 45)
+    corrupted, _ = task.corrupt(clean, 3, None)
+    assert corrupted.shape == clean.shape
+    np.testing.assert_array_equal(corrupted * 255, np.round(corrupted * 255))
+    with pytest.raises(ValueError, match="multiples of 3"):
+        tasks.bicubic_degrade(textured(50, 47), 3)
+
+
+def test_bicubic_on_set5_matches_the_literature():
+    """The figures every SR paper prints for bicubic on Set5 (Y, shave = scale): 33.66 / 30.39 / 28.42 dB."""
+    names, images = D.load_test_set(data_set("test", "Set5"), mode="y")
+    task = tasks.get("sr")
+    for scale, published in ((2, 33.66), (3, 30.39), (4, 28.42)):
+        scores = []
+        for img in images:
+            clean = task.prepare(img, scale)
+            scores.append(M.psnr(task.corrupt(clean, scale, None)[0], clean, shave=scale))
+        assert abs(np.mean(scores) - published) < 0.01, (scale, np.mean(scores))
+
+
+# ---- JPEG --------------------------------------------------------------------------------------------
+def test_jpeg_is_lossy_at_q10_and_near_lossless_at_q95():
+    clean = M.to_uint8(textured(128, 128)) / np.float32(255)
+    q10, q95 = (tasks.jpeg_compress(clean, q) for q in (10, 95))
+    assert q10.shape == clean.shape and q10.dtype == clean.dtype
+    assert M.psnr(q10, clean) < 34 < 40 < M.psnr(q95, clean)
+    # 8x8 blocks: at q10 the error jumps across block borders more than inside them.
+    err = q10 - clean
+    across = np.abs(np.diff(err, axis=1))[:, 7::8].mean()
+    inside = np.abs(np.diff(err, axis=1))[:, 3::8].mean()
+    assert across > inside
+    color = tasks.jpeg_compress(np.stack([clean] * 3, -1), 30)
+    assert color.shape == (128, 128, 3)
+    with pytest.raises(ValueError, match="quality"):
+        tasks.jpeg_compress(clean, 0)
+
+
+def test_jpeg_q10_on_classic5_matches_the_literature():
+    names, images = D.load_test_set(data_set("test", "classic5"), mode="y")
+    score = np.mean([M.psnr(tasks.jpeg_compress(img, 10), img) for img in images])
+    assert abs(score - 27.82) < 0.05, score
+
+
+# ---- deblurring --------------------------------------------------------------------------------------
+def pixel_disk_area(radius, samples=2000):
+    """Area of each unit pixel covered by the disk, by midpoint quadrature along x (MATLAB's documented
+    definition of fspecial('disk')), normalised."""
+    c = int(np.ceil(radius - 0.5))
+    out = np.zeros((2 * c + 1, 2 * c + 1))
+    for i, y0 in enumerate(range(-c, c + 1)):
+        for j, x0 in enumerate(range(-c, c + 1)):
+            xs = x0 - 0.5 + (np.arange(samples) + 0.5) / samples
+            half = np.sqrt(np.maximum(radius ** 2 - xs ** 2, 0))
+            out[i, j] = np.clip(np.minimum(y0 + 0.5, half) - np.maximum(y0 - 0.5, -half), 0, None).mean()
+    return out / out.sum()
+
+
+@pytest.mark.parametrize("radius", [1, 2.5, 3, 7])
+def test_disk_kernel_is_the_covered_pixel_area(radius):
+    kernel = disk_kernel(radius)
+    assert kernel.shape == (2 * int(np.ceil(radius - 0.5)) + 1,) * 2
+    np.testing.assert_allclose(kernel.sum(), 1, atol=1e-12)
+    np.testing.assert_allclose(kernel, pixel_disk_area(radius), atol=1e-6)
+
+
+def test_gaussian_and_motion_kernels():
+    g = gaussian_kernel(25, 1.6)
+    t = np.arange(25) - 12
+    expected = np.exp(-(t[:, None] ** 2 + t[None, :] ** 2) / (2 * 1.6 ** 2))
+    expected[expected < np.finfo(float).eps * expected.max()] = 0
+    np.testing.assert_allclose(g, expected / expected.sum(), rtol=1e-12)
+    np.testing.assert_allclose(motion_kernel(9, 0), np.full((1, 9), 1 / 9), rtol=1e-12)
+    np.testing.assert_allclose(motion_kernel(9, 90), np.full((9, 1), 1 / 9), rtol=1e-12)
+    m = motion_kernel(15, 45)
+    np.testing.assert_allclose(m.sum(), 1, atol=1e-12)
+    np.testing.assert_allclose(m, m[::-1, ::-1], atol=1e-15)       # symmetric about its centre
+    anti = np.fliplr(m)                                            # 45 degrees: bottom-left to top-right
+    assert np.trace(anti) > 0.5 and np.trace(m) < 0.2
+
+
+@pytest.mark.parametrize("name", ["disk", "gaussian", "motion"])
+def test_imfilter_is_convolution_with_replicated_edges(name):
+    img = textured(60, 50).astype(np.float64)
+    kernel = tasks.blur_kernel(name)
+    np.testing.assert_allclose(imfilter_conv_replicate(img, kernel),
+                               scipy.ndimage.convolve(img, kernel, mode="nearest"), atol=1e-12)
+    blurred = tasks.blur(img.astype(np.float32), name)
+    np.testing.assert_array_equal(blurred * 255, np.round(blurred * 255))          # rounded to 8 bits
+    np.testing.assert_allclose(tasks.blur(np.full((30, 30), 0.4), name), np.round(0.4 * 255) / 255)
+    assert M.psnr(blurred, img) < 35
+
+
+# ---- inpainting --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("level", ["text10", "text20", "scratches"])
+def test_inpainting_masks_cover_a_part_and_leave_the_rest(level):
+    clean = textured(128, 128)
+    task = tasks.get("inpaint")
+    corrupted, info = task.corrupt(clean, level, np.random.default_rng(5))
+    mask = info["mask"]
+    assert mask.shape == clean.shape and 0.03 < mask.mean() < 0.5
+    np.testing.assert_array_equal(corrupted[~mask], clean[~mask])
+    assert np.abs(corrupted[mask] - clean[mask]).mean() > 0.05
+    again, _ = task.corrupt(clean, level, np.random.default_rng(5))
+    np.testing.assert_array_equal(corrupted, again)
+    rgb, info = task.corrupt(np.stack([clean] * 3, -1), level, np.random.default_rng(5))
+    assert rgb.shape == (128, 128, 3) and info["mask"].shape == (128, 128)
+
+
+def test_bigger_text_covers_more_pixels_per_letter():
+    clean = np.zeros((200, 200), np.float32)
+    small, _ = tasks.overlay_text(clean, np.random.default_rng(0), font_size=10)
+    big, _ = tasks.overlay_text(clean, np.random.default_rng(0), font_size=20)
+    # Per text line, size 20 strokes are taller: count rows with ink between lines.
+    assert (np.abs(big) > 0).mean() != (np.abs(small) > 0).mean()
+
+
+# ---- the registry ------------------------------------------------------------------------------------
+def test_task_levels_and_errors():
+    assert tasks.get("denoising") is tasks.get("denoise")
+    assert tasks.get("denoise").parse_level("25") == 25
+    assert tasks.get("denoise").parse_level("0-55") == (0.0, 55.0)
+    assert tasks.get("sr").parse_level("x3") == 3 and tasks.get("jpeg").parse_level("q20") == 20
+    assert tasks.get("inpaint").parse_level(20) == "text20"
+    with pytest.raises(ValueError, match="unknown task 'dehaze': choose one of denoise, sr"):
+        tasks.get("dehaze")
+    with pytest.raises(ValueError, match="unknown level '5' for task 'sr'"):
+        tasks.get("sr").parse_level(5)
+    with pytest.raises(ValueError, match="unknown level 'box' for task 'deblur'"):
+        tasks.get("deblur").parse_level("box")
