@@ -21,6 +21,7 @@ import redcore  # noqa: E402  (first: it sets the thread pools' idle policy befo
 import numpy as np  # noqa: E402
 from redcore import data as D  # noqa: E402
 from redcore.io import load_checkpoint, save_checkpoint  # noqa: E402
+from redcore.metrics import psnr  # noqa: E402
 from redcore.model import PRESETS  # noqa: E402
 
 
@@ -81,8 +82,8 @@ def validate(net, val_pairs):
     """(mean PSNR of the restored images, restored images): one image at a time, full frame."""
     restored = []
     for noisy, _ in val_pairs:
-        restored.append(net.backend.to_numpy(net.forward(noisy[None, None]))[0, 0])
-    return float(np.mean([D.psnr(r, c) for r, (_, c) in zip(restored, val_pairs)])), restored
+        restored.append(np.clip(net.backend.to_numpy(net.forward(noisy[None, None]))[0, 0], 0, 1))
+    return float(np.mean([psnr(r, c) for r, (_, c) in zip(restored, val_pairs)])), restored
 
 
 def save_pictures(out, history, strip):
@@ -133,7 +134,7 @@ def main(argv=None):
     for img in val:
         clean = center_crop(img, args.val_crop)
         val_pairs.append((D.add_gaussian_noise(clean, args.sigma, vrng), clean))
-    noisy_psnr = float(np.mean([D.psnr(n, c) for n, c in val_pairs]))
+    noisy_psnr = float(np.mean([psnr(n, c) for n, c in val_pairs]))
 
     state = {"step": 0, "history": [], "args": vars(args)}
     if args.resume:

@@ -4,8 +4,12 @@ Images are float32 arrays in [0, 1], (H, W) gray.  Batches are (N, 1, p, p) floa
 moves them to its backend (REDNet.forward does the one transfer).
 """
 import os
+from collections import OrderedDict
 
 import numpy as np
+
+from .metrics import rgb_to_y, to_uint8
+from .tasks.noise import add_gaussian_noise
 
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -26,26 +30,103 @@ def default_train_folder():
     return folder if folder and os.path.isdir(folder) else None
 
 
-def read_gray(path):
-    """An image file as a gray (H, W) float32 array in [0, 1] (color is converted to luma, ITU-R BT.601)."""
+def read_image(path, mode="gray"):
+    """An image file as a float32 array in [0, 1].
+
+    mode "gray": (H, W), colour converted to luma by Pillow (ITU-R BT.601 weights, full range);
+    "y": (H, W), the studio-range Y of BT.601 rounded to 8 bits, as MATLAB's rgb2ycbcr of a uint8 image (the
+    SR and JPEG protocols), a gray file as it is; "rgb": (H, W, 3), a gray file repeated; "as read": (H, W) for gray files, (H, W, 3) for colour.
+    """
     from PIL import Image, UnidentifiedImageError
+    if mode not in READ_MODES:
+        raise ValueError(f"unknown image mode {mode!r}: choose one of {', '.join(READ_MODES)}")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+            is_gray = im.mode in ("L", "I", "I;16", "1", "F", "LA") or (
+                im.mode == "P" and all(r == g == b for r, g, b in _palette_rgb(im)))
+            if mode == "gray" or (is_gray and mode in ("y", "as read")):
+                return np.asarray(im.convert("L"), dtype=np.float32) / np.float32(255.0)
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / np.float32(255.0)
     except FileNotFoundError:
         raise FileNotFoundError(f"no such image: {path}") from None
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{path} is not a readable image: {e}") from None
+    return to_uint8(rgb_to_y(rgb)).astype(np.float32) / np.float32(255.0) if mode == "y" else rgb
 
 
-def read_folder(folder, limit=None):
-    """All images in `folder` (sorted by name) as gray arrays; a clear error when there are none."""
+READ_MODES = ("gray", "y", "rgb", "as read")
+
+
+def _palette_rgb(im):
+    values = im.getpalette() or []
+    return list(zip(values[0::3], values[1::3], values[2::3]))
+
+
+def read_gray(path):
+    """An image file as a gray (H, W) float32 array in [0, 1] (colour converted to luma, ITU-R BT.601)."""
+    return read_image(path, "gray")
+
+
+def image_paths(folder):
+    """The image files in `folder`, sorted by name; a clear error when the folder is missing or holds none."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"no such image folder: {folder}")
     names = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
     if not names:
         raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return [read_gray(os.path.join(folder, f)) for f in names[:limit]]
+    return [os.path.join(folder, f) for f in names]
+
+
+def read_folder(folder, limit=None, mode="gray"):
+    """All images in `folder` (sorted by name), read in `mode` (see read_image)."""
+    return [read_image(p, mode) for p in image_paths(folder)[:limit]]
+
+
+class ImageFolder:
+    """The images of a folder, read from disk when asked for and kept in a small cache (a sequence).
+
+    For training sets too large to hold: `sizes` comes from the file headers without decoding the pixels,
+    and at most `cache_size` decoded images stay in memory.
+    """
+
+    def __init__(self, folder, mode="gray", cache_size=64):
+        from PIL import Image
+        self.paths, self.mode, self.cache_size = image_paths(folder), mode, int(cache_size)
+        self.sizes = []
+        for path in self.paths:
+            try:
+                with Image.open(path) as im:
+                    self.sizes.append((im.height, im.width))
+            except OSError as e:
+                raise ValueError(f"{path} is not a readable image: {e}") from None
+        self._cache = OrderedDict()
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        img = read_image(self.paths[i], self.mode)
+        self._cache[i] = img
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return img
+
+
+def load_test_set(name_or_folder, mode="gray"):
+    """(names, images) of a test set: a folder path, or a set name under default_data_root()/test."""
+    folder = name_or_folder
+    if not os.path.isdir(folder):
+        root = default_data_root()
+        candidate = os.path.join(root, "test", name_or_folder) if root else None
+        if candidate is None or not os.path.isdir(candidate):
+            where = f" or {os.path.join(root, 'test')}" if root else " (no data folder: set REDCORE_DATA)"
+            raise FileNotFoundError(f"no image folder {name_or_folder!r} here{where}")
+        folder = candidate
+    paths = image_paths(folder)
+    return [os.path.splitext(os.path.basename(p))[0] for p in paths], [read_image(p, mode) for p in paths]
 
 
 def builtin_images(count=12, size=128, seed=2016):
@@ -78,23 +159,33 @@ def builtin_images(count=12, size=128, seed=2016):
     return images
 
 
-# The 8 symmetries of the square (identity, 3 rotations, and their mirror images): the paper's augmentation.
-def dihedral(img, t):
-    """Transform t in 0..7 of an (..., H, W) array: rotate by 90 t degrees, mirrored when t >= 4."""
-    out = np.rot90(img, t % 4, axes=(-2, -1))
-    return out[..., ::-1] if t >= 4 else out
+# The 8 symmetries of the square (identity, 3 rotations, and their mirror images): the paper's augmentation
+# (§3.5) and its x8 self-ensemble.
+def dihedral(img, t, axes=(-2, -1)):
+    """Transform t in 0..7 of an array over its two image axes: rotate by 90 t degrees, mirrored when t >= 4."""
+    out = np.rot90(img, t % 4, axes=axes)
+    return np.flip(out, axis=axes[1]) if t >= 4 else out
+
+
+def inverse_dihedral(img, t, axes=(-2, -1)):
+    """The transform that undoes dihedral(., t): un-mirror, then rotate back."""
+    out = np.flip(img, axis=axes[1]) if t >= 4 else img
+    return np.rot90(out, -(t % 4), axes=axes)
 
 
 class PatchSampler:
     """Random p x p patches with the x8 flip/rotation augmentation, drawn reproducibly per step.
 
-    batch(step) depends only on (seed, step): training resumed at step s draws exactly the patches (and the
-    noise) it would have drawn without the interruption.
+    images: a list of (H, W) or (H, W, C) arrays, or an ImageFolder (read lazily).  batch(step) depends only on
+    (seed, step): training resumed at step s draws exactly the patches (and the corruption) it would have drawn
+    without the interruption.  Batches are host float32 arrays (N, C, p, p); the model moves them to its
+    backend in one place (REDNet.forward).
     """
 
     def __init__(self, images, patch=50, batch=16, seed=0):
-        images = [im for im in images if min(im.shape[:2]) >= patch]
-        if not images:
+        sizes = getattr(images, "sizes", None) or [im.shape[:2] for im in images]
+        self.usable = [i for i, (h, w) in enumerate(sizes) if min(h, w) >= patch]
+        if not self.usable:
             raise ValueError(f"no training image is at least {patch}x{patch} pixels")
         self.images, self.patch, self.batch_size, self.seed = images, patch, batch, seed
 
@@ -102,14 +193,17 @@ class PatchSampler:
         return np.random.default_rng([self.seed, step])
 
     def batch(self, step, rng=None):
-        """Clean patches (batch, 1, patch, patch) float32 for this step (and the rng, for further draws)."""
+        """Clean patches (batch, C, patch, patch) float32 for this step (and the rng, for further draws)."""
         rng = self.rng(step) if rng is None else rng
         p = self.patch
-        out = np.empty((self.batch_size, 1, p, p), np.float32)
+        out = None
         for n in range(self.batch_size):
-            img = self.images[rng.integers(len(self.images))]
-            i, j = rng.integers(img.shape[0] - p + 1), rng.integers(img.shape[1] - p + 1)
-            out[n, 0] = dihedral(img[i:i + p, j:j + p], int(rng.integers(8)))
+            img = self.images[self.usable[rng.integers(len(self.usable))]]
+            img = img[None] if img.ndim == 2 else np.moveaxis(img, -1, 0)       # (C, H, W)
+            if out is None:
+                out = np.empty((self.batch_size, img.shape[0], p, p), np.float32)
+            i, j = rng.integers(img.shape[1] - p + 1), rng.integers(img.shape[2] - p + 1)
+            out[n] = dihedral(img[:, i:i + p, j:j + p], int(rng.integers(8)))
         return out
 
     def denoising_batch(self, step, sigma):
@@ -118,13 +212,17 @@ class PatchSampler:
         clean = self.batch(step, rng)
         return add_gaussian_noise(clean, sigma, rng), clean
 
-
-def add_gaussian_noise(clean, sigma, rng):
-    """clean + N(0, (sigma/255)^2), not clipped (the usual denoising protocol)."""
-    return (clean + rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(sigma / 255.0)).astype(np.float32)
-
-
-def psnr(restored, clean, peak=1.0):
-    """PSNR in dB of `restored` against `clean` (both in [0, peak]); the restored image is clipped first."""
-    err = np.mean((np.clip(restored, 0, peak).astype(np.float64) - clean.astype(np.float64)) ** 2)
-    return float("inf") if err == 0 else float(10 * np.log10(peak ** 2 / err))
+    def task_batch(self, step, task, level):
+        """(corrupted, clean) for this step and any task of redcore.tasks: each clean patch is prepared (SR
+        crops it to a multiple of the scale) and corrupted on its own, from the step's seeded stream."""
+        rng = self.rng(step)
+        clean = self.batch(step, rng)
+        pairs = []
+        for patch in clean:
+            image = patch[0] if patch.shape[0] == 1 else np.moveaxis(patch, 0, -1)
+            image = task.prepare(image, level)
+            corrupted, _ = task.corrupt(image, level, rng)
+            pairs.append([np.asarray(a, np.float32).reshape(image.shape[:2] + (-1,)) for a in (corrupted, image)])
+        corrupted, clean = (np.ascontiguousarray(np.stack([p[k] for p in pairs]).transpose(0, 3, 1, 2))
+                            for k in (0, 1))
+        return corrupted, clean
