@@ -1,0 +1,152 @@
+"""Whole-image inference (tiles, x8 ensemble), the classical baselines, and the evaluation harness end to end."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import redcore
+from redcore import baselines as B
+from redcore import data as D
+from redcore import evaluate as E
+from redcore import metrics as M
+from redcore import tasks
+from redcore.inference import count_tiles, restore_array
+
+
+def small_net(kernel_size=3, channels=1, seed=0):
+    return redcore.REDNet(depth=4, filters=4, kernel_size=kernel_size, channels=channels, backend="numpy",
+                          dtype="float64", seed=seed)
+
+
+def identity_net(path=None):
+    """A RED-Net whose residual branch is zero: its output is its input."""
+    net = small_net()
+    net.params.flat[...] = 0
+    if path:
+        net.save(path)
+    return net
+
+
+# ---- inference ---------------------------------------------------------------------------------------
+def test_tiles_blend_without_seams():
+    """A 1x1-kernel net sees one pixel at a time, so tiling must not change its output at all."""
+    net = small_net(kernel_size=1)
+    image = D.builtin_images(count=1, size=100)[0][:100, :77]
+    full = restore_array(net, image)
+    for tile, overlap in ((40, 8), (64, 16), (33, 16)):
+        np.testing.assert_allclose(restore_array(net, image, tile=tile, overlap=overlap), full, atol=1e-6)
+    assert count_tiles((100, 77), tile=40, overlap=8) == 9 and count_tiles((100, 77)) == 1
+    with pytest.raises(ValueError, match="larger than twice the overlap"):
+        restore_array(net, image, tile=30, overlap=16)
+
+
+def test_tiles_are_exact_for_a_receptive_radius_within_a_quarter_overlap():
+    """4 layers of 3x3 see 4 pixels around each output pixel: with overlap 16 (4 pixels dropped per edge)
+    the tiled result is the full-frame one; with overlap 8 the seams show."""
+    net = small_net()
+    image = D.builtin_images(count=1, size=96)[0][:96, :90]
+    full = restore_array(net, image)
+    np.testing.assert_allclose(restore_array(net, image, tile=40, overlap=16), full, atol=1e-6)
+    assert np.abs(restore_array(net, image, tile=40, overlap=8) - full).max() > 1e-4
+
+
+def test_ensemble_averages_the_eight_symmetries():
+    net = small_net(seed=4)
+    image = D.builtin_images(count=1, size=40)[0][:40, :33]
+    manual = np.mean([D.inverse_dihedral(np.clip(net.forward(D.dihedral(image, t)[None, None].copy()), -9, 9)[0, 0], t)
+                      for t in range(8)], axis=0)
+    np.testing.assert_allclose(restore_array(net, image, ensemble=True), np.clip(manual, 0, 1), atol=1e-6)
+    assert not np.allclose(restore_array(net, image), restore_array(net, image, ensemble=True), atol=1e-4)
+    assert count_tiles((40, 33), ensemble=True) == 8
+
+
+def test_gray_net_on_colour_runs_per_channel():
+    net = small_net(seed=2)
+    rgb = np.random.default_rng(0).random((24, 20, 3)).astype(np.float32)
+    out = restore_array(net, rgb)
+    assert out.shape == rgb.shape
+    np.testing.assert_allclose(out[..., 1], restore_array(net, rgb[..., 1]), atol=1e-6)
+    with pytest.raises(ValueError, match="restores 3-channel images; got 1 channels"):
+        restore_array(small_net(channels=3), rgb[..., 0])
+
+
+# ---- baselines ---------------------------------------------------------------------------------------
+def test_bm3d_baseline_denoises():
+    pytest.importorskip("bm3d", reason="the optional bm3d package is not installed")
+    clean = D.builtin_images(count=1, size=64)[0]
+    noisy, info = tasks.get("denoise").corrupt(clean, 25, np.random.default_rng(0))
+    assert M.psnr(B.bm3d_denoise(noisy, 25, info), clean) > M.psnr(noisy, clean) + 5
+
+
+@pytest.mark.parametrize("level", ["disk", "gaussian", "motion"])
+def test_cls_deconvolution_sharpens(level):
+    clean = D.read_folder(D.default_train_folder(), limit=1)[0] if D.default_train_folder() else \
+        D.builtin_images(count=1, size=128)[0]
+    blurred, info = tasks.get("deblur").corrupt(clean, level, None)
+    assert M.psnr(B.cls_deblur(blurred, level, info), clean) > M.psnr(blurred, clean) + 0.5
+
+
+def test_harmonic_inpainting_restores_a_linear_ramp_exactly():
+    """A linear function is harmonic, so filling any interior hole of a ramp from its border is exact."""
+    yy, xx = np.mgrid[0:40, 0:50]
+    ramp = (0.2 + 0.01 * xx + 0.005 * yy).astype(np.float64)
+    mask = np.zeros(ramp.shape, bool)
+    mask[10:30, 5:20] = True
+    mask[5:35, 30] = True
+    corrupted = np.where(mask, 0.9, ramp)
+    np.testing.assert_allclose(B.harmonic_inpaint(corrupted, "text10", {"mask": mask}, tol=1e-12), ramp, atol=1e-6)
+
+
+# ---- the harness -------------------------------------------------------------------------------------
+@pytest.fixture
+def two_images(tmp_path):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for i, img in enumerate(D.builtin_images(count=2, size=48)):
+        Image.fromarray(M.to_uint8(img)).save(folder / f"img{i}.png")
+    return folder
+
+
+def test_harness_end_to_end_with_an_identity_model(two_images, tmp_path, capsys):
+    weights = str(tmp_path / "identity.npz")
+    identity_net(weights)
+    out = tmp_path / "results"
+    assert E.main(["--task", "jpeg", "--level", "10", "--data", str(two_images), "--weights", weights,
+                   "--out", str(out), "--save-images"]) == 0
+    printed = capsys.readouterr().out
+    assert "jpeg 10 on set (2 images)" in printed and "average" in printed
+    result = json.loads((out / "jpeg-10-set.json").read_text())
+    assert result["methods"] == ["input", "RED-Net"] and len(result["images"]) == 2
+    for row in result["images"]:                 # the identity model gives back its input
+        assert row["RED-Net"]["psnr"] == pytest.approx(row["input"]["psnr"], abs=1e-4)
+        assert 12 < row["input"]["psnr"] < 45      # lossy, not garbage
+    rows = list(csv.reader((out / "jpeg-10-set.csv").open()))
+    assert rows[0] == ["image", "input psnr", "input ssim", "RED-Net psnr", "RED-Net ssim"]
+    assert [r[0] for r in rows[1:]] == ["img0", "img1", "average"]
+    assert (out / "jpeg-10-set-images" / "img0_RED-Net.png").exists()
+
+
+@pytest.mark.parametrize("task,level,column", [("denoise", "25", "BM3D"), ("sr", "2", None),
+                                                ("deblur", "gaussian", "CLS deconv."),
+                                                ("inpaint", "scratches", "harmonic")])
+def test_harness_baselines_beat_the_input(two_images, task, level, column):
+    if column == "BM3D":
+        pytest.importorskip("bm3d", reason="the optional bm3d package is not installed")
+    names, images = D.load_test_set(str(two_images), mode="y" if tasks.get(task).color == "y" else "as read")
+    result = E.evaluate(task, level, names, images, net=identity_net(), ensemble=True, log=lambda m: None)
+    first = "bicubic" if task == "sr" else "input"
+    assert result["methods"][0] == first and result["ensemble"]
+    if column:
+        assert result["average"][column]["psnr"] > result["average"][first]["psnr"]
+    assert result["shave"] == (2 if task == "sr" else 0)
+
+
+def test_harness_refuses_bad_input(two_images, capsys):
+    assert E.main(["--task", "dehaze", "--data", str(two_images)]) == 2
+    assert "unknown task 'dehaze'" in capsys.readouterr().err
+    assert E.main(["--task", "sr", "--level", "7", "--data", str(two_images)]) == 2
+    assert "unknown level '7' for task 'sr'" in capsys.readouterr().err
+    assert E.main(["--task", "jpeg", "--data", str(two_images), "--weights", str(two_images / "img0.png")]) == 2
+    assert "img0.png" in capsys.readouterr().err
