@@ -161,20 +161,18 @@ class REDNet:
         h = x
         for i in range(1, self.n + 1):
             conv_in[i] = h
-            h = conv2d_forward(be, h, p[f"conv{i}.weight"], p[f"conv{i}.bias"], self.stride[i], self.pad)
-            if self.relu:
-                be.relu_(h)
+            # conv + bias + ReLU: one call, which a backend may fuse into one pass over the output
+            h = conv2d_forward(be, h, p[f"conv{i}.weight"], p[f"conv{i}.bias"], self.stride[i], self.pad,
+                               relu=self.relu)
         conv_out = conv_in[2:] + [h]          # conv_out[i-1] is conv{i}'s output (after ReLU)
         for j in range(1, self.n + 1):
             i = self.n + 1 - j                # deconv{j} mirrors conv{i}, restoring conv{i}'s input size
             stage_in[j] = h
             op = tuple(output_padding_to_restore(s, self.k, self.stride[i], self.pad) for s in sizes[i - 1])
             h = conv_transpose2d_forward(be, h, p[f"deconv{j}.weight"], p[f"deconv{j}.bias"],
-                                         self.stride[i], self.pad, op)
+                                         self.stride[i], self.pad, op, relu=self.relu and j < self.n)
             if j == self.n:
                 break
-            if self.relu:
-                be.relu_(h)
             relu_out[j] = h
             if j in self.skips:               # Eq. 3: F(X1 + X2) = max(0, X1 + X2)
                 skip = conv_out[self.skips[j] - 1]

@@ -47,6 +47,7 @@ def test_elementwise_kernels_match_reference(shape, seed):
     assert np.array_equal(cpu.add_relu(a, b), ref.add_relu(a, b))
     assert np.array_equal(cpu.relu_backward_(g.copy(), a), ref.relu_backward_(g.copy(), a))
     assert np.array_equal(cpu.add_bias(a.copy(), bias), ref.add_bias(a.copy(), bias))
+    assert np.array_equal(cpu.add_bias(a.copy(), bias, relu=True), ref.add_bias(a.copy(), bias, relu=True))
 
 
 @pytest.mark.parametrize("cfg", [dict(), dict(skip_step=0, padding="valid"), dict(downsample=(1, 4))],
@@ -81,16 +82,15 @@ def test_network_and_adam_match_reference(cfg):
 def test_conv_primitives_in_row_bands_match_reference(case, budget):
     """Large images are processed in bands of output rows (so a photo's im2col buffer stays small): force
     bands with a tiny column budget and compare with the reference."""
-    import redcore.backends.cpu_backend as cpu_module
     n, c_in, c_out, k, s, p, h, w, seed = case
     rng = np.random.default_rng(seed)
     x, wt = rng.standard_normal((n, c_in, h, w)), rng.standard_normal((c_out, c_in, k, k))
     y = ref.conv2d(x, wt, s, p)
     dy = rng.standard_normal(y.shape)
-    old, cpu_module.COLS_BUDGET = cpu_module.COLS_BUDGET, budget
+    old, cpu.cols_budget = cpu.cols_budget, budget
     try:
         close(cpu.conv2d(x, wt, s, p), y, 1e-10)
         close(cpu.conv2d_backward_input(dy, wt, (h, w), s, p), ref.conv2d_backward_input(dy, wt, (h, w), s, p), 1e-10)
         close(cpu.conv2d_backward_weight(dy, x, k, s, p), ref.conv2d_backward_weight(dy, x, k, s, p), 1e-10)
     finally:
-        cpu_module.COLS_BUDGET = old
+        cpu.cols_budget = old

@@ -6,15 +6,17 @@ import numba as nb
 
 
 @nb.njit(parallel=True, cache=True)
-def bias_add(y, b):
-    """In place y[n, o] += b[o].   y: (N, C, H, W), b: (C,); prange over (n, o) planes."""
+def bias_add(y, b, relu):
+    """In place y[n, o] += b[o], then max(., 0) when relu (the layer's ReLU in the same pass over y).
+    y: (N, C, H, W), b: (C,); prange over (n, o) planes."""
     n_img, c, h, w = y.shape
     for no in nb.prange(n_img * c):
         n, o = no // c, no % c
         bo = b[o]
         for i in range(h):
             for j in range(w):
-                y[n, o, i, j] += bo
+                value = y[n, o, i, j] + bo
+                y[n, o, i, j] = max(value, 0) if relu else value
 
 
 @nb.njit(parallel=True, cache=True)

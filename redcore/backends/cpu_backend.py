@@ -1,23 +1,33 @@
-"""The "cpu" backend: Numba kernels (redcore.kernels, from kernels/cpu) for the data movement and the
-element-wise work, and the BLAS GEMM that NumPy links for the convolutions' matrix products.
+"""The im2col + GEMM convolution, written once for the "cpu" and "cuda" backends, and the "cpu" backend.
 
 conv2d = im2col + GEMM; conv2d_backward_input = GEMM + col2im (for stride 1: a conv with the flipped kernel);
 conv2d_backward_weight = im2col + GEMM.  The column buffer is reused between calls and is never larger than
-about COLS_BUDGET bytes: images are processed in groups, or a large image in bands of output rows, that fit it.
+about `cols_budget` bytes: images are processed in groups, or a large image in bands of output rows, that fit it.
+
+An Im2colBackend is an array module `xp` (NumPy or CuPy, for the GEMMs and allocation) and a kernel set `K`
+with the data-movement and element-wise kernels under fixed names and out-first signatures:
+
+    im2col(cols, x, k, stride, padding, h_out, w_out, i_start)    col2im(x, cols, k, stride, padding, h_out, w_out, i_start)
+    bias_add(y, b, relu)   bias_backward(db, dy)   relu(y)   relu_add(out, a, skip)   relu_backward(dy, y)
+    adam_update(p, g, m, v, step_size, beta1, beta2, eps)
+
+"cpu" takes the Numba kernels of kernels/cpu (redcore.kernels) and the BLAS that NumPy links; "cuda"
+(cuda_backend.py) takes the CUDA kernels of kernels/cuda and cuBLAS through CuPy.
 """
 import numpy as np
 
-from .. import kernels as K
+from .. import kernels as numba_kernels
 from ..ops.conv import conv_output_size
 from .numpy_backend import NumpyBackend
 
 COLS_BUDGET = 8 * 2**20   # one image's columns of a 128-filter layer at 50x50 stay near the 32 MiB L3
 
 
-class CpuBackend(NumpyBackend):
-    name = "cpu"
+class Im2colBackend(NumpyBackend):
+    """The convolution primitives as im2col + GEMM on the array module `xp` with the kernel set `K`."""
 
-    def __init__(self):
+    def __init__(self, kernels, xp, cols_budget):
+        self.K, self.xp, self.cols_budget = kernels, xp, cols_budget
         self._cols = {}
 
     def _columns(self, n_img, rows, cols, dtype):
@@ -25,20 +35,20 @@ class CpuBackend(NumpyBackend):
         need = n_img * rows * cols
         buf = self._cols.get(np.dtype(dtype))
         if buf is None or buf.size < need:
-            buf = self._cols[np.dtype(dtype)] = np.empty(need, dtype=dtype)
+            buf = self._cols[np.dtype(dtype)] = self.xp.empty(need, dtype=dtype)
         return buf[:need].reshape(n_img, rows, cols)
 
-    @staticmethod
-    def _blocks(n_img, rows, h_out, w_out, itemsize):
-        """(images a:b, output rows i:j) blocks whose columns fit COLS_BUDGET: several whole images at a time
+    def _blocks(self, n_img, rows, h_out, w_out, itemsize):
+        """(images a:b, output rows i:j) blocks whose columns fit cols_budget: several whole images at a time
         when one image fits, else one image in bands of output rows (a 2000x3000 photo then needs ~8 MiB)."""
+        budget = self.cols_budget
         per_image = rows * h_out * w_out * itemsize
-        if per_image <= COLS_BUDGET:
-            step = max(1, min(n_img, COLS_BUDGET // per_image))
+        if per_image <= budget:
+            step = max(1, min(n_img, budget // per_image))
             for a in range(0, n_img, step):
                 yield a, min(a + step, n_img), 0, h_out
         else:
-            band = max(1, COLS_BUDGET // (rows * w_out * itemsize))
+            band = max(1, budget // (rows * w_out * itemsize))
             for a in range(n_img):
                 for i in range(0, h_out, band):
                     yield a, a + 1, i, min(i + band, h_out)
@@ -46,17 +56,18 @@ class CpuBackend(NumpyBackend):
     # ---- convolution primitives --------------------------------------------------------------------
     def conv2d(self, x, w, stride, padding):
         """x: (N, C, H, W), w: (O, C, k, k) -> (N, O, H_o, W_o): y[n] = W (O, C k^2) @ im2col(x[n])."""
-        x = np.ascontiguousarray(x)
+        xp, K = self.xp, self.K
+        x = xp.ascontiguousarray(x)
         n_img, c_in, h, wd = x.shape
         c_out, _, k, _ = w.shape
         h_out, w_out = conv_output_size(h, k, stride, padding), conv_output_size(wd, k, stride, padding)
         rows = c_in * k * k
         wm = w.reshape(c_out, rows)
-        y = np.empty((n_img, c_out, h_out * w_out), dtype=x.dtype)
+        y = xp.empty((n_img, c_out, h_out * w_out), dtype=x.dtype)
         for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, x.itemsize):
             cols = self._columns(b - a, rows, (j - i) * w_out, x.dtype)
             K.im2col(cols, x[a:b], k, stride, padding, h_out, w_out, i)
-            np.matmul(wm, cols, out=y[a:b, :, i * w_out:j * w_out])
+            self._matmul_into(y[a:b, :, i * w_out:j * w_out], wm, cols)
         return y.reshape(n_img, c_out, h_out, w_out)
 
     def conv2d_backward_input(self, dy, w, input_hw, stride, padding):
@@ -68,29 +79,31 @@ class CpuBackend(NumpyBackend):
         """
         k = w.shape[2]
         if stride == 1 and padding <= k - 1 and tuple(input_hw) == tuple(s + k - 1 - 2 * padding for s in dy.shape[2:]):
-            w_flipped = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+            w_flipped = self.xp.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
             return self.conv2d(dy, w_flipped, 1, k - 1 - padding)
-        dy = np.ascontiguousarray(dy)
+        xp, K = self.xp, self.K
+        dy = xp.ascontiguousarray(dy)
         n_img, c_out, h_out, w_out = dy.shape
         c_in = w.shape[1]
         rows = c_in * k * k
         wmt = w.reshape(c_out, rows).T
         dyf = dy.reshape(n_img, c_out, h_out * w_out)
-        dx = np.zeros((n_img, c_in) + tuple(input_hw), dtype=dy.dtype)
+        dx = xp.zeros((n_img, c_in) + tuple(input_hw), dtype=dy.dtype)
         for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, dy.itemsize):
             dcols = self._columns(b - a, rows, (j - i) * w_out, dy.dtype)
-            np.matmul(wmt, dyf[a:b, :, i * w_out:j * w_out], out=dcols)
+            self._matmul_into(dcols, wmt, dyf[a:b, :, i * w_out:j * w_out])
             K.col2im(dx[a:b], dcols, k, stride, padding, h_out, w_out, i)
         return dx
 
     def conv2d_backward_weight(self, dy, x, k, stride, padding):
         """dy: (N, O, H_o, W_o), x: (N, C, H, W) -> dw: (O, C, k, k) = sum_n dy[n] @ im2col(x[n])^T."""
-        dy, x = np.ascontiguousarray(dy), np.ascontiguousarray(x)
+        xp, K = self.xp, self.K
+        dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
         n_img, c_out, h_out, w_out = dy.shape
         c_in = x.shape[1]
         rows = c_in * k * k
         dyf = dy.reshape(n_img, c_out, h_out * w_out)
-        dw = np.zeros((c_out, rows), dtype=dy.dtype)
+        dw = xp.zeros((c_out, rows), dtype=dy.dtype)
         for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, x.itemsize):
             cols = self._columns(b - a, rows, (j - i) * w_out, x.dtype)
             K.im2col(cols, x[a:b], k, stride, padding, h_out, w_out, i)
@@ -98,30 +111,42 @@ class CpuBackend(NumpyBackend):
                 dw += dyf[a + n, :, i * w_out:j * w_out] @ cols[n].T
         return dw.reshape(c_out, c_in, k, k)
 
-    def add_bias(self, y, b):
-        K.bias_add(y, b)
+    def _matmul_into(self, out, a, b):
+        """out[...] = a @ b (batched over the leading axis of b), written in place."""
+        self.xp.matmul(a, b, out=out)
+
+    def add_bias(self, y, b, relu=False):
+        self.K.bias_add(y, b, bool(relu))
         return y
 
     def bias_backward(self, dy):
-        db = np.empty(dy.shape[1], dtype=dy.dtype)
-        K.bias_backward(db, np.ascontiguousarray(dy))
+        db = self.xp.empty(dy.shape[1], dtype=dy.dtype)
+        self.K.bias_backward(db, self.xp.ascontiguousarray(dy))
         return db
 
     # ---- activations -------------------------------------------------------------------------------
     def relu_(self, y):
-        K.relu(y.reshape(-1))
+        self.K.relu(y.reshape(-1))
         return y
 
     def add_relu(self, a, skip):
-        out = np.empty_like(a)
-        K.relu_add(out.reshape(-1), a.reshape(-1), np.ascontiguousarray(skip).reshape(-1))
+        out = self.xp.empty_like(a)
+        self.K.relu_add(out.reshape(-1), a.reshape(-1), self.xp.ascontiguousarray(skip).reshape(-1))
         return out
 
     def relu_backward_(self, dy, y):
-        K.relu_backward(dy.reshape(-1), np.ascontiguousarray(y).reshape(-1))
+        self.K.relu_backward(dy.reshape(-1), self.xp.ascontiguousarray(y).reshape(-1))
         return dy
 
     # ---- optimizer ---------------------------------------------------------------------------------
     def adam_update_(self, p, g, m, v, step_size, beta1, beta2, eps):
-        K.adam_update(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
-                      float(step_size), float(beta1), float(beta2), float(eps))
+        self.K.adam_update(p.reshape(-1), self.xp.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
+                           float(step_size), float(beta1), float(beta2), float(eps))
+
+
+class CpuBackend(Im2colBackend):
+    """Numba kernels (kernels/cpu) and the BLAS GEMM that NumPy links."""
+    name = "cpu"
+
+    def __init__(self):
+        super().__init__(numba_kernels, np, COLS_BUDGET)

@@ -35,10 +35,11 @@ class NumpyBackend:
     def conv2d_backward_weight(self, dy, x, k, stride, padding):
         return conv.conv2d_backward_weight_reference(dy, x, k, stride, padding)
 
-    def add_bias(self, y, b):
-        """In place: y[n, o] += b[o]."""
+    def add_bias(self, y, b, relu=False):
+        """In place: y[n, o] += b[o], then y = max(y, 0) when relu (the layer's ReLU in the same call, which
+        backends may fuse)."""
         y += b[None, :, None, None]
-        return y
+        return self.relu_(y) if relu else y
 
     def bias_backward(self, dy):
         """db[o] = sum_{n,i,j} dy[n, o, i, j]."""

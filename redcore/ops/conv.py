@@ -118,10 +118,11 @@ def conv2d_backward_weight_reference(dy, x, k, stride=1, padding=0):
 # ----------------------------------------------------------------------------------------------------
 # The ops, written once for every backend `be` on top of its three primitives.
 # ----------------------------------------------------------------------------------------------------
-def conv2d_forward(be, x, w, b, stride=1, padding=0):
-    """y = conv(x, w) + b.   x: (N,C_in,H,W), w: (C_out,C_in,k,k), b: (C_out,) -> y: (N,C_out,H_o,W_o)."""
+def conv2d_forward(be, x, w, b, stride=1, padding=0, relu=False):
+    """y = conv(x, w) + b (then max(y, 0) with relu).   x: (N,C_in,H,W), w: (C_out,C_in,k,k), b: (C_out,)
+    -> y: (N,C_out,H_o,W_o)."""
     y = be.conv2d(x, w, stride, padding)
-    be.add_bias(y, b)
+    be.add_bias(y, b, relu)
     return y
 
 
@@ -132,8 +133,8 @@ def conv2d_backward(be, dy, x, w, stride=1, padding=0):
     return dx, dw, be.bias_backward(dy)
 
 
-def conv_transpose2d_forward(be, x, wt, b, stride=1, padding=0, output_padding=0):
-    """yt = conv^T(x, wt) + b, the adjoint of conv applied to x.
+def conv_transpose2d_forward(be, x, wt, b, stride=1, padding=0, output_padding=0, relu=False):
+    """yt = conv^T(x, wt) + b (then max(yt, 0) with relu), the adjoint of conv applied to x.
 
     x: (N,C_in,H,W), wt: (C_in,C_out,k,k), b: (C_out,) -> (N,C_out,H_o,W_o) with
     H_o = (H-1)s - 2p + k + output_padding; output_padding is an int or an (along H, along W) pair.
@@ -143,7 +144,7 @@ def conv_transpose2d_forward(be, x, wt, b, stride=1, padding=0, output_padding=0
     out_hw = (conv_transpose_output_size(x.shape[2], k, stride, padding, op_h),
               conv_transpose_output_size(x.shape[3], k, stride, padding, op_w))
     y = be.conv2d_backward_input(x, wt, out_hw, stride, padding)
-    be.add_bias(y, b)
+    be.add_bias(y, b, relu)
     return y
 
 
