@@ -14,11 +14,8 @@ from .data import dihedral, inverse_dihedral
 
 
 def _forward_chw(net, x):
-    """The net on one (C, H, W) image; the activations it kept for backward are dropped at once."""
-    y = net.forward(np.ascontiguousarray(x[None]))
-    out = net.backend.to_numpy(y)[0]
-    net.cache = None
-    return out
+    """The net on one (C, H, W) image, holding only the feature maps that feed its skips."""
+    return net.backend.to_numpy(net.forward(np.ascontiguousarray(x[None]), keep=False))[0]
 
 
 def _blend_weights(start, length, size, overlap):

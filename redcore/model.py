@@ -148,8 +148,11 @@ class REDNet:
         return sizes
 
     # ---- forward -----------------------------------------------------------------------------------
-    def forward(self, x):
-        """Output of the net for x: (N, C, H, W); keeps what backward needs.  Returns (N, C, H, W)."""
+    def forward(self, x, keep=True):
+        """Output of the net for x: (N, C, H, W); keeps what backward needs.  Returns (N, C, H, W).
+
+        keep=False is inference: only the conv outputs that feed a skip are held, each until its skip sum,
+        so memory is a few feature maps rather than all of them, and backward is not possible afterwards."""
         be, p = self.backend, self.params
         if getattr(x, "ndim", None) != 4 or x.shape[1] != self.config["channels"]:
             raise ValueError(f"REDNet.forward takes (N, {self.config['channels']}, H, W) images; "
@@ -158,30 +161,37 @@ class REDNet:
         sizes = self.plan(*x.shape[2:])
         conv_in, stage_in = [None] * (self.n + 1), [None] * (self.n + 1)   # inputs of conv{i} / deconv{j}
         relu_out, skip_out = {}, {}
+        skip_sources = set(self.skips.values())
         h = x
         for i in range(1, self.n + 1):
-            conv_in[i] = h
+            if keep or i - 1 in skip_sources:
+                conv_in[i] = h
             # conv + bias + ReLU: one call, which a backend may fuse into one pass over the output
             h = conv2d_forward(be, h, p[f"conv{i}.weight"], p[f"conv{i}.bias"], self.stride[i], self.pad,
                                relu=self.relu)
         conv_out = conv_in[2:] + [h]          # conv_out[i-1] is conv{i}'s output (after ReLU)
         for j in range(1, self.n + 1):
             i = self.n + 1 - j                # deconv{j} mirrors conv{i}, restoring conv{i}'s input size
-            stage_in[j] = h
+            if keep:
+                stage_in[j] = h
             op = tuple(output_padding_to_restore(s, self.k, self.stride[i], self.pad) for s in sizes[i - 1])
             h = conv_transpose2d_forward(be, h, p[f"deconv{j}.weight"], p[f"deconv{j}.bias"],
                                          self.stride[i], self.pad, op, relu=self.relu and j < self.n)
             if j == self.n:
                 break
-            relu_out[j] = h
+            if keep:
+                relu_out[j] = h
             if j in self.skips:               # Eq. 3: F(X1 + X2) = max(0, X1 + X2)
                 skip = conv_out[self.skips[j] - 1]
                 h = be.add_relu(h, skip) if self.relu else h + skip
-                skip_out[j] = h
+                if keep:
+                    skip_out[j] = h
+                else:
+                    conv_out[self.skips[j] - 1] = conv_in[self.skips[j] + 1] = skip = None   # free it
         if self.residual:
             h += x                            # §3.3: the net learns the corruption; output = input + residual
-        self.cache = dict(x=x, conv_in=conv_in, conv_out=conv_out, stage_in=stage_in,
-                          relu_out=relu_out, skip_out=skip_out, sizes=sizes)
+        self.cache = dict(x=x, conv_in=conv_in, conv_out=conv_out, stage_in=stage_in, relu_out=relu_out,
+                          skip_out=skip_out, sizes=sizes) if keep else None
         return h
 
     __call__ = forward

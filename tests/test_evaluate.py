@@ -152,3 +152,15 @@ def test_harness_refuses_bad_input(two_images, capsys):
     assert "unknown level '7' for task 'sr'" in capsys.readouterr().err
     assert E.main(["--task", "jpeg", "--data", str(two_images), "--weights", str(two_images / "img0.png")]) == 2
     assert "img0.png" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cfg", [dict(depth=10, skip_step=2), dict(depth=8, skip_step=1, downsample=(2,))])
+def test_inference_forward_keeps_only_the_skip_maps(cfg):
+    net = redcore.REDNet(filters=4, backend="numpy", dtype="float64", seed=3, **cfg)
+    x = np.random.default_rng(0).random((2, 1, 17, 15))
+    full = net.forward(x)
+    lean = net.forward(x, keep=False)
+    np.testing.assert_array_equal(lean, full)
+    assert net.cache is None
+    with pytest.raises(RuntimeError, match="needs a forward pass first"):
+        net.backward(np.ones_like(full))
