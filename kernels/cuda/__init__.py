@@ -1,0 +1,22 @@
+"""The CUDA kernels of redcore's "cuda" backend, as source files (installed as redcore.cuda_kernels).
+
+    conv.cu         im2col, col2im
+    elementwise.cu  bias_add (+ ReLU), relu, relu_add (the skip sum, Eq. 3), relu_backward, bias_backward,
+                    mse_loss (Eq. 4), adam_update (Eq. 5-7)
+
+Each source is compiled with -Dreal=float or -Dreal=double: by CuPy (NVRTC) on a GPU, by nvcc in the tests,
+and by the host compiler through emulation.py to run on the CPU.  README.md explains the emulation.
+"""
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = ("conv.cu", "elementwise.cu")
+
+
+def source_path(name):
+    return os.path.join(HERE, name)
+
+
+def read_source(name):
+    with open(source_path(name)) as f:
+        return f.read()
