@@ -11,8 +11,11 @@ setup(
     python_requires=">=3.10",
     # kernels/cpu is installed as redcore.kernels: the Numba kernels live beside the CUDA
     # sources at the top of the tree, but import as part of the package.
-    packages=["redcore", "redcore.ops", "redcore.backends", "redcore.tasks", "redcore.kernels"],
-    package_dir={"redcore.kernels": "kernels/cpu"},
+    # kernels/cuda (the CUDA sources and their CPU emulation) is installed as redcore.cuda_kernels.
+    packages=["redcore", "redcore.ops", "redcore.backends", "redcore.tasks", "redcore.kernels",
+              "redcore.cuda_kernels"],
+    package_dir={"redcore.kernels": "kernels/cpu", "redcore.cuda_kernels": "kernels/cuda"},
+    package_data={"redcore.cuda_kernels": ["*.cu", "*.h", "README.md"]},
     install_requires=["numpy>=1.24", "numba>=0.58", "pillow>=10.1", "tqdm>=4.60"],
     extras_require={
         "cuda": ["cupy-cuda12x"],

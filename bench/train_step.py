@@ -2,6 +2,10 @@
 
     python bench/train_step.py                    # RED10 and RED30 (64 filters, valid), released RED30 (128, same)
     python bench/train_step.py --batch 16 --repeats 5 --configs red30-release --backends cpu
+    python bench/train_step.py --device cuda --batch 64 --configs red30-release --infer-sizes 321x481,2048x2048
+
+With --device cuda redcore runs its "cuda" backend and PyTorch runs on the same GPU with cuDNN (benchmark
+mode); inputs live on the GPU and every timed step ends with a device synchronisation.
 
 One training step = forward, MSE loss (Eq. 4), backward, Adam (Eq. 5-7) on a batch of 50x50 patches.  Each
 measurement runs in a fresh subprocess (so neither framework's thread pools or allocator state leak into the
@@ -55,11 +59,15 @@ def worker(args):
     if args.framework == "torch":
         import torch
         torch.set_num_threads(args.threads)
+        torch.backends.cudnn.benchmark = True
         sys.path.insert(0, os.path.join(ROOT, "tests"))
         from torch_rednet import TorchREDNet
-        net = TorchREDNet(**cfg)
-        xt, tt = torch.from_numpy(x), torch.from_numpy(target) if args.mode == "train" else None
+        device = torch.device(args.device)
+        net = TorchREDNet(**cfg).to(device)
+        xt = torch.from_numpy(x).to(device)
+        tt = torch.from_numpy(target).to(device) if args.mode == "train" else None
         opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+        sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
 
         def step():
             if args.mode == "train":
@@ -73,19 +81,25 @@ def worker(args):
     else:
         net = redcore.REDNet(backend=args.framework, **cfg)
         opt = redcore.Adam(net.params)
+        be = net.backend
+        x = be.asarray(x, net.dtype)
+        target = be.asarray(target, net.dtype) if args.mode == "train" else None
+        sync = be.runtime.synchronize if hasattr(be, "runtime") else (lambda: None)
 
         def step():
-            y = net.forward(x)
+            y = net.forward(x, keep=args.mode == "train")
             if args.mode == "train":
-                _, dy = redcore.mse_loss(y, target)
+                _, dy = redcore.mse_loss(y, target, backend=be)
                 net.backward(dy)
                 opt.step(net.grads)
     for _ in range(args.warmup):
         step()
+    sync()
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         step()
+        sync()
         times.append(time.perf_counter() - t0)
     print(json.dumps({"times": times}))
 
@@ -93,7 +107,7 @@ def worker(args):
 def measure(framework, config, mode, args, **extra):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--framework", framework, "--config", config,
            "--mode", mode, "--batch", str(args.batch), "--size", str(args.size), "--repeats", str(args.repeats),
-           "--warmup", str(args.warmup), "--threads", str(args.threads)]
+           "--warmup", str(args.warmup), "--threads", str(args.threads), "--device", args.device]
     for k, v in extra.items():
         cmd += [f"--{k}", str(v)]
     env = dict(os.environ, NUMBA_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
@@ -113,7 +127,10 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--no-inference", action="store_true", help="skip the 321x481 inference timing")
+    p.add_argument("--no-inference", action="store_true", help="skip the inference timings")
+    p.add_argument("--infer-sizes", default="321x481", help="inference image sizes HxW, comma-separated")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cuda: redcore's cuda backend against PyTorch+cuDNN on the same GPU")
     # worker-only arguments
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--framework", help=argparse.SUPPRESS)
@@ -127,6 +144,9 @@ def main():
 
     import numpy as np
     import torch
+    if args.device == "cuda":
+        args.backends = "cuda"
+        print(f"GPU: {torch.cuda.get_device_name(0)}")
     print(f"threads {args.threads}, batch {args.batch} x {args.size}x{args.size}, median of {args.repeats}; "
           f"torch {torch.__version__}, numpy {np.__version__}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
@@ -137,12 +157,14 @@ def main():
         rows = [("torch", t_torch)] + [(b, measure(b, config, "train", args)) for b in args.backends.split(",")]
         for name, t in rows:
             print(f"{config:15s} {name:10s} {t:8.3f} {args.batch / t:10.2f} {gflop / t:8.1f} {t_torch / t:8.2f}x")
-    if not args.no_inference:
+    for size in ([] if args.no_inference else args.infer_sizes.split(",")):
         cfg = "red30-release"
-        gflop = conv_gflop(CONFIGS[cfg], 321, 481)
-        t_torch = measure("torch", cfg, "infer", args)
-        print(f"\ninference of {cfg} on one 321x481 image")
-        for name, t in [("torch", t_torch)] + [(b, measure(b, cfg, "infer", args)) for b in args.backends.split(",")]:
+        height, width = (int(v) for v in size.split("x"))
+        gflop = conv_gflop(CONFIGS[cfg], height, width)
+        t_torch = measure("torch", cfg, "infer", args, height=height, width=width)
+        print(f"\ninference of {cfg} on one {height}x{width} image")
+        for name, t in [("torch", t_torch)] + [(b, measure(b, cfg, "infer", args, height=height, width=width))
+                                               for b in args.backends.split(",")]:
             print(f"{cfg:15s} {name:10s} {t:8.3f} s  {gflop / t:8.1f} GFLOP/s {t_torch / t:8.2f}x")
 
 

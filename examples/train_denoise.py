@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import redcore  # noqa: E402  (first: it sets the thread pools' idle policy before numpy loads its BLAS)
 import numpy as np  # noqa: E402
 from redcore import data as D  # noqa: E402
-from redcore.io import load_checkpoint, save_checkpoint  # noqa: E402
+from redcore.io import atomic_write, load_checkpoint, save_checkpoint  # noqa: E402
 from redcore.metrics import psnr  # noqa: E402
 from redcore.model import PRESETS  # noqa: E402
 
@@ -28,7 +28,8 @@ from redcore.model import PRESETS  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train a RED-Net Gaussian denoiser with redcore.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--backend", default="cpu", choices=["cpu", "numpy", "cuda"], help="compute backend")
+    p.add_argument("--backend", default="cpu", choices=["cpu", "numpy", "cuda", "cuda-emulation"],
+                   help="compute backend (cuda-emulation: the CUDA kernels compiled for the CPU, slow, for testing)")
     p.add_argument("--depth", type=int, default=10, help="layers (even): 10, 20, 30 are the paper's RED10/20/30")
     p.add_argument("--filters", type=int, default=64, help="feature maps per layer (the release uses 128)")
     p.add_argument("--kernel-size", type=int, default=3)
@@ -157,7 +158,7 @@ def main(argv=None):
     for step in bar:
         noisy, clean = sampler.denoising_batch(step, args.sigma)
         try:
-            loss, dy = redcore.mse_loss(net.forward(noisy), clean)      # Eq. 4
+            loss, dy = redcore.mse_loss(net.forward(noisy), clean, backend=net.backend)      # Eq. 4
         except FloatingPointError as e:
             print(f"error at step {step + 1}: {e}; the last checkpoint ({ckpt}) is kept", file=sys.stderr)
             return 3
@@ -186,9 +187,9 @@ def main(argv=None):
     bar.close()
     net.save(os.path.join(args.out, "model.npz"))
     last_val = next((e["val_psnr"] for e in reversed(state["history"]) if "val_psnr" in e), None)
-    summary = {"steps": args.steps, "final_loss": loss, "noisy_psnr": noisy_psnr, "val_psnr": last_val}
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    summary = {"steps": args.steps, "final_loss": loss, "noisy_psnr": noisy_psnr, "val_psnr": last_val,
+               "backend": net.backend.name, "losses": [e["loss"] for e in state["history"]]}
+    atomic_write(os.path.join(args.out, "summary.json"), lambda f: f.write(json.dumps(summary, indent=1).encode()))
     print(f"saved {os.path.join(args.out, 'model.npz')}: validation {last_val:.2f} dB vs noisy {noisy_psnr:.2f} dB"
           if last_val is not None else f"saved {os.path.join(args.out, 'model.npz')}")
     return 0

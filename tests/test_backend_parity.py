@@ -1,5 +1,9 @@
-"""The Numba "cpu" backend against the float64 NumPy reference: every primitive on drawn shapes (odd sizes,
+"""The fast backends against the float64 NumPy reference: every primitive on drawn shapes (odd sizes,
 strides, paddings), and a whole RED-Net's forward, gradients and Adam steps.
+
+Backends: "cpu" (Numba + BLAS); "cuda-emulation", the cuda backend's code with the CUDA kernels of
+kernels/cuda compiled for the CPU (kernels/cuda/README.md), so the kernels' logic is checked without a GPU;
+and "cuda" itself where CuPy and a GPU are present (skipped otherwise, with the reason).
 
 Tolerances.  float64 kernels must agree with the reference to rounding (1e-10 relative): same formula,
 other summation order.  float32 kernels sum K = C k^2 up to ~1e3 products per output: the error of a float32
@@ -14,49 +18,70 @@ import redcore
 from redcore.backends import get_backend
 from strategies import conv_case
 
-ref, cpu = get_backend("numpy"), get_backend("cpu")
+ref = get_backend("numpy")
+
+
+def _fast_backend(name):
+    try:
+        return get_backend(name)
+    except RuntimeError as e:            # no CuPy, no GPU, or no C++ compiler: say which
+        pytest.skip(str(e))
+
+
+FAST = ["cpu", "cuda-emulation", "cuda"]
+
+
+@pytest.fixture(params=FAST, scope="module")
+def fast(request):
+    return _fast_backend(request.param)
+
+
+def host(a):
+    """A backend array on the host (CuPy arrays have .get())."""
+    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 def close(got, want, rtol):
-    err = np.abs(np.asarray(got, np.float64) - want).max() / (np.abs(want).max() + 1e-30)
+    err = np.abs(host(got).astype(np.float64) - want).max() / (np.abs(want).max() + 1e-30)
     assert err <= rtol, f"shape {want.shape}: max error {err:.2e} relative to max |value|, allowed {rtol:.0e}"
 
 
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 1e-4)])
 @given(case=conv_case(max_batch=3, max_channels=5, max_kernel=5, max_size=17))
-def test_conv_primitives_match_reference(dtype, rtol, case):
+def test_conv_primitives_match_reference(fast, dtype, rtol, case):
     n, c_in, c_out, k, s, p, h, w, seed = case
     rng = np.random.default_rng(seed)
     x, wt = rng.standard_normal((n, c_in, h, w)), rng.standard_normal((c_out, c_in, k, k))
     y = ref.conv2d(x, wt, s, p)
     dy = rng.standard_normal(y.shape)
-    x32, w32, dy32 = (a.astype(dtype) for a in (x, wt, dy))
-    close(cpu.conv2d(x32, w32, s, p), y, rtol)
-    close(cpu.conv2d_backward_input(dy32, w32, (h, w), s, p), ref.conv2d_backward_input(dy, wt, (h, w), s, p), rtol)
-    close(cpu.conv2d_backward_weight(dy32, x32, k, s, p), ref.conv2d_backward_weight(dy, x, k, s, p), rtol)
-    close(cpu.bias_backward(dy32), ref.bias_backward(dy), rtol)
+    xd, wd, dyd = (fast.asarray(a, dtype) for a in (x, wt, dy))
+    close(fast.conv2d(xd, wd, s, p), y, rtol)
+    close(fast.conv2d_backward_input(dyd, wd, (h, w), s, p), ref.conv2d_backward_input(dy, wt, (h, w), s, p), rtol)
+    close(fast.conv2d_backward_weight(dyd, xd, k, s, p), ref.conv2d_backward_weight(dy, x, k, s, p), rtol)
+    close(fast.bias_backward(dyd), ref.bias_backward(dy), rtol)
 
 
 @given(st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(1, 9)),
        st.integers(0, 2**31 - 1))
-def test_elementwise_kernels_match_reference(shape, seed):
+def test_elementwise_kernels_match_reference(fast, shape, seed):
     rng = np.random.default_rng(seed)
     a, b, g = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
     bias = rng.standard_normal(shape[1]).astype(np.float32)
-    assert np.array_equal(cpu.relu_(a.copy()), ref.relu_(a.copy()))
-    assert np.array_equal(cpu.add_relu(a, b), ref.add_relu(a, b))
-    assert np.array_equal(cpu.relu_backward_(g.copy(), a), ref.relu_backward_(g.copy(), a))
-    assert np.array_equal(cpu.add_bias(a.copy(), bias), ref.add_bias(a.copy(), bias))
-    assert np.array_equal(cpu.add_bias(a.copy(), bias, relu=True), ref.add_bias(a.copy(), bias, relu=True))
+    dev = lambda v: fast.asarray(v.copy(), np.float32)     # noqa: E731  (a fresh device copy)
+    assert np.array_equal(host(fast.relu_(dev(a))), ref.relu_(a.copy()))
+    assert np.array_equal(host(fast.add_relu(dev(a), dev(b))), ref.add_relu(a, b))
+    assert np.array_equal(host(fast.relu_backward_(dev(g), dev(a))), ref.relu_backward_(g.copy(), a))
+    assert np.array_equal(host(fast.add_bias(dev(a), dev(bias))), ref.add_bias(a.copy(), bias))
+    assert np.array_equal(host(fast.add_bias(dev(a), dev(bias), relu=True)), ref.add_bias(a.copy(), bias, relu=True))
 
 
 @pytest.mark.parametrize("cfg", [dict(), dict(skip_step=0, padding="valid"), dict(downsample=(1, 4))],
                          ids=["skips-same", "red10-valid", "downsample"])
-def test_network_and_adam_match_reference(cfg):
-    """Forward, every gradient and three Adam steps of a 10-layer net: cpu float32 vs numpy float64."""
+def test_network_and_adam_match_reference(fast, cfg):
+    """Forward, every gradient and three Adam steps of a 10-layer net: float32 vs numpy float64."""
     base = dict(depth=10, filters=8, seed=1, **cfg)
     n64 = redcore.REDNet(backend="numpy", dtype="float64", **base)
-    n32 = redcore.REDNet(backend="cpu", dtype="float32", **base)
+    n32 = redcore.REDNet(backend=fast, dtype="float32", **base)
     n32.load_state_dict({k: v.astype(np.float32) for k, v in n64.state_dict().items()})
     o64, o32 = redcore.Adam(n64.params, lr=1e-3), redcore.Adam(n32.params, lr=1e-3)
     rng = np.random.default_rng(2)
@@ -66,7 +91,7 @@ def test_network_and_adam_match_reference(cfg):
         y64, y32 = n64.forward(x), n32.forward(x.astype(np.float32))
         close(y32, y64, 5e-5)
         l64, d64 = redcore.mse_loss(y64, target)
-        l32, d32 = redcore.mse_loss(y32, target.astype(np.float32))
+        l32, d32 = redcore.mse_loss(y32, target.astype(np.float32), backend=fast)
         assert abs(l32 - l64) <= 1e-4 * l64
         dx64, dx32 = n64.backward(d64), n32.backward(d32)
         close(dx32, dx64, 5e-4)
@@ -79,7 +104,7 @@ def test_network_and_adam_match_reference(cfg):
 
 
 @given(case=conv_case(max_batch=3, max_channels=5, max_kernel=5, max_size=17), budget=st.integers(1, 4000))
-def test_conv_primitives_in_row_bands_match_reference(case, budget):
+def test_conv_primitives_in_row_bands_match_reference(fast, case, budget):
     """Large images are processed in bands of output rows (so a photo's im2col buffer stays small): force
     bands with a tiny column budget and compare with the reference."""
     n, c_in, c_out, k, s, p, h, w, seed = case
@@ -87,10 +112,11 @@ def test_conv_primitives_in_row_bands_match_reference(case, budget):
     x, wt = rng.standard_normal((n, c_in, h, w)), rng.standard_normal((c_out, c_in, k, k))
     y = ref.conv2d(x, wt, s, p)
     dy = rng.standard_normal(y.shape)
-    old, cpu.cols_budget = cpu.cols_budget, budget
+    xd, wd, dyd = (fast.asarray(a, np.float64) for a in (x, wt, dy))
+    old, fast.cols_budget = fast.cols_budget, budget
     try:
-        close(cpu.conv2d(x, wt, s, p), y, 1e-10)
-        close(cpu.conv2d_backward_input(dy, wt, (h, w), s, p), ref.conv2d_backward_input(dy, wt, (h, w), s, p), 1e-10)
-        close(cpu.conv2d_backward_weight(dy, x, k, s, p), ref.conv2d_backward_weight(dy, x, k, s, p), 1e-10)
+        close(fast.conv2d(xd, wd, s, p), y, 1e-10)
+        close(fast.conv2d_backward_input(dyd, wd, (h, w), s, p), ref.conv2d_backward_input(dy, wt, (h, w), s, p), 1e-10)
+        close(fast.conv2d_backward_weight(dyd, xd, k, s, p), ref.conv2d_backward_weight(dy, x, k, s, p), 1e-10)
     finally:
-        cpu.cols_budget = old
+        fast.cols_budget = old

@@ -13,12 +13,14 @@ Model code never branches on the backend: it asks `get_backend(name)` once and c
 """
 from .numpy_backend import NumpyBackend
 
-BACKENDS = ("numpy", "cpu", "cuda")
+# "cuda-emulation" runs the cuda backend's code and CUDA kernels on the CPU (kernels/cuda/emulation.py):
+# slow, for tests and for machines without a GPU.
+BACKENDS = ("numpy", "cpu", "cuda", "cuda-emulation")
 _instances = {}
 
 
 def get_backend(name):
-    """The backend called `name` ("numpy", "cpu" or "cuda"), created once and cached."""
+    """The backend called `name` ("numpy", "cpu", "cuda" or "cuda-emulation"), created once and cached."""
     if not isinstance(name, str):
         return name  # already a backend object
     if name not in BACKENDS:
@@ -29,8 +31,14 @@ def get_backend(name):
         elif name == "cpu":
             from .cpu_backend import CpuBackend
             _instances[name] = CpuBackend()
-        else:
+        elif name == "cuda":
             _instances[name] = _cuda_backend()
+        else:
+            from ..cuda_kernels.emulation import EmulatedRuntime, compiler
+            from .cuda_backend import CudaBackend
+            if compiler() is None:
+                raise RuntimeError("the cuda-emulation backend needs a C++20 compiler (g++), and none was found")
+            _instances[name] = CudaBackend(EmulatedRuntime())
     return _instances[name]
 
 
@@ -47,8 +55,8 @@ def _cuda_backend():
     if n == 0:
         raise RuntimeError("the cuda backend needs a CUDA GPU, and none is visible on this machine; "
                            "use --backend cpu")
-    raise RuntimeError("the cuda backend is not implemented yet (see the issue 'CUDA backend'); "
-                       "use --backend cpu")
+    from .cuda_backend import CudaBackend, CupyRuntime
+    return CudaBackend(CupyRuntime())
 
 
 def backend_of(array):

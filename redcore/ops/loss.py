@@ -13,23 +13,30 @@ import numpy as np
 REDUCTIONS = ("batch", "mean")
 
 
-def mse_loss_reference(pred, target, reduction="batch"):
-    """(loss, dpred).   pred, target: (N, C, H, W); loss is a Python float, dpred has pred's shape."""
+def mse_scale(pred, target, reduction):
+    """The factor of the sum of squares: 1/N for "batch", 1/M for "mean" (checking the arguments)."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"unknown reduction {reduction!r}: expected one of {REDUCTIONS}")
     if pred.shape != target.shape:
         raise ValueError(f"mse_loss: prediction shape {pred.shape} differs from target shape {target.shape}")
+    return 1.0 / (pred.shape[0] if reduction == "batch" else pred.size)
+
+
+def mse_loss_reference(pred, target, reduction="batch"):
+    """(loss, dpred).   pred, target: (N, C, H, W); loss is a Python float, dpred has pred's shape."""
+    scale = mse_scale(pred, target, reduction)
     diff = pred - target
-    scale = 1.0 / (pred.shape[0] if reduction == "batch" else diff.size)
     loss = float((diff * diff).sum()) * scale
     dpred = diff * pred.dtype.type(2.0 * scale)
     return loss, dpred
 
 
-def mse_loss(pred, target, reduction="batch"):
-    """The paper's loss (Eq. 4) on any backend's arrays: returns (loss, dL/dpred).  See the module docstring."""
+def mse_loss(pred, target, reduction="batch", backend=None):
+    """The paper's loss (Eq. 4) on any backend's arrays: returns (loss, dL/dpred).  See the module docstring.
+    backend: the backend that computes it (default: the one of pred's array module; pass net.backend to
+    use the network's own kernels)."""
     from ..backends import backend_of
-    loss, dpred = backend_of(pred).mse_loss(pred, target, reduction)
+    loss, dpred = (backend or backend_of(pred)).mse_loss(pred, target, reduction)
     if not np.isfinite(loss):
         raise FloatingPointError(f"mse_loss is {loss}: the network diverged or its input holds NaN/Inf "
                                  "(lower the learning rate or check the data)")

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Everything the CUDA backend should be checked for on a GPU, in one command, from the repository root of a
+# machine with an NVIDIA GPU (issue "CUDA backend").  Writes its log to runs/gpu_check/.
+#   bash bench/gpu_check.sh            # about 10 minutes on an H100
+set -euo pipefail
+out=runs/gpu_check
+mkdir -p "$out"
+exec > >(tee "$out/log.txt") 2>&1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python -c "import cupy" 2>/dev/null || pip install -q "cupy-cuda12x"
+pip install -q -e ".[test]"
+
+echo "== 1. parity: the cuda backend against the float64 NumPy reference (and the emulation beside it)"
+python -m pytest -q tests/test_backend_parity.py tests/test_cuda_kernels.py -rs
+
+echo "== 2. speed: RED30 training step (batch 64 of 50x50) and inference, against PyTorch + cuDNN on this GPU"
+python bench/train_step.py --device cuda --batch 64 --repeats 10 --warmup 3 --configs red30,red30-release \
+    --infer-sizes 321x481,2048x2048
+
+echo "== 3. training: RED30 (64 filters) for 3000 steps on the cuda backend, and its first 100 steps on the cpu"
+common="--depth 30 --filters 64 --batch 64 --lr 1e-4 --val-every 500 --ckpt-every 500 --no-progress"
+python examples/train_denoise.py --backend cuda $common --steps 3000 --out "$out/train-cuda"
+python examples/train_denoise.py --backend cpu $common --steps 100 --val-every 100 --ckpt-every 100 --out "$out/train-cpu"
+python - "$out" <<'PY'
+import json, sys
+import numpy as np
+out = sys.argv[1]
+cuda, cpu = (json.load(open(f"{out}/train-{b}/summary.json")) for b in ("cuda", "cpu"))
+a, b = np.array(cuda["losses"][:100]), np.array(cpu["losses"])
+print(f"loss, steps 1-10 / 91-100: cuda {a[:10].mean():.4g} / {a[90:].mean():.4g}, cpu {b[:10].mean():.4g} / {b[90:].mean():.4g}")
+print(f"largest relative difference over the 100 common steps: {np.max(np.abs(a - b) / b):.2e}")
+l = np.array(cuda["losses"])
+print(f"cuda loss by 500 steps: " + ", ".join(f"{l[i:i + 500].mean():.4g}" for i in range(0, len(l), 500)))
+print(f"cuda validation {cuda['val_psnr']:.2f} dB vs noisy {cuda['noisy_psnr']:.2f} dB")
+PY

@@ -1,0 +1,115 @@
+"""The CUDA sources of kernels/cuda without a GPU: they compile with nvcc for sm_80 and sm_90, and their
+logic, compiled for the CPU by the emulation harness (kernels/cuda/emulation.py), matches the NumPy
+reference kernel by kernel, including sizes that do not divide the block size, and runs the training script.
+(test_backend_parity.py runs the whole cuda backend on the emulation against the reference as well.)"""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from redcore import cuda_kernels
+from redcore.backends import get_backend
+from redcore.cuda_kernels.emulation import EmulatedRuntime, compiler, kernel_signatures
+
+pytestmark = pytest.mark.skipif(compiler() is None, reason="the CUDA emulation needs a C++20 compiler (g++)")
+ref = get_backend("numpy")
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    return EmulatedRuntime()
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("source", cuda_kernels.SOURCES)
+@pytest.mark.parametrize("real", ["float", "double"])
+def test_sources_compile_with_nvcc(source, real, tmp_path):
+    out = tmp_path / "kernels.fatbin"
+    cmd = ["nvcc", "--fatbin", f"-Dreal={real}", "-Werror", "all-warnings",
+           "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
+           cuda_kernels.source_path(source), "-o", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0
+
+
+def test_every_kernel_is_found_and_launchable(runtime):
+    names = {name for src in cuda_kernels.SOURCES for name, _, _ in kernel_signatures(cuda_kernels.read_source(src))}
+    assert names == {"im2col", "col2im", "bias_add", "relu", "relu_add", "relu_backward", "bias_backward",
+                     "mse_loss", "adam_update"}
+    for src in cuda_kernels.SOURCES:
+        for dtype in (np.float32, np.float64):
+            module = runtime.module(src, dtype)
+            for name, _, _ in module.kernels:
+                assert module.get_function(name).name == name
+
+
+def test_launches_are_checked_like_a_strict_cupy(runtime):
+    relu = runtime.module("elementwise.cu", np.float32).get_function("relu")
+    y = np.array([-1.0, 2.0], np.float32)
+    with pytest.raises(TypeError, match="must be a NumPy int64 scalar"):
+        relu((1,), (32,), (y, 2))                                   # a Python int: CuPy would misread it
+    with pytest.raises(TypeError, match="C-contiguous float32 array"):
+        relu((1,), (32,), (y.astype(np.float64), np.int64(2)))
+    with pytest.raises(TypeError, match="C-contiguous float32 array"):
+        relu((1,), (32,), (np.zeros((4, 4), np.float32)[:, ::2], np.int64(2)))
+    with pytest.raises(TypeError, match="takes 2 arguments"):
+        relu((1,), (32,), (y,))
+    relu((1,), (32,), (y, np.int64(2)))
+    np.testing.assert_array_equal(y, [0, 2])
+
+
+@settings(max_examples=12)     # each example starts some 10^4 OS threads
+@given(n=st.integers(1, 3), c=st.integers(1, 4), plane=st.integers(1, 700), seed=st.integers(0, 2**31 - 1))
+def test_reductions_with_sizes_that_do_not_divide_the_block(runtime, n, c, plane, seed):
+    """bias_backward (one block per channel) and mse_loss (block sums, then one atomicAdd per block) use
+    shared memory and __syncthreads: the emulation runs their 256 threads concurrently at a barrier."""
+    rng = np.random.default_rng(seed)
+    be = get_backend("cuda-emulation")
+    dy = rng.standard_normal((n, c, plane, 1))
+    np.testing.assert_allclose(be.bias_backward(dy), ref.bias_backward(dy), rtol=1e-12, atol=1e-12)
+    pred, target = rng.standard_normal((n, c, plane, 1)), rng.standard_normal((n, c, plane, 1))
+    for reduction in ("batch", "mean"):
+        loss, dpred = be.mse_loss(pred, target, reduction)
+        loss_ref, dpred_ref = ref.mse_loss(pred, target, reduction)
+        assert loss == pytest.approx(loss_ref, rel=1e-12)
+        np.testing.assert_allclose(dpred, dpred_ref, rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_adam_kernel_matches_the_reference_update(dtype, rtol):
+    be = get_backend("cuda-emulation")
+    rng = np.random.default_rng(0)
+    p, g, m = (rng.standard_normal(1001).astype(dtype) for _ in range(3))
+    v = rng.random(1001).astype(dtype)
+    want = [a.astype(np.float64) for a in (p, g, m, v)]
+    be.adam_update_(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8)
+    ref.adam_update_(want[0], want[1], want[2], want[3], 1e-3, 0.9, 0.999, 1e-8)
+    for got, exp in ((p, want[0]), (m, want[2]), (v, want[3])):
+        np.testing.assert_allclose(got, exp, rtol=rtol, atol=rtol)
+
+
+def test_training_script_runs_on_the_emulated_cuda_backend_like_the_cpu(tmp_path, monkeypatch):
+    """The whole training code path (forward, loss kernel, backward, Adam kernel, validation, checkpoint) on the
+    emulated CUDA kernels gives the cpu backend's losses (both float32)."""
+    monkeypatch.setenv("REDCORE_DATA", "/nonexistent-data-folder")
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location("train_denoise", os.path.join(here, "..", "examples", "train_denoise.py"))
+    train_denoise = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_denoise)
+    tiny = ["--depth", "4", "--filters", "4", "--batch", "2", "--patch", "20", "--val-crop", "32",
+            "--val-every", "3", "--ckpt-every", "3", "--steps", "3", "--no-progress"]
+    summaries = {}
+    for backend in ("cpu", "cuda-emulation"):
+        out = tmp_path / backend
+        assert train_denoise.main(tiny + ["--backend", backend, "--out", str(out)]) == 0
+        summaries[backend] = json.loads((out / "summary.json").read_text())
+        assert (out / "checkpoint.npz").exists()
+    assert summaries["cuda-emulation"]["final_loss"] == pytest.approx(summaries["cpu"]["final_loss"], rel=1e-4)
+    assert summaries["cuda-emulation"]["val_psnr"] == pytest.approx(summaries["cpu"]["val_psnr"], abs=1e-3)
