@@ -19,12 +19,14 @@ setup(
     install_requires=["numpy>=1.24", "numba>=0.58", "pillow>=10.1", "tqdm>=4.60"],
     extras_require={
         "cuda": ["cupy-cuda12x"],
-        # torch==2.13.0 is the CPU build on this project's machines; a bare `torch`
-        # would pull a CUDA build of several GB.  Test/bench reference only.
+        # Data-parallel training (redcore.distributed): MPICH's self-contained wheel and mpi4py.
+        "mpi": ["mpi4py>=4", "mpich"],
         # BM3D: the classical denoising baseline of redcore.evaluate (optional; slow, CPU only).
         "baselines": ["bm3d>=4"],
-        # scikit-image checks the metrics, resize-right (a MATLAB-exact imresize) the bicubic resize.
+        # Test/bench references: torch==2.13.0 is the CPU build on this project's machines (a bare `torch`
+        # would pull a CUDA build of several GB); scikit-image checks the metrics, resize-right (a
+        # MATLAB-exact imresize) the bicubic resize.
         "test": ["pytest>=7", "hypothesis>=6", "torch==2.13.0", "scikit-image>=0.22", "resize-right==0.0.2",
-                 "bm3d>=4"],
+                 "bm3d>=4", "mpi4py>=4", "mpich"],
     },
 )

@@ -189,8 +189,9 @@ class PatchSampler:
             raise ValueError(f"no training image is at least {patch}x{patch} pixels")
         self.images, self.patch, self.batch_size, self.seed = images, patch, batch, seed
 
-    def rng(self, step):
-        return np.random.default_rng([self.seed, step])
+    def rng(self, step, shard=None):
+        """The stream of this step; shard r (a rank of data-parallel training) draws from its own."""
+        return np.random.default_rng([self.seed, step] if shard is None else [self.seed, step, shard])
 
     def batch(self, step, rng=None):
         """Clean patches (batch, C, patch, patch) float32 for this step (and the rng, for further draws)."""
@@ -206,9 +207,10 @@ class PatchSampler:
             out[n] = dihedral(img[:, i:i + p, j:j + p], int(rng.integers(8)))
         return out
 
-    def denoising_batch(self, step, sigma):
-        """(noisy, clean) for this step: clean patches and Gaussian noise of `sigma` drawn from one seeded stream."""
-        rng = self.rng(step)
+    def denoising_batch(self, step, sigma, shard=None):
+        """(noisy, clean) for this step (and shard): clean patches and Gaussian noise of `sigma` drawn from one
+        seeded stream."""
+        rng = self.rng(step, shard)
         clean = self.batch(step, rng)
         return add_gaussian_noise(clean, sigma, rng), clean
 
