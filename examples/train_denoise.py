@@ -2,12 +2,18 @@
 
     python examples/train_denoise.py --backend cpu                       # built-in images, RED10, a few minutes
     python examples/train_denoise.py --data ../shared/data/train400 --depth 20 --filters 64 --steps 20000
+    mpiexec -n 4 python examples/train_denoise.py --distributed --batch 64   # data-parallel over 4 processes
 
 Patches of 50x50 with the x8 flip/rotation augmentation; a PSNR validation every --val-every steps on
 fixed noisy crops (Set12 when the data folder has it, else held-out built-in images), printed beside the noisy
 input's PSNR; a checkpoint (atomic, no pickle) every --ckpt-every steps that --resume continues exactly: the
 patches and noise of step s depend only on (--seed, s).  Pictures: a loss/PSNR curve and a noisy | restored |
 clean strip at each validation, beside the checkpoint.
+
+--distributed (under mpiexec or srun): every rank draws its shard of the --batch patches (seeds (seed, step,
+rank)), the gradients are averaged by one all-reduce per step (MPI; NCCL with --backend cuda, one GPU per
+rank) and every rank takes the same Adam step; the parameters are compared across ranks by checksum every
+--check-every steps.  Rank 0 alone prints, validates and writes files; --resume restores every rank from it.
 """
 import argparse
 import json
@@ -20,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import redcore  # noqa: E402  (first: it sets the thread pools' idle policy before numpy loads its BLAS)
 import numpy as np  # noqa: E402
 from redcore import data as D  # noqa: E402
+from redcore import distributed  # noqa: E402
 from redcore.io import atomic_write, load_checkpoint, save_checkpoint  # noqa: E402
 from redcore.metrics import psnr  # noqa: E402
 from redcore.model import PRESETS  # noqa: E402
@@ -52,6 +59,12 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, patches and noise")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of mpiexec/srun (MPI; NCCL with --backend cuda)")
+    p.add_argument("--check-every", type=int, default=100,
+                   help="with --distributed: steps between checks that every rank holds the same parameters")
+    p.add_argument("--comm-timeout", type=float, default=distributed.DEFAULT_TIMEOUT,
+                   help="with --distributed: seconds a collective may wait before the job is ended")
     return p.parse_args(argv)
 
 
@@ -115,18 +128,24 @@ def save_pictures(out, history, strip):
 
 def main(argv=None):
     args = parse_args(argv)
+    comm = distributed.SingleProcess()
     try:
+        if args.distributed:
+            comm = distributed.init(args.backend, args.comm_timeout)
+        if args.batch % comm.size:
+            raise ValueError(f"--batch {args.batch} does not split over {comm.size} ranks: give a multiple of {comm.size}")
         preset_skip = PRESETS.get(f"red{args.depth}", {}).get("skip_step", 2)
         net = redcore.REDNet(depth=args.depth, filters=args.filters, kernel_size=args.kernel_size,
                              skip_step=preset_skip if args.skip_step is None else args.skip_step,
                              padding=args.padding, backend=args.backend, seed=args.seed)
         train, val, where = load_images(args)
-        sampler = D.PatchSampler(train, patch=args.patch, batch=args.batch, seed=args.seed)
+        sampler = D.PatchSampler(train, patch=args.patch, batch=args.batch // comm.size, seed=args.seed)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if comm.rank == 0:
+            print(f"error: {e}", file=sys.stderr)
         return 2
+    lead = comm.rank == 0            # rank 0 alone prints, validates and writes
     opt = redcore.Adam(net.params, lr=args.lr)
-    os.makedirs(args.out, exist_ok=True)
     ckpt = os.path.join(args.out, "checkpoint.npz")
 
     # Fixed validation pairs: central crops with noise drawn once from a seed of their own.
@@ -137,36 +156,63 @@ def main(argv=None):
         val_pairs.append((D.add_gaussian_noise(clean, args.sigma, vrng), clean))
     noisy_psnr = float(np.mean([psnr(n, c) for n, c in val_pairs]))
 
-    state = {"step": 0, "history": [], "args": vars(args)}
-    if args.resume:
-        if not os.path.isfile(ckpt):
-            print(f"error: --resume found no checkpoint at {ckpt}", file=sys.stderr)
-            return 2
-        try:
-            state = load_checkpoint(ckpt, net, opt)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+    state, problem = {"step": 0, "history": [], "args": vars(args)}, None
+    if lead:
+        os.makedirs(args.out, exist_ok=True)
+        if args.resume and not os.path.isfile(ckpt):
+            problem = f"--resume found no checkpoint at {ckpt}"
+        elif args.resume:
+            try:
+                state = load_checkpoint(ckpt, net, opt)
+            except ValueError as e:
+                problem = str(e)
+    if args.distributed:             # every rank starts from rank 0's weights, moments and state
+        problem = comm.broadcast_object(problem)
+        if problem is None:
+            state = distributed.sync_from_rank0(net, opt, comm, state)
+    if problem is not None:
+        if lead:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     start = state["step"]
-    print(f"{net}\n{where}; noisy validation input: {noisy_psnr:.2f} dB (sigma {args.sigma:g})"
-          + (f"\nresuming at step {start}" if start else ""))
+    if lead:
+        print(f"{net}\n{where}; noisy validation input: {noisy_psnr:.2f} dB (sigma {args.sigma:g})"
+              + (f"\ndata-parallel: {comm.name}, {args.batch // comm.size} patches per rank" if args.distributed else "")
+              + (f"\nresuming at step {start}" if start else ""))
+    try:
+        return train_loop(args, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt)
+    except Exception as e:           # in a distributed job one rank's failure must end every rank
+        if not args.distributed:
+            raise
+        comm.abort(f"rank {comm.rank}: {type(e).__name__}: {e}")
+        return 1
 
+
+def train_loop(args, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt):
     from tqdm import tqdm
-    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=args.no_progress,
+    lead, start = comm.rank == 0, state["step"]
+    shard = comm.rank if args.distributed else None
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=args.no_progress or not lead,
                unit="step", dynamic_ncols=True)
     t_last, loss, strip = time.perf_counter(), float("nan"), None
     for step in bar:
-        noisy, clean = sampler.denoising_batch(step, args.sigma)
+        noisy, clean = sampler.denoising_batch(step, args.sigma, shard=shard)
         try:
-            loss, dy = redcore.mse_loss(net.forward(noisy), clean, backend=net.backend)      # Eq. 4
+            loss = distributed.train_step(net, opt, comm, noisy, clean)   # Eq. 4, backward, all-reduce, Eq. 5-7
         except FloatingPointError as e:
-            print(f"error at step {step + 1}: {e}; the last checkpoint ({ckpt}) is kept", file=sys.stderr)
+            message = f"at step {step + 1} on rank {comm.rank}: {e}; the last checkpoint ({ckpt}) is kept"
+            if args.distributed:
+                raise FloatingPointError(message) from None
+            print(f"error {message}", file=sys.stderr)
             return 3
-        net.backward(dy)
-        opt.step(net.grads)                                                # Eq. 5-7
+        if args.distributed and (step + 1) % args.check_every == 0:
+            if not comm.all_equal(distributed.checksum(net.backend, net.params.flat)):
+                raise RuntimeError(f"the ranks' parameters differ after step {step + 1}: stopping")
         now = time.perf_counter()
         rate = args.batch / max(now - t_last, 1e-9)
         t_last = now
+        if not lead:
+            continue
         bar.set_postfix(loss=f"{loss:.4g}", patches_per_s=f"{rate:.1f}")
         entry = {"step": step + 1, "loss": loss}
         done = step + 1 == args.steps
@@ -185,10 +231,12 @@ def main(argv=None):
             if strip is not None:
                 save_pictures(args.out, state["history"], strip)
     bar.close()
+    if not lead:
+        return 0
     net.save(os.path.join(args.out, "model.npz"))
     last_val = next((e["val_psnr"] for e in reversed(state["history"]) if "val_psnr" in e), None)
     summary = {"steps": args.steps, "final_loss": loss, "noisy_psnr": noisy_psnr, "val_psnr": last_val,
-               "backend": net.backend.name, "losses": [e["loss"] for e in state["history"]]}
+               "backend": net.backend.name, "ranks": comm.size, "losses": [e["loss"] for e in state["history"]]}
     atomic_write(os.path.join(args.out, "summary.json"), lambda f: f.write(json.dumps(summary, indent=1).encode()))
     print(f"saved {os.path.join(args.out, 'model.npz')}: validation {last_val:.2f} dB vs noisy {noisy_psnr:.2f} dB"
           if last_val is not None else f"saved {os.path.join(args.out, 'model.npz')}")
