@@ -8,7 +8,7 @@ mkdir -p "$out"
 exec > >(tee "$out/log.txt") 2>&1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python -c "import cupy" 2>/dev/null || pip install -q "cupy-cuda12x"
-pip install -q -e ".[test]"
+python -c "import pytest, hypothesis, torch" 2>/dev/null || pip install -q -e ".[test]"
 
 echo "== 1. parity: the cuda backend against the float64 NumPy reference (and the emulation beside it)"
 python -m pytest -q tests/test_backend_parity.py tests/test_cuda_kernels.py -rs
