@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .inference import dihedral, inverse_dihedral  # noqa: F401  (the x8 augmentation, §3.5)
 from .metrics import rgb_to_y, to_uint8
 from .tasks.noise import add_gaussian_noise
 
@@ -159,20 +160,6 @@ def builtin_images(count=12, size=128, seed=2016):
     return images
 
 
-# The 8 symmetries of the square (identity, 3 rotations, and their mirror images): the paper's augmentation
-# (§3.5) and its x8 self-ensemble.
-def dihedral(img, t, axes=(-2, -1)):
-    """Transform t in 0..7 of an array over its two image axes: rotate by 90 t degrees, mirrored when t >= 4."""
-    out = np.rot90(img, t % 4, axes=axes)
-    return np.flip(out, axis=axes[1]) if t >= 4 else out
-
-
-def inverse_dihedral(img, t, axes=(-2, -1)):
-    """The transform that undoes dihedral(., t): un-mirror, then rotate back."""
-    out = np.flip(img, axis=axes[1]) if t >= 4 else img
-    return np.rot90(out, -(t % 4), axes=axes)
-
-
 class PatchSampler:
     """Random p x p patches with the x8 flip/rotation augmentation, drawn reproducibly per step.
 
@@ -214,10 +201,11 @@ class PatchSampler:
         clean = self.batch(step, rng)
         return add_gaussian_noise(clean, sigma, rng), clean
 
-    def task_batch(self, step, task, level):
-        """(corrupted, clean) for this step and any task of redcore.tasks: each clean patch is prepared (SR
-        crops it to a multiple of the scale) and corrupted on its own, from the step's seeded stream."""
-        rng = self.rng(step)
+    def task_batch(self, step, task, level, shard=None):
+        """(corrupted, clean) for this step (and shard) and any task of redcore.tasks: each clean patch is
+        prepared (SR crops it to a multiple of the scale) and corrupted on its own, from the step's seeded
+        stream."""
+        rng = self.rng(step, shard)
         clean = self.batch(step, rng)
         pairs = []
         for patch in clean:

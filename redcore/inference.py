@@ -5,12 +5,26 @@ Tiles bound the memory of a large image: each tile of `tile` x `tile` pixels run
 overlap by `overlap` pixels, and the overlaps are blended with weights that ramp linearly across them, so no
 seam shows.  The outer quarter of each overlap is dropped, so a net that sees at most overlap/4 pixels around
 each output pixel (its receptive radius) gives exactly its full-frame result; a deeper one (RED30 sees 30
-pixels) differs from it only near the seams, by what its zero padding there changes.  The x8 ensemble (paper §3.5) runs the net on the 8 flips/rotations of the image, undoes each
-transform on the output and averages.
+pixels) differs from it only near the seams, by what its zero padding there changes.
+
+The x8 ensemble (paper §3.5) runs the net on the 8 flips/rotations of the image, undoes each transform on the
+output and averages.
 """
 import numpy as np
 
-from .data import dihedral, inverse_dihedral
+
+# The 8 symmetries of the square (identity, 3 rotations, and their mirror images): the paper's augmentation
+# (§3.5) and its x8 self-ensemble.
+def dihedral(img, t, axes=(-2, -1)):
+    """Transform t in 0..7 of an array over its two image axes: rotate by 90 t degrees, mirrored when t >= 4."""
+    out = np.rot90(img, t % 4, axes=axes)
+    return np.flip(out, axis=axes[1]) if t >= 4 else out
+
+
+def inverse_dihedral(img, t, axes=(-2, -1)):
+    """The transform that undoes dihedral(., t): un-mirror, then rotate back."""
+    out = np.flip(img, axis=axes[1]) if t >= 4 else img
+    return np.rot90(out, -(t % 4), axes=axes)
 
 
 def _forward_chw(net, x):
@@ -47,7 +61,10 @@ def run_tiled(net, x, tile=None, overlap=32, progress=None):
     """The net on a (C, H, W) image, full frame (tile=None) or in overlapping tile x tile pieces."""
     c, h, w = x.shape
     if tile is None or (h <= tile and w <= tile):
-        return _forward_chw(net, x)
+        out = _forward_chw(net, x)
+        if progress is not None:
+            progress()
+        return out
     if tile <= 2 * overlap:
         raise ValueError(f"a tile of {tile} pixels must be larger than twice the overlap ({overlap})")
     out = np.zeros(x.shape, np.float64)
