@@ -1,8 +1,14 @@
-"""Train a RED-Net denoiser (additive white Gaussian noise) by hand: forward, MSE (Eq. 4), backward, Adam (Eq. 5-7).
+"""Train a RED-Net for any of the paper's tasks by hand: forward, MSE (Eq. 4), backward, Adam (Eq. 5-7).
 
-    python examples/train_denoise.py --backend cpu                       # built-in images, RED10, a few minutes
-    python examples/train_denoise.py --data ../shared/data/train400 --depth 20 --filters 64 --steps 20000
-    mpiexec -n 4 python examples/train_denoise.py --distributed --batch 64   # data-parallel over 4 processes
+    python examples/train.py --task denoise --level 25                  # built-in images or train400, RED10
+    python examples/train.py --task sr --level 3 --depth 20 --steps 20000
+    python examples/train.py --task jpeg --level 10 --backend cuda
+    mpiexec -n 4 python examples/train.py --task deblur --level disk --distributed --batch 64
+
+The pairs come from redcore.tasks: clean patches corrupted on the fly (SR: the patch reduced and enlarged by
+MATLAB's bicubic; JPEG: encoded at the quality; deblur: the kernel; inpaint: text or scratches), read in the
+task's colour (the Y channel for SR and JPEG).  examples/train_denoise.py is this script for denoising, with
+--sigma.
 
 Patches of 50x50 with the x8 flip/rotation augmentation; a PSNR validation every --val-every steps on
 fixed noisy crops (Set12 when the data folder has it, else held-out built-in images), printed beside the noisy
@@ -27,14 +33,18 @@ import redcore  # noqa: E402  (first: it sets the thread pools' idle policy befo
 import numpy as np  # noqa: E402
 from redcore import data as D  # noqa: E402
 from redcore import distributed  # noqa: E402
+from redcore import tasks  # noqa: E402
 from redcore.io import atomic_write, load_checkpoint, save_checkpoint  # noqa: E402
 from redcore.metrics import psnr  # noqa: E402
 from redcore.model import PRESETS  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Train a RED-Net Gaussian denoiser with redcore.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description="Train a RED-Net for one restoration task with redcore.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                epilog="Levels: " + "; ".join(f"{t.name}: {t.level_help}" for t in tasks.TASKS.values()))
+    p.add_argument("--task", default="denoise", help="denoise, sr, jpeg, deblur or inpaint")
+    p.add_argument("--level", default=None, help="the corruption's level (default: the task's usual one)")
     p.add_argument("--backend", default="cpu", choices=["cpu", "numpy", "cuda", "cuda-emulation"],
                    help="compute backend (cuda-emulation: the CUDA kernels compiled for the CPU, slow, for testing)")
     p.add_argument("--depth", type=int, default=10, help="layers (even): 10, 20, 30 are the paper's RED10/20/30")
@@ -47,7 +57,6 @@ def parse_args(argv=None):
     p.add_argument("--patch", type=int, default=50, help="patch size (the paper uses 50x50)")
     p.add_argument("--steps", type=int, default=300, help="total training steps")
     p.add_argument("--lr", type=float, default=1e-4, help="Adam step size alpha (paper: 1e-4)")
-    p.add_argument("--sigma", type=float, default=25.0, help="noise standard deviation on the 0-255 scale")
     p.add_argument("--data", default=None,
                    help="folder of training images; default: train400 of the shared data folder "
                         "(REDCORE_DATA or ../shared/data) if present, else the built-in image set")
@@ -55,7 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--val-every", type=int, default=100, help="steps between validations")
     p.add_argument("--val-crop", type=int, default=128, help="validate on the central crop of this size (0: whole images)")
     p.add_argument("--ckpt-every", type=int, default=100, help="steps between checkpoints")
-    p.add_argument("--out", default="runs/denoise", help="folder for checkpoint, model, log and pictures")
+    p.add_argument("--out", default=None, help="folder for checkpoint, model, log and pictures (default runs/TASK-LEVEL)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, patches and noise")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
@@ -68,19 +77,20 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def load_images(args):
+def load_images(args, task):
     """(training images, validation images, a sentence saying where they came from)."""
     train_dir = args.data or D.default_train_folder()
+    mode = "y" if task.color == "y" else "gray"
     if train_dir:
-        train = D.read_folder(train_dir)
+        train = D.read_folder(train_dir, mode=mode)
         val_dir = args.val or next((d for d in (os.path.join(train_dir, "..", "test", "Set12"),
                                                 os.path.join(train_dir, "..", "Set12")) if os.path.isdir(d)), None)
-        val = D.read_folder(val_dir) if val_dir else D.builtin_images(count=3, seed=7)
+        val = D.read_folder(val_dir, mode=mode) if val_dir else D.builtin_images(count=3, seed=7)
         return train, val, f"training on {len(train)} images from {train_dir}; validating on " + \
             (f"{len(val)} images of {os.path.normpath(val_dir)}" if val_dir else "3 built-in images")
     train, val = D.builtin_images(count=12), D.builtin_images(count=3, seed=7)
     if args.val:
-        val = D.read_folder(args.val)
+        val = D.read_folder(args.val, mode=mode)
     return train, val, "no data folder: training on 12 built-in synthetic images, validating on 3 more"
 
 
@@ -92,16 +102,16 @@ def center_crop(img, size):
     return img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
 
 
-def validate(net, val_pairs):
+def validate(net, val_pairs, shave=0):
     """(mean PSNR of the restored images, restored images): one image at a time, full frame."""
     restored = []
-    for noisy, _ in val_pairs:
-        restored.append(np.clip(net.backend.to_numpy(net.forward(noisy[None, None]))[0, 0], 0, 1))
-    return float(np.mean([psnr(r, c) for r, (_, c) in zip(restored, val_pairs)])), restored
+    for corrupted, _ in val_pairs:
+        restored.append(np.clip(net.backend.to_numpy(net.forward(corrupted[None, None], keep=False))[0, 0], 0, 1))
+    return float(np.mean([psnr(r, c, shave) for r, (_, c) in zip(restored, val_pairs)])), restored
 
 
 def save_pictures(out, history, strip):
-    """loss/PSNR curves and a noisy | restored | clean strip, as PNG (Pillow only)."""
+    """loss/PSNR curves and a corrupted | restored | clean strip, as PNG (Pillow only)."""
     from PIL import Image, ImageDraw
     w, h, m = 640, 240, 40
     canvas = Image.new("RGB", (w, 2 * h), "white")
@@ -130,6 +140,9 @@ def main(argv=None):
     args = parse_args(argv)
     comm = distributed.SingleProcess()
     try:
+        task = tasks.get(args.task)
+        level = task.parse_level(task.default_level if args.level is None else args.level)
+        args.out = args.out or os.path.join("runs", f"{task.name}-{level_name(level)}")
         if args.distributed:
             comm = distributed.init(args.backend, args.comm_timeout)
         if args.batch % comm.size:
@@ -138,7 +151,7 @@ def main(argv=None):
         net = redcore.REDNet(depth=args.depth, filters=args.filters, kernel_size=args.kernel_size,
                              skip_step=preset_skip if args.skip_step is None else args.skip_step,
                              padding=args.padding, backend=args.backend, seed=args.seed)
-        train, val, where = load_images(args)
+        train, val, where = load_images(args, task)
         sampler = D.PatchSampler(train, patch=args.patch, batch=args.batch // comm.size, seed=args.seed)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         if comm.rank == 0:
@@ -148,13 +161,14 @@ def main(argv=None):
     opt = redcore.Adam(net.params, lr=args.lr)
     ckpt = os.path.join(args.out, "checkpoint.npz")
 
-    # Fixed validation pairs: central crops with noise drawn once from a seed of their own.
+    # Fixed validation pairs: central crops corrupted once, from a seed of their own.
     vrng = np.random.default_rng([args.seed, 2**31 - 1])
     val_pairs = []
     for img in val:
-        clean = center_crop(img, args.val_crop)
-        val_pairs.append((D.add_gaussian_noise(clean, args.sigma, vrng), clean))
-    noisy_psnr = float(np.mean([psnr(n, c) for n, c in val_pairs]))
+        clean = task.prepare(center_crop(img, args.val_crop), level)
+        val_pairs.append((np.asarray(task.corrupt(clean, level, vrng)[0], np.float32), clean))
+    shave = task.shave(level)
+    noisy_psnr = float(np.mean([psnr(n, c, shave) for n, c in val_pairs]))
 
     state, problem = {"step": 0, "history": [], "args": vars(args)}, None
     if lead:
@@ -176,11 +190,11 @@ def main(argv=None):
         return 2
     start = state["step"]
     if lead:
-        print(f"{net}\n{where}; noisy validation input: {noisy_psnr:.2f} dB (sigma {args.sigma:g})"
+        print(f"{net}\n{where}; task {task.name} {level_name(level)}: corrupted validation input {noisy_psnr:.2f} dB"
               + (f"\ndata-parallel: {comm.name}, {args.batch // comm.size} patches per rank" if args.distributed else "")
               + (f"\nresuming at step {start}" if start else ""))
     try:
-        return train_loop(args, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt)
+        return train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt)
     except Exception as e:           # in a distributed job one rank's failure must end every rank
         if not args.distributed:
             raise
@@ -188,7 +202,11 @@ def main(argv=None):
         return 1
 
 
-def train_loop(args, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt):
+def level_name(level):
+    return f"{level[0]:g}-{level[1]:g}" if isinstance(level, tuple) else str(level)
+
+
+def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt):
     from tqdm import tqdm
     lead, start = comm.rank == 0, state["step"]
     shard = comm.rank if args.distributed else None
@@ -196,7 +214,10 @@ def train_loop(args, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt
                unit="step", dynamic_ncols=True)
     t_last, loss, strip = time.perf_counter(), float("nan"), None
     for step in bar:
-        noisy, clean = sampler.denoising_batch(step, args.sigma, shard=shard)
+        if task.name == "denoise" and not isinstance(level, tuple):
+            noisy, clean = sampler.denoising_batch(step, level, shard=shard)
+        else:
+            noisy, clean = sampler.task_batch(step, task, level, shard=shard)
         try:
             loss = distributed.train_step(net, opt, comm, noisy, clean)   # Eq. 4, backward, all-reduce, Eq. 5-7
         except FloatingPointError as e:
@@ -217,9 +238,9 @@ def train_loop(args, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt
         entry = {"step": step + 1, "loss": loss}
         done = step + 1 == args.steps
         if (step + 1) % args.val_every == 0 or done:
-            entry["val_psnr"], restored = validate(net, val_pairs)
+            entry["val_psnr"], restored = validate(net, val_pairs, task.shave(level))
             msg = (f"step {step + 1}: loss {loss:.4g}, validation PSNR {entry['val_psnr']:.2f} dB "
-                   f"(noisy input {noisy_psnr:.2f} dB, gain {entry['val_psnr'] - noisy_psnr:+.2f} dB)")
+                   f"(corrupted input {noisy_psnr:.2f} dB, gain {entry['val_psnr'] - noisy_psnr:+.2f} dB)")
             (bar.write if not args.no_progress else print)(msg)
             sys.stdout.flush()   # a log redirected to a file shows each validation as it happens
             n, c = val_pairs[0]
@@ -235,10 +256,11 @@ def train_loop(args, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt
         return 0
     net.save(os.path.join(args.out, "model.npz"))
     last_val = next((e["val_psnr"] for e in reversed(state["history"]) if "val_psnr" in e), None)
-    summary = {"steps": args.steps, "final_loss": loss, "noisy_psnr": noisy_psnr, "val_psnr": last_val,
+    summary = {"task": task.name, "level": level_name(level), "steps": args.steps, "final_loss": loss,
+               "noisy_psnr": noisy_psnr, "val_psnr": last_val,
                "backend": net.backend.name, "ranks": comm.size, "losses": [e["loss"] for e in state["history"]]}
     atomic_write(os.path.join(args.out, "summary.json"), lambda f: f.write(json.dumps(summary, indent=1).encode()))
-    print(f"saved {os.path.join(args.out, 'model.npz')}: validation {last_val:.2f} dB vs noisy {noisy_psnr:.2f} dB"
+    print(f"saved {os.path.join(args.out, 'model.npz')}: validation {last_val:.2f} dB vs corrupted {noisy_psnr:.2f} dB"
           if last_val is not None else f"saved {os.path.join(args.out, 'model.npz')}")
     return 0
 

@@ -63,3 +63,28 @@ def test_nan_loss_stops_and_keeps_the_checkpoint(tmp_path, capsys):
     assert "NaN" in err and "checkpoint" in err and err.count("\n") == 1
     net = redcore.load(os.path.join(out, "checkpoint.npz"))
     assert all(np.isfinite(v).all() for v in net.state_dict().values())
+
+
+spec_train = importlib.util.spec_from_file_location("train", os.path.join(HERE, "..", "examples", "train.py"))
+train = importlib.util.module_from_spec(spec_train)
+spec_train.loader.exec_module(train)
+
+
+@pytest.mark.parametrize("task,level", [("sr", "3"), ("jpeg", "10"), ("deblur", "motion"), ("inpaint", "text20"),
+                                        ("denoise", "0-55")])
+def test_general_trainer_runs_every_task(tmp_path, task, level):
+    out = tmp_path / task
+    argv = ["--task", task, "--level", level, "--depth", "4", "--filters", "4", "--batch", "2", "--patch", "24",
+            "--val-crop", "48", "--steps", "2", "--val-every", "2", "--no-progress", "--out", str(out)]
+    assert train.main(argv) == 0
+    summary = json.load(open(out / "summary.json"))
+    assert summary["task"] == task and summary["level"] == ("0-55" if level == "0-55" else level)
+    assert len(summary["losses"]) == 2 and np.isfinite(summary["val_psnr"])
+    assert redcore.load(str(out / "model.npz")).config["depth"] == 4
+
+
+def test_general_trainer_refuses_an_unknown_task_or_level(tmp_path, capsys):
+    assert train.main(["--task", "dehaze", "--out", str(tmp_path)]) == 2
+    assert "unknown task 'dehaze'" in capsys.readouterr().err
+    assert train.main(["--task", "jpeg", "--level", "0", "--out", str(tmp_path)]) == 2
+    assert "unknown level '0' for task 'jpeg'" in capsys.readouterr().err
