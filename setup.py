@@ -15,7 +15,9 @@ setup(
     packages=["redcore", "redcore.ops", "redcore.backends", "redcore.tasks", "redcore.kernels",
               "redcore.cuda_kernels"],
     package_dir={"redcore.kernels": "kernels/cpu", "redcore.cuda_kernels": "kernels/cuda"},
-    package_data={"redcore.cuda_kernels": ["*.cu", "*.h", "README.md"]},
+    package_data={"redcore.cuda_kernels": ["*.cu", "*.h", "README.md"],
+                  "redcore": ["weights/*.npz", "weights/models.json"]},
+    entry_points={"console_scripts": ["redcore=redcore.cli:main"]},
     install_requires=["numpy>=1.24", "numba>=0.58", "pillow>=10.1", "tqdm>=4.60"],
     extras_require={
         "cuda": ["cupy-cuda12x"],

@@ -6,6 +6,8 @@
     loss, dy = redcore.mse_loss(y, target)  # paper Eq. 4
     dx = net.backward(dy)                   # fills net.grads
     opt.step(net.grads)                     # paper Eq. 5-7
+
+    clean = redcore.restore("noisy.png", task="denoise", level=25)   # a shipped model, or model="file.npz"
 """
 import os
 
@@ -21,6 +23,7 @@ from .io import load  # noqa: E402
 from .model import REDNet  # noqa: E402
 from .ops.loss import mse_loss  # noqa: E402
 from .optim import Adam  # noqa: E402
+from .restore import restore  # noqa: E402
 
-__all__ = ["REDNet", "Adam", "mse_loss", "load", "get_backend"]
+__all__ = ["REDNet", "Adam", "mse_loss", "load", "restore", "get_backend"]
 __version__ = "0.1.0"

@@ -59,9 +59,14 @@ def load_arrays(path):
     return header, arrays
 
 
-def load(path, backend="cpu"):
-    """The REDNet saved at `path` by `REDNet.save` (or in a checkpoint), on `backend`."""
+def load(name_or_path, backend="cpu"):
+    """A REDNet on `backend`: a shipped model by name (see `redcore models`), or a file saved by `REDNet.save`
+    (or a training checkpoint).  An unknown name lists the shipped ones."""
     from .model import REDNet
+    path = os.fspath(name_or_path)
+    if not os.path.exists(path) and not path.endswith(".npz") and os.sep not in path:
+        from .zoo import path_of
+        path = path_of(path)
     header, arrays = load_arrays(path)
     if "config" not in header:
         raise ValueError(f"{path} holds no network config")

@@ -1,0 +1,138 @@
+"""The `redcore` command: restore images, list the shipped models, run the evaluation harness.
+
+    redcore restore noisy.png clean.png --task denoise --level 25 [--ensemble] [--tile 512] [--compare]
+    redcore restore small.png big.png --task sr --level 3
+    redcore restore text.png clean.png --task inpaint --mask damaged.png
+    redcore models
+    redcore eval --task jpeg --level 10 --data classic5 --weights model.npz
+
+Training stays in examples/ (examples/train.py --task ..., examples/train_denoise.py).
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+
+FORMATS = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def _check_writable(path):
+    """Refuse an output path before any work: an unknown extension or a folder that is missing or read-only."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        raise ValueError(f"cannot write {path}: unknown image extension {ext or '(none)'!r} "
+                         f"(use one of {', '.join(FORMATS)})")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write {path}: the folder {folder} is not writable")
+
+
+def _write_image(path, array):
+    """Write an 8-bit image atomically; the format follows the extension."""
+    from PIL import Image
+
+    from .io import atomic_write
+    _check_writable(path)
+    ext = os.path.splitext(path)[1].lower()
+    options = {"quality": 95} if FORMATS[ext] == "JPEG" else {}
+    atomic_write(path, lambda f: Image.fromarray(array).save(f, format=FORMATS[ext], **options))
+
+
+def _side_by_side(before, after):
+    """before | after as one uint8 image (before enlarged by pixel repetition when it is smaller)."""
+    if before.shape[:2] != after.shape[:2]:
+        fy, fx = after.shape[0] // before.shape[0], after.shape[1] // before.shape[1]
+        before = np.repeat(np.repeat(before, fy, axis=0), fx, axis=1)[:after.shape[0], :after.shape[1]]
+    if before.ndim != after.ndim:
+        before, after = (np.dstack([a] * 3) if a.ndim == 2 else a for a in (before, after))
+    gap = np.full((after.shape[0], 8) + after.shape[2:], 255, np.uint8)
+    return np.concatenate([before, gap, after], axis=1)
+
+
+def cmd_restore(args):
+    from tqdm import tqdm
+
+    from . import tasks
+    from .data import read_image
+    from .restore import passes, restore
+    task = tasks.get(args.task)
+    level = task.parse_level(task.default_level if args.level is None else args.level)
+    _check_writable(args.output)
+    image = np.floor(read_image(args.input, "as read") * 255 + 0.5).astype(np.uint8)
+    tile = None if args.tile == 0 else (args.tile or "auto")
+    total = passes(image.shape, task.name, level, ensemble=args.ensemble, tile=tile)
+    with tqdm(total=total, unit="tile", disable=args.quiet or total < 2, dynamic_ncols=True) as bar:
+        out = restore(image, task.name, level, model=args.model, ensemble=args.ensemble, tile=tile,
+                      backend=args.backend, progress=lambda: bar.update())
+    if args.mask:
+        # Pixels outside the mask are known to be intact: keep them exactly, take the network's pixels inside.
+        mask = read_image(args.mask, "gray") > 0.5
+        if mask.shape != out.shape[:2]:
+            raise ValueError(f"the mask {args.mask} is {mask.shape[1]}x{mask.shape[0]}, the image "
+                             f"{out.shape[1]}x{out.shape[0]}")
+        keep = ~mask if out.ndim == 2 else ~mask[..., None]
+        out = np.where(keep, image if image.shape == out.shape else out, out)
+    _write_image(args.output, out)
+    written = [args.output]
+    if args.compare:
+        stem, ext = os.path.splitext(args.output)
+        _write_image(stem + "_compare" + ext, _side_by_side(image, out))
+        written.append(stem + "_compare" + ext)
+    if not args.quiet:
+        print(f"wrote {' and '.join(written)}")
+    return 0
+
+
+def cmd_models(args):
+    from .zoo import card_line, cards
+    known = cards()
+    if not known:
+        print("no shipped models yet: train one with examples/train.py and load it by path")
+    for name, card in sorted(known.items()):
+        print(card_line(name, card))
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="redcore", description="Image restoration with RED-Net, framework-free.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("restore", help="restore one image", description="Restore one image with a shipped "
+                       "model (or --model FILE): denoise, sr, jpeg, deblur or inpaint.")
+    r.add_argument("input", help="the corrupted image (PNG, BMP, JPEG, TIFF)")
+    r.add_argument("output", help="where to write the result (its extension picks the format)")
+    r.add_argument("--task", required=True, help="denoise, sr, jpeg, deblur or inpaint")
+    r.add_argument("--level", help="noise sigma, SR scale, JPEG quality, blur (disk|gaussian|motion) or "
+                                   "text10|text20|scratches (default: the task's usual level)")
+    r.add_argument("--model", help="a shipped model name or a weight file (default: the shipped model for the task)")
+    r.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (slower, a little better)")
+    r.add_argument("--tile", type=int, help="tile size in pixels (default: 512 for larger images; 0: full frame)")
+    r.add_argument("--backend", default="cpu", choices=["cpu", "numpy", "cuda"])
+    r.add_argument("--mask", help="inpainting: a PNG, white where the image is damaged; pixels outside stay as they are")
+    r.add_argument("--compare", action="store_true", help="also write OUTPUT_compare: input | result side by side")
+    r.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    r.set_defaults(run=cmd_restore)
+    m = sub.add_parser("models", help="list the shipped models and their model cards")
+    m.set_defaults(run=cmd_models)
+    sub.add_parser("eval", help="run the evaluation harness (python -m redcore.evaluate --help)", add_help=False)
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["eval"]:
+        from .evaluate import main as evaluate_main
+        return evaluate_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, OSError, RuntimeError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

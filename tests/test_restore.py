@@ -1,0 +1,139 @@
+"""redcore.restore and the `redcore` command: image forms in and out, colour handling, tiles, the model
+registry, and one clear sentence for bad input."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import redcore
+from redcore import cli, zoo
+from redcore.tasks.resize import imresize
+
+
+def net_file(tmp_path, kernel_size=3, identity=False, name="net.npz"):
+    net = redcore.REDNet(depth=4, filters=4, kernel_size=kernel_size, backend="numpy", dtype="float64", seed=2)
+    if identity:
+        net.params.flat[...] = 0          # residual branch zero: the output is the input
+    path = str(tmp_path / name)
+    net.save(path)
+    return path
+
+
+@pytest.fixture
+def rgb8():
+    return (np.random.default_rng(0).random((40, 36, 3)) * 255).astype(np.uint8)
+
+
+def test_forms_in_and_out(tmp_path, rgb8):
+    model = net_file(tmp_path)
+    gray = rgb8[..., 0]
+    out = redcore.restore(gray, "denoise", 25, model=model)
+    assert out.shape == gray.shape and out.dtype == np.uint8
+    f = redcore.restore(gray / 255.0, "denoise", 25, model=model)
+    assert f.dtype == np.float32 and f.min() >= 0 and f.max() <= 1
+    np.testing.assert_allclose(f * 255, out, atol=0.51)
+    rgb = redcore.restore(rgb8, "denoise", 25, model=model)          # channel by channel
+    assert rgb.shape == rgb8.shape
+    np.testing.assert_array_equal(rgb[..., 1], redcore.restore(rgb8[..., 1], "denoise", 25, model=model))
+    Image.fromarray(rgb8).save(tmp_path / "in.png")
+    np.testing.assert_array_equal(redcore.restore(str(tmp_path / "in.png"), "denoise", 25, model=model), rgb)
+
+
+def test_super_resolution_enlarges_and_carries_the_chroma(tmp_path, rgb8):
+    identity = net_file(tmp_path, identity=True)
+    out = redcore.restore(rgb8, "sr", 3, model=identity)
+    assert out.shape == (120, 108, 3)
+    bicubic = np.clip(imresize(rgb8 / 255.0, 3), 0, 1) * 255     # an identity net leaves the bicubic image
+    assert np.abs(out.astype(np.float64) - bicubic).max() <= 1.0
+    jpeg = redcore.restore(rgb8, "jpeg", 10, model=identity)      # on Y, Cb Cr carried: the image comes back
+    assert np.abs(jpeg.astype(int) - rgb8).max() <= 1
+
+
+def test_tiles_and_ensemble_options(tmp_path):
+    pointwise = net_file(tmp_path, kernel_size=1)
+    img = np.random.default_rng(1).random((300, 70)).astype(np.float32)
+    full = redcore.restore(img, "deblur", "disk", model=pointwise, tile=None)
+    np.testing.assert_allclose(redcore.restore(img, "deblur", "disk", model=pointwise, tile=128), full, atol=1e-6)
+    np.testing.assert_allclose(redcore.restore(img, "deblur", "disk", model=pointwise, ensemble=True), full, atol=1e-6)
+
+
+def test_bad_input_is_one_sentence(tmp_path):
+    model = net_file(tmp_path)
+    with pytest.raises(ValueError, match="unknown task 'unblur'"):
+        redcore.restore(np.zeros((8, 8)), "unblur", model=model)
+    with pytest.raises(ValueError, match="must be \\(H, W\\) gray or \\(H, W, 3\\) colour"):
+        redcore.restore(np.zeros((8, 8, 4)), "denoise", model=model)
+    with pytest.raises(ValueError, match="NaN"):
+        redcore.restore(np.full((8, 8), np.nan), "denoise", model=model)
+    with pytest.raises(ValueError, match="uint8 or float"):
+        redcore.restore(np.zeros((8, 8), np.int32), "denoise", model=model)
+    with pytest.raises(ValueError, match="unknown model 'no-such-model'"):
+        redcore.restore(np.zeros((8, 8)), "denoise", model="no-such-model")
+    valid = redcore.REDNet(depth=4, filters=2, padding="valid", backend="numpy")
+    with pytest.raises(ValueError, match="too small for this 4-layer RED-Net"):
+        redcore.restore(np.zeros((3, 3)), "denoise", model=valid)
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A registry holding one model, as redcore/weights/ will."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    net_file(folder, identity=True, name="tiny-denoise-25.npz")
+    card = {"file": "tiny-denoise-25.npz", "task": "denoise", "level": 25, "network": "RED4, 4 filters",
+            "data": "none", "steps": 0, "tests": [{"set": "Set12", "psnr": 20.0, "input_psnr": 20.17,
+                                                    "baseline": "BM3D", "baseline_psnr": 30.02}]}
+    (folder / "models.json").write_text(json.dumps({"tiny-denoise-25": card}))
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", str(folder))
+    monkeypatch.setattr(zoo, "INDEX", str(folder / "models.json"))
+    return folder
+
+
+def test_registry_and_commands(shipped, tmp_path, capsys, rgb8):
+    assert zoo.find("denoise", 25) == "tiny-denoise-25" and zoo.find("sr", 2) is None
+    assert redcore.load("tiny-denoise-25").config["depth"] == 4
+    assert cli.main(["models"]) == 0
+    assert "tiny-denoise-25" in capsys.readouterr().out
+    Image.fromarray(rgb8).save(tmp_path / "photo.png")
+    out = tmp_path / "out.png"
+    assert cli.main(["restore", str(tmp_path / "photo.png"), str(out), "--task", "denoise", "--level", "25",
+                     "--compare", "--quiet"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), rgb8)           # the identity model
+    assert Image.open(tmp_path / "out_compare.png").size == (2 * 36 + 8, 40)
+    with pytest.raises(ValueError, match="unknown model 'nope': the shipped models are tiny-denoise-25"):
+        redcore.load("nope")
+
+
+def test_mask_keeps_the_pixels_outside_it(tmp_path, rgb8, capsys):
+    model = net_file(tmp_path)
+    Image.fromarray(rgb8).save(tmp_path / "photo.png")
+    mask = np.zeros(rgb8.shape[:2], np.uint8)
+    mask[10:20, 5:30] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert cli.main(["restore", str(tmp_path / "photo.png"), str(tmp_path / "o.png"), "--task", "inpaint",
+                     "--model", model, "--mask", str(tmp_path / "mask.png"), "--quiet"]) == 0
+    out = np.asarray(Image.open(tmp_path / "o.png"))
+    np.testing.assert_array_equal(out[mask == 0], rgb8[mask == 0])
+    assert not np.array_equal(out[mask > 0], rgb8[mask > 0])
+
+
+def test_command_errors_exit_2_and_leave_no_file(tmp_path, capsys, rgb8):
+    model = net_file(tmp_path)
+    Image.fromarray(rgb8).save(tmp_path / "photo.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    cases = [
+        (["restore", str(tmp_path / "missing.png"), str(tmp_path / "a.png"), "--task", "denoise"], "no such image"),
+        (["restore", str(tmp_path / "broken.png"), str(tmp_path / "a.png"), "--task", "denoise"], "not a readable image"),
+        (["restore", str(tmp_path / "photo.png"), str(tmp_path / "a.png"), "--task", "dehaze"], "unknown task"),
+        (["restore", str(tmp_path / "photo.png"), str(tmp_path / "a.png"), "--task", "sr", "--level", "5"], "unknown level"),
+        (["restore", str(tmp_path / "photo.png"), str(tmp_path / "nodir" / "a.png"), "--task", "denoise",
+          "--model", model], "does not exist"),
+        (["restore", str(tmp_path / "photo.png"), str(tmp_path / "a.webm"), "--task", "denoise", "--model", model],
+         "unknown image extension"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.png", "net.npz", "photo.png"]
