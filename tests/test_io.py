@@ -80,3 +80,14 @@ def test_checkpoint_restores_net_optimizer_and_state(tmp_path):
     other = redcore.REDNet(depth=10, filters=8, backend="cpu")
     with pytest.raises(ValueError, match="another network"):
         load_checkpoint(tmp_path / "ck.npz", other, redcore.Adam(other.params))
+
+
+def test_atomic_files_get_the_usual_mode(tmp_path):
+    import stat
+    from redcore.io import atomic_write
+    old = os.umask(0o022)
+    try:
+        atomic_write(str(tmp_path / "f.bin"), lambda f: f.write(b"x"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "f.bin").st_mode) == 0o644
