@@ -81,6 +81,7 @@ def load_images(args, task):
     """(training images, validation images, a sentence saying where they came from)."""
     train_dir = args.data or D.default_train_folder()
     mode = "y" if task.color == "y" else "gray"
+    args.data_used = os.path.normpath(train_dir) if train_dir else "built-in synthetic images"   # for model cards
     if train_dir:
         train = D.read_folder(train_dir, mode=mode)
         val_dir = args.val or next((d for d in (os.path.join(train_dir, "..", "test", "Set12"),
@@ -213,6 +214,7 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=args.no_progress or not lead,
                unit="step", dynamic_ncols=True)
     t_last, loss, strip = time.perf_counter(), float("nan"), None
+    t_saved = t_last                 # training wall time accumulates in state["seconds"] across resumes
     for step in bar:
         if task.name == "denoise" and not isinstance(level, tuple):
             noisy, clean = sampler.denoising_batch(step, level, shard=shard)
@@ -248,6 +250,8 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
         state["history"].append(entry)
         if (step + 1) % args.ckpt_every == 0 or done:
             state["step"] = step + 1
+            state["seconds"] = state.get("seconds", 0.0) + (time.perf_counter() - t_saved)
+            t_saved = time.perf_counter()
             save_checkpoint(ckpt, net, opt, state)
             if strip is not None:
                 save_pictures(args.out, state["history"], strip)

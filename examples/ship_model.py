@@ -1,0 +1,95 @@
+"""Ship a trained network: evaluate it on the task's test sets and add it, with its model card, to
+redcore/weights/ (the registry that redcore.load, redcore.restore and `redcore models` read).
+
+    python examples/ship_model.py runs/red20-denoise-25/checkpoint.npz --name red20-denoise-sigma25 \\
+        --hardware "2-core AMD EPYC (CPU), 2 MPI ranks" --command "mpiexec -n 2 python examples/train.py ..."
+
+The card records the network, the training data, steps and wall time (from the checkpoint), the hardware and
+the command given here, and, per test set, the network's PSNR/SSIM beside the corrupted input and the task's
+classical baseline (the baseline column is read from runs/eval/<task>-<level>-<set>.json when
+bench/eval_baselines.sh wrote it with the same seed, else computed).  The weights are stored without the
+optimizer state (an .npz with a JSON header, no pickle).
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import redcore  # noqa: E402
+from redcore import tasks, zoo  # noqa: E402
+from redcore.data import load_test_set  # noqa: E402
+from redcore.evaluate import evaluate, level_label  # noqa: E402
+from redcore.io import atomic_write, load_arrays  # noqa: E402
+
+TEST_SETS = {"denoise": ["Set12", "BSD68"], "sr": ["Set5"], "jpeg": ["classic5"], "deblur": ["Set12"],
+             "inpaint": ["Set12"]}
+
+
+def cached_baseline(task, level, set_name, seed):
+    path = os.path.join("runs", "eval", f"{task.name}-{level_label(task, level)}-{set_name}.json")
+    if not os.path.isfile(path):
+        return None
+    result = json.load(open(path))
+    if result.get("seed") != seed or len(result["methods"]) < 2:
+        return None
+    return result["methods"][1], result["average"][result["methods"][1]]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("checkpoint", help="a checkpoint.npz or model.npz written by examples/train.py")
+    p.add_argument("--name", required=True, help="the model's name, e.g. red20-denoise-sigma25")
+    p.add_argument("--hardware", required=True, help="what it was trained on")
+    p.add_argument("--command", required=True, help="the exact command that reproduces it")
+    p.add_argument("--seed", type=int, default=0, help="corruption seed of the evaluation")
+    p.add_argument("--ensemble", action="store_true", help="also report the x8 ensemble")
+    args = p.parse_args(argv)
+
+    header, _ = load_arrays(args.checkpoint)
+    state = header.get("state", {})
+    train_args = state.get("args", {})
+    task = tasks.get(train_args.get("task", "denoise"))
+    level = task.parse_level(train_args.get("level", task.default_level))
+    net = redcore.load(args.checkpoint)
+    cfg = net.config
+    card = {
+        "file": f"{args.name}.npz", "task": task.name, "level": level, "channels": cfg["channels"],
+        "network": (f"RED{cfg['depth']}, {cfg['filters']} filters of {cfg['kernel_size']}x{cfg['kernel_size']}, "
+                    f"skip step {cfg['skip_step']}, padding {cfg['padding']}, {net.num_params:,} parameters"),
+        "data": f"{os.path.basename(train_args.get('data_used') or train_args.get('data') or '(not recorded)')} "
+                f"({train_args.get('patch', 50)}x{train_args.get('patch', 50)} patches, x8 augmentation)",
+        "steps": state.get("step"), "batch": train_args.get("batch"), "lr": train_args.get("lr"),
+        "train_seconds": round(state["seconds"]) if "seconds" in state else None,
+        "hardware": args.hardware, "command": args.command, "tests": [],
+    }
+    for set_name in TEST_SETS[task.name]:
+        names, images = load_test_set(set_name, mode="y" if task.color == "y" else "as read")
+        cached = cached_baseline(task, level, set_name, args.seed)
+        result = evaluate(task, level, names, images, net=net, ensemble=False, baseline=cached is None,
+                          seed=args.seed, log=print)
+        avg = result["average"]
+        entry = {"set": set_name, "images": len(names), "psnr": round(avg["RED-Net"]["psnr"], 2),
+                 "ssim": round(avg["RED-Net"]["ssim"], 4), "input_psnr": round(avg[result["methods"][0]]["psnr"], 2),
+                 "input_ssim": round(avg[result["methods"][0]]["ssim"], 4)}
+        base = cached or ((result["methods"][1], avg[result["methods"][1]]) if len(result["methods"]) > 2 else None)
+        if base:
+            entry.update(baseline=base[0], baseline_psnr=round(base[1]["psnr"], 2),
+                         baseline_ssim=round(base[1]["ssim"], 4))
+        if args.ensemble:
+            ens = evaluate(task, level, names, images, net=net, ensemble=True, baseline=False, seed=args.seed)
+            entry["psnr_x8"] = round(ens["average"]["RED-Net x8"]["psnr"], 2)
+        card["tests"].append(entry)
+        print(f"{set_name}: {entry}")
+    os.makedirs(zoo.WEIGHTS_DIR, exist_ok=True)
+    net.save(os.path.join(zoo.WEIGHTS_DIR, card["file"]))
+    cards = zoo.cards()
+    cards[args.name] = card
+    atomic_write(zoo.INDEX, lambda f: f.write(json.dumps(cards, indent=1, sort_keys=True).encode()))
+    print(zoo.card_line(args.name, card))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
