@@ -45,6 +45,8 @@ def main(argv=None):
     p.add_argument("--command", required=True, help="the exact command that reproduces it")
     p.add_argument("--seed", type=int, default=0, help="corruption seed of the evaluation")
     p.add_argument("--ensemble", action="store_true", help="also report the x8 ensemble")
+    p.add_argument("--train-seconds", type=float, help="training wall time, where the checkpoint predates its record")
+    p.add_argument("--data", help="training data, where the checkpoint predates its record")
     args = p.parse_args(argv)
 
     header, _ = load_arrays(args.checkpoint)
@@ -58,10 +60,10 @@ def main(argv=None):
         "file": f"{args.name}.npz", "task": task.name, "level": level, "channels": cfg["channels"],
         "network": (f"RED{cfg['depth']}, {cfg['filters']} filters of {cfg['kernel_size']}x{cfg['kernel_size']}, "
                     f"skip step {cfg['skip_step']}, padding {cfg['padding']}, {net.num_params:,} parameters"),
-        "data": f"{os.path.basename(train_args.get('data_used') or train_args.get('data') or '(not recorded)')} "
+        "data": f"{os.path.basename(args.data or train_args.get('data_used') or train_args.get('data') or '(not recorded)')} "
                 f"({train_args.get('patch', 50)}x{train_args.get('patch', 50)} patches, x8 augmentation)",
         "steps": state.get("step"), "batch": train_args.get("batch"), "lr": train_args.get("lr"),
-        "train_seconds": round(state["seconds"]) if "seconds" in state else None,
+        "train_seconds": round(args.train_seconds or state.get("seconds") or 0) or None,
         "hardware": args.hardware, "command": args.command, "tests": [],
     }
     for set_name in TEST_SETS[task.name]:
