@@ -63,7 +63,8 @@ def main(argv=None):
         "data": f"{os.path.basename(args.data or train_args.get('data_used') or train_args.get('data') or '(not recorded)')} "
                 f"({train_args.get('patch', 50)}x{train_args.get('patch', 50)} patches, x8 augmentation)",
         "steps": state.get("step"), "batch": train_args.get("batch"), "lr": train_args.get("lr"),
-        "train_seconds": round(args.train_seconds or state.get("seconds") or 0) or None,
+        "train_seconds": (round(args.train_seconds or state["seconds"], 1)
+                          if args.train_seconds or "seconds" in state else None),
         "hardware": args.hardware, "command": args.command, "tests": [],
     }
     for set_name in TEST_SETS[task.name]:

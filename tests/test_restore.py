@@ -137,3 +137,33 @@ def test_command_errors_exit_2_and_leave_no_file(tmp_path, capsys, rgb8):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.png", "net.npz", "photo.png"]
+
+
+def test_ship_model_adds_a_card_and_restore_finds_it(tmp_path, monkeypatch, capsys):
+    """examples/ship_model.py evaluates a trained net on its task's test set and registers it; restore() then
+    uses it by default."""
+    import importlib.util
+    import os
+    from conftest import data_set
+    data_set("test", "classic5")
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def script(name):
+        spec = importlib.util.spec_from_file_location(name, os.path.join(here, "..", "examples", f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    run = tmp_path / "run"
+    assert script("train").main(["--task", "jpeg", "--level", "10", "--depth", "4", "--filters", "4", "--batch", "2",
+                                 "--patch", "24", "--steps", "2", "--no-progress", "--out", str(run)]) == 0
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setattr(zoo, "INDEX", str(tmp_path / "weights" / "models.json"))
+    assert script("ship_model").main([str(run / "checkpoint.npz"), "--name", "tiny-jpeg-q10",
+                                      "--hardware", "test machine", "--command", "the test"]) == 0
+    card = zoo.cards()["tiny-jpeg-q10"]
+    assert card["task"] == "jpeg" and card["level"] == 10 and card["steps"] == 2 and card["train_seconds"] is not None
+    test = card["tests"][0]
+    assert test["set"] == "classic5" and test["images"] == 5 and abs(test["input_psnr"] - 27.82) < 0.01
+    img = (np.random.default_rng(0).random((32, 32)) * 255).astype(np.uint8)
+    assert redcore.restore(img, "jpeg", 10).shape == (32, 32)
