@@ -5,3 +5,4 @@ Every kernel writes into a preallocated output, which comes first in its signatu
 """
 from .conv import col2im, im2col
 from .elementwise import adam_update, bias_add, bias_backward, relu, relu_add, relu_backward
+from . import winograd

@@ -1,0 +1,49 @@
+"""Winograd F(2x2, 3x3) (kernels/cpu/winograd.py) against the float64 NumPy reference convolution: the same
+3x3 stride-1 convolution on drawn shapes, paddings 0-2 and odd sizes (tiles cut by the border), float64 to
+1e-10 and float32 to 1e-4 (relative to the largest output), forward and the stride-1 input gradient (a
+convolution with the flipped kernel, which takes the same path)."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from redcore.backends import get_backend
+from redcore.backends.cpu_backend import CpuBackend
+
+ref = get_backend("numpy")
+
+
+@pytest.fixture(scope="module")
+def wino():
+    be = CpuBackend()
+    be.winograd = True
+    return be
+
+
+def close(got, want, rtol):
+    err = np.abs(np.asarray(got, np.float64) - want).max() / (np.abs(want).max() + 1e-30)
+    assert err <= rtol, f"shape {want.shape}: max error {err:.2e} relative to max |value|"
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 1e-4)])
+@given(n=st.integers(1, 3), c_in=st.integers(2, 6), c_out=st.integers(1, 6), h=st.integers(1, 15),
+       w=st.integers(1, 15), padding=st.integers(0, 2), seed=st.integers(0, 2**31 - 1))
+def test_winograd_equals_the_reference(wino, dtype, rtol, n, c_in, c_out, h, w, padding, seed):
+    assume(h + 2 * padding >= 3 and w + 2 * padding >= 3)
+    rng = np.random.default_rng(seed)
+    x, wt = rng.standard_normal((n, c_in, h, w)), rng.standard_normal((c_out, c_in, 3, 3))
+    y = ref.conv2d(x, wt, 1, padding)
+    close(wino.conv2d(x.astype(dtype), wt.astype(dtype), 1, padding), y, rtol)
+    dy = rng.standard_normal(y.shape)
+    close(wino.conv2d_backward_input(dy.astype(dtype), wt.astype(dtype), (h, w), 1, padding),
+          ref.conv2d_backward_input(dy, wt, (h, w), 1, padding), rtol)
+
+
+def test_winograd_groups_images_within_the_budget(wino):
+    rng = np.random.default_rng(0)
+    x, wt = rng.standard_normal((5, 4, 9, 8)), rng.standard_normal((3, 4, 3, 3))
+    old, wino.cols_budget = wino.cols_budget, 1         # one image per group
+    try:
+        close(wino.conv2d(x, wt, 1, 1), ref.conv2d(x, wt, 1, 1), 1e-10)
+    finally:
+        wino.cols_budget = old
