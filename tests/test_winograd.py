@@ -1,7 +1,7 @@
 """Winograd F(2x2, 3x3) (kernels/cpu/winograd.py) against the float64 NumPy reference convolution: the same
 3x3 stride-1 convolution on drawn shapes, paddings 0-2 and odd sizes (tiles cut by the border), float64 to
-1e-10 and float32 to 1e-4 (relative to the largest output), forward and the stride-1 input gradient (a
-convolution with the flipped kernel, which takes the same path)."""
+1e-10 and float32 to 1e-4 (relative to the largest output): forward, the stride-1 input gradient (a
+convolution with the flipped kernel, which takes the same path) and the weight gradient (F(3x3, 2x2))."""
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -37,6 +37,8 @@ def test_winograd_equals_the_reference(wino, dtype, rtol, n, c_in, c_out, h, w, 
     dy = rng.standard_normal(y.shape)
     close(wino.conv2d_backward_input(dy.astype(dtype), wt.astype(dtype), (h, w), 1, padding),
           ref.conv2d_backward_input(dy, wt, (h, w), 1, padding), rtol)
+    close(wino.conv2d_backward_weight(dy.astype(dtype), x.astype(dtype), 3, 1, padding),
+          ref.conv2d_backward_weight(dy, x, 3, 1, padding), rtol)
 
 
 def test_winograd_groups_images_within_the_budget(wino):
@@ -45,5 +47,7 @@ def test_winograd_groups_images_within_the_budget(wino):
     old, wino.cols_budget = wino.cols_budget, 1         # one image per group
     try:
         close(wino.conv2d(x, wt, 1, 1), ref.conv2d(x, wt, 1, 1), 1e-10)
+        dy = rng.standard_normal((5, 3, 9, 8))
+        close(wino.conv2d_backward_weight(dy, x, 3, 1, 1), ref.conv2d_backward_weight(dy, x, 3, 1, 1), 1e-10)
     finally:
         wino.cols_budget = old

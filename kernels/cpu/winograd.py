@@ -18,11 +18,25 @@ the BLAS GEMM carries 2.25x fewer multiplications than im2col's.
     y[n, o, tile p] = A^T M[:, o, p] A                           output transform (here)
 
 Tiles step by 2 over the zero-padded input; the padding is never materialised (reads outside the image are 0).
+
+The weight gradient dW[o, c, u, v] = sum_{n,i,j} dy[n, o, i, j] x[n, c, i + u, j + v] is the same computation
+with the roles swapped: a 3x3 result from a 4x4 input tile and a 2x2 block of dy, F(3x3, 2x2), whose matrices
+are F(2x2, 3x3)'s transposed (Winograd's duality):
+
+    dW[o, c] = G^T [ sum_p (A dy_p A^T) .* (B^T d_p B) ] G,    dy_p the 2x2 block of dy at tile p
+
+so over channels: Wh[xi] = Gh[xi] (C_out x tiles) @ V[xi]^T (tiles x C_in), one batched GEMM, then G^T Wh G.
 """
 import numba as nb
 import numpy as np
 
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+def weight_gradient_from_winograd(wh):
+    """dW: (C_out, C_in, 3, 3) = G^T Wh[o, c] G from the Winograd-domain sums Wh: (16, C_out, C_in)."""
+    c_out, c_in = wh.shape[1:]
+    return np.einsum("ai,aboc,bj->ocij", G, wh.reshape(4, 4, c_out, c_in), G, optimize=True).astype(wh.dtype)
 
 
 def filter_transform(w):
@@ -102,3 +116,38 @@ def output_transform(y, m, t_h, t_w):
                     y[n, o, i, 2 * tj] = s[a, 0] + s[a, 1] + s[a, 2]
                     if 2 * tj + 1 < w_out:
                         y[n, o, i, 2 * tj + 1] = s[a, 1] - s[a, 2] - s[a, 3]
+
+
+@nb.njit(parallel=True, cache=True)
+def gradient_transform(gh, dy, t_h, t_w):
+    """gh: (16, C_out, N*t_h*t_w) <- A g A^T of every 2x2 block g of dy: (N, C_out, H_o, W_o) at (2 ti, 2 tj)
+    (0 beyond the last row/column), with A = [[1, 0], [1, 1], [1, -1], [0, -1]].  prange over (n, o)."""
+    n_img, c_out, h_out, w_out = dy.shape
+    tiles = t_h * t_w
+    for no in nb.prange(n_img * c_out):
+        n, o = no // c_out, no % c_out
+        for ti in range(t_h):
+            i = 2 * ti
+            base = n * tiles + ti * t_w
+            for tj in range(t_w):
+                j = 2 * tj
+                g00 = dy[n, o, i, j]
+                zero = g00 - g00                                  # 0 in dy's dtype
+                g01 = dy[n, o, i, j + 1] if j + 1 < w_out else zero
+                g10 = dy[n, o, i + 1, j] if i + 1 < h_out else zero
+                g11 = dy[n, o, i + 1, j + 1] if i + 1 < h_out and j + 1 < w_out else zero
+                # rows of A g: (g0, g0 + g1, g0 - g1, -g1) over g's two rows, then the same over columns
+                p = base + tj
+                _store_gradient_row(gh, 0, o, p, g00, g01)
+                _store_gradient_row(gh, 1, o, p, g00 + g10, g01 + g11)
+                _store_gradient_row(gh, 2, o, p, g00 - g10, g01 - g11)
+                _store_gradient_row(gh, 3, o, p, -g10, -g11)
+
+
+@nb.njit(inline="always")
+def _store_gradient_row(gh, a, o, p, c0, c1):
+    """Row a of (A g) A^T from row a of A g: (c0, c0 + c1, c0 - c1, -c1)."""
+    gh[4 * a + 0, o, p] = c0
+    gh[4 * a + 1, o, p] = c0 + c1
+    gh[4 * a + 2, o, p] = c0 - c1
+    gh[4 * a + 3, o, p] = -c1

@@ -99,6 +99,27 @@ class Im2colBackend(NumpyBackend):
             W.output_transform(y[a:b], m, t_h, t_w)
         return y
 
+    def conv2d_backward_weight_winograd(self, dy, x, padding):
+        """dW of a stride-1 3x3 convolution by F(3x3, 2x2) (kernels/cpu/winograd.py): transform the input tiles
+        and the 2x2 blocks of dy, one batched GEMM per group of images summing over the tiles, transform back."""
+        xp, W = self.xp, self.K.winograd
+        dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
+        n_img, c_out, h_out, w_out = dy.shape
+        c_in = x.shape[1]
+        t_h, t_w = (h_out + 1) // 2, (w_out + 1) // 2
+        wh = xp.zeros((16, c_out, c_in), dtype=dy.dtype)
+        per_image = 16 * (c_in + c_out) * t_h * t_w * x.itemsize
+        step = max(1, min(n_img, self.cols_budget // per_image))
+        for a in range(0, n_img, step):
+            b = min(a + step, n_img)
+            tiles = (b - a) * t_h * t_w
+            buf = self._columns(16, c_in + c_out, tiles, x.dtype)
+            v, gh = buf[:, :c_in], buf[:, c_in:]
+            W.input_transform(v, x[a:b], padding, t_h, t_w)
+            W.gradient_transform(gh, dy[a:b], t_h, t_w)
+            wh += xp.matmul(gh, v.transpose(0, 2, 1))           # (16, C_out, C_in): sums over the tiles
+        return W.weight_gradient_from_winograd(wh)
+
     def conv2d_backward_input(self, dy, w, input_hw, stride, padding):
         """dy: (N, O, H_o, W_o), w: (O, C, k, k) -> dx: (N, C, H, W) = col2im(W^T @ dy[n]).
 
@@ -125,7 +146,10 @@ class Im2colBackend(NumpyBackend):
         return dx
 
     def conv2d_backward_weight(self, dy, x, k, stride, padding):
-        """dy: (N, O, H_o, W_o), x: (N, C, H, W) -> dw: (O, C, k, k) = sum_n dy[n] @ im2col(x[n])^T."""
+        """dy: (N, O, H_o, W_o), x: (N, C, H, W) -> dw: (O, C, k, k) = sum_n dy[n] @ im2col(x[n])^T;
+        3x3 stride-1 layers by Winograd F(3x3, 2x2) where the backend enables it."""
+        if self.winograd and stride == 1 and k == 3 and x.shape[1] > 1:
+            return self.conv2d_backward_weight_winograd(dy, x, padding)
         xp, K = self.xp, self.K
         dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
         n_img, c_out, h_out, w_out = dy.shape
