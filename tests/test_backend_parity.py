@@ -84,13 +84,20 @@ def test_elementwise_kernels_match_reference(fast, shape, seed):
 @pytest.mark.parametrize("cfg", [dict(), dict(skip_step=0, padding="valid"), dict(downsample=(1, 4))],
                          ids=["skips-same", "red10-valid", "downsample"])
 def test_network_and_adam_match_reference(fast, cfg):
-    """Forward, every gradient and three Adam steps of a 10-layer net: float32 vs numpy float64."""
+    """Forward, every gradient and three Adam steps of a 10-layer net: float32 vs numpy float64.
+
+    Adam's step m / (sqrt(v) + eps) has the same size whatever the gradient's magnitude, so a weight whose
+    exact gradient is 0 or below float32's resolution of the layer's gradient (<= 1e-6 of its largest entry,
+    e.g. a tap that only ever sees zero padding, where a float32 sum leaves 1e-9 instead of 0) takes a step of
+    up to ~lr in the float32 net and none in the reference.  Those weights are held to that bound
+    (3 steps x lr); every other weight to 1e-4 of the largest value."""
     base = dict(depth=10, filters=8, seed=1, **cfg)
     n64 = redcore.REDNet(backend="numpy", dtype="float64", **base)
     n32 = redcore.REDNet(backend=fast, dtype="float32", **base)
     n32.load_state_dict({k: v.astype(np.float32) for k, v in n64.state_dict().items()})
     o64, o32 = redcore.Adam(n64.params, lr=1e-3), redcore.Adam(n32.params, lr=1e-3)
     rng = np.random.default_rng(2)
+    unresolved = {k: np.zeros(p.shape, bool) for k, p in n64.params.items()}
     for step in range(3):
         x = rng.random((3, 1, 19, 21))
         target = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1)
@@ -103,10 +110,15 @@ def test_network_and_adam_match_reference(fast, cfg):
         close(dx32, dx64, 5e-4)
         for k in n64.grads:
             close(n32.grads[k], n64.grads[k], 5e-4)
+            unresolved[k] |= np.abs(n64.grads[k]) <= 1e-6 * np.abs(n64.grads[k]).max()
         o64.step(n64.grads)
         o32.step(n32.grads)
         for k in n64.params:
-            close(n32.params[k], n64.params[k], 1e-4)
+            got, want, tiny = host(n32.params[k]).astype(np.float64), n64.params[k], unresolved[k]
+            # (dead ReLU channels of this small random net leave whole filters at 0: up to ~1/4 of a layer)
+            assert tiny.mean() < 0.5, f"{k}: {tiny.mean():.0%} of the gradient is below float32 resolution"
+            close(np.where(tiny, want, got), want, 1e-4)
+            assert np.all(np.abs(got - want)[tiny] <= 3 * 1e-3 * (step + 1)), k
 
 
 @given(case=conv_case(max_batch=3, max_channels=5, max_kernel=5, max_size=17), budget=st.integers(1, 4000))
