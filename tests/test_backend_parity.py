@@ -1,8 +1,8 @@
 """The fast backends against the float64 NumPy reference: every primitive on drawn shapes (odd sizes,
 strides, paddings), and a whole RED-Net's forward, gradients and Adam steps.
 
-Backends: "cpu" (Numba + BLAS, Winograd for 3x3 stride-1 layers), "cpu-direct" (the same with im2col
-everywhere); "cuda-emulation", the cuda backend's code with the CUDA kernels of
+Backends: "cpu" (Numba + BLAS; im2col here, as these nets are narrower than its Winograd threshold),
+"cpu-winograd" (the same with Winograd on every 3x3 stride-1 layer); "cuda-emulation", the cuda backend's code with the CUDA kernels of
 kernels/cuda compiled for the CPU (kernels/cuda/README.md), so the kernels' logic is checked without a GPU;
 and "cuda" itself where CuPy and a GPU are present (skipped otherwise, with the reason).
 
@@ -23,10 +23,10 @@ ref = get_backend("numpy")
 
 
 def _fast_backend(name):
-    if name == "cpu-direct":             # the cpu backend with Winograd off: im2col for every convolution
+    if name == "cpu-winograd":           # the cpu backend with Winograd on every 3x3 stride-1 layer, however narrow
         from redcore.backends.cpu_backend import CpuBackend
         be = CpuBackend()
-        be.winograd = False
+        be.winograd, be.winograd_min_channels = True, 1
         return be
     try:
         return get_backend(name)
@@ -34,7 +34,7 @@ def _fast_backend(name):
         pytest.skip(str(e))
 
 
-FAST = ["cpu", "cpu-direct", "cuda-emulation", "cuda"]
+FAST = ["cpu", "cpu-winograd", "cuda-emulation", "cuda"]
 
 
 @pytest.fixture(params=FAST, scope="module")
