@@ -101,7 +101,8 @@ def worker(args):
         step()
         sync()
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"times": times}))
+    import resource
+    print(json.dumps({"times": times, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10}))
 
 
 def measure(framework, config, mode, args, **extra):
@@ -114,8 +115,13 @@ def measure(framework, config, mode, args, **extra):
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{framework} {config} {mode} failed:\n{out.stderr[-2000:]}")
-    times = json.loads(out.stdout.strip().splitlines()[-1])["times"]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    times = result["times"]
+    PEAK_RSS[(framework, config, mode)] = result["peak_rss_mib"]
     return sorted(times)[len(times) // 2]
+
+
+PEAK_RSS = {}     # (framework, config, mode) -> peak resident memory of its subprocess, MiB
 
 
 def main():
@@ -150,13 +156,15 @@ def main():
     print(f"threads {args.threads}, batch {args.batch} x {args.size}x{args.size}, median of {args.repeats}; "
           f"torch {torch.__version__}, numpy {np.__version__}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
-    print(f"{'config':15s} {'framework':10s} {'s/step':>8s} {'patches/s':>10s} {'GFLOP/s':>8s} {'vs torch':>9s}")
+    print(f"{'config':15s} {'framework':10s} {'s/step':>8s} {'patches/s':>10s} {'GFLOP/s':>8s} {'vs torch':>9s} "
+          f"{'peak RSS':>9s}")
     for config in args.configs.split(","):
         gflop = 3 * conv_gflop(CONFIGS[config], args.size, args.size) * args.batch
         t_torch = measure("torch", config, "train", args)
         rows = [("torch", t_torch)] + [(b, measure(b, config, "train", args)) for b in args.backends.split(",")]
         for name, t in rows:
-            print(f"{config:15s} {name:10s} {t:8.3f} {args.batch / t:10.2f} {gflop / t:8.1f} {t_torch / t:8.2f}x")
+            print(f"{config:15s} {name:10s} {t:8.3f} {args.batch / t:10.2f} {gflop / t:8.1f} {t_torch / t:8.2f}x "
+                  f"{PEAK_RSS[(name, config, 'train')]:6.0f} MiB")
     for size in ([] if args.no_inference else args.infer_sizes.split(",")):
         cfg = "red30-release"
         height, width = (int(v) for v in size.split("x"))
