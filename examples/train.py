@@ -56,7 +56,9 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=16, help="patches per step")
     p.add_argument("--patch", type=int, default=50, help="patch size (the paper uses 50x50)")
     p.add_argument("--steps", type=int, default=300, help="total training steps")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam step size alpha (paper: 1e-4)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam step size alpha (default 1e-4 as in the paper; with --resume: the checkpoint's, "
+                        "unless given)")
     p.add_argument("--data", default=None,
                    help="folder of training images; default: train400 of the shared data folder "
                         "(REDCORE_DATA or ../shared/data) if present, else the built-in image set")
@@ -159,7 +161,7 @@ def main(argv=None):
             print(f"error: {e}", file=sys.stderr)
         return 2
     lead = comm.rank == 0            # rank 0 alone prints, validates and writes
-    opt = redcore.Adam(net.params, lr=args.lr)
+    opt = redcore.Adam(net.params, lr=args.lr or 1e-4)
     ckpt = os.path.join(args.out, "checkpoint.npz")
 
     # Fixed validation pairs: central crops corrupted once, from a seed of their own.
@@ -179,6 +181,8 @@ def main(argv=None):
         elif args.resume:
             try:
                 state = load_checkpoint(ckpt, net, opt)
+                if args.lr:                   # a step size given with --resume replaces the checkpoint's
+                    opt.lr = args.lr
             except ValueError as e:
                 problem = str(e)
     if args.distributed:             # every rank starts from rank 0's weights, moments and state
@@ -247,6 +251,9 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
             sys.stdout.flush()   # a log redirected to a file shows each validation as it happens
             n, c = val_pairs[0]
             strip = np.hstack([np.clip(n, 0, 1), restored[0], c])
+            if entry["val_psnr"] > state.get("best_val_psnr", -np.inf):   # keep the best network seen
+                state["best_val_psnr"], state["best_step"] = entry["val_psnr"], step + 1
+                net.save(os.path.join(args.out, "best.npz"))
         state["history"].append(entry)
         if (step + 1) % args.ckpt_every == 0 or done:
             state["step"] = step + 1

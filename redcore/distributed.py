@@ -173,10 +173,11 @@ def train_step(net, optimizer, comm, noisy, clean):
 
 
 def sync_from_rank0(net, optimizer, comm, state=None):
-    """Rank 0's parameters, Adam moments and step count (and training state) on every rank."""
+    """Rank 0's parameters, Adam moments, step count and hyper-parameters (and training state) on every rank."""
     comm.broadcast_array_(net.params.flat)
     if optimizer.m_flat is not None:
         comm.broadcast_array_(optimizer.m_flat)
         comm.broadcast_array_(optimizer.v_flat)
     optimizer.t = comm.broadcast_object(optimizer.t)
+    optimizer.lr, optimizer.betas, optimizer.eps = comm.broadcast_object((optimizer.lr, optimizer.betas, optimizer.eps))
     return comm.broadcast_object(state)
