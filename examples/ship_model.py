@@ -47,6 +47,8 @@ def main(argv=None):
     p.add_argument("--ensemble", action="store_true", help="also report the x8 ensemble")
     p.add_argument("--train-seconds", type=float, help="training wall time, where the checkpoint predates its record")
     p.add_argument("--data", help="training data, where the checkpoint predates its record")
+    p.add_argument("--best", action="store_true",
+                   help="ship best.npz beside the checkpoint (the best validation) instead of its last weights")
     args = p.parse_args(argv)
 
     header, _ = load_arrays(args.checkpoint)
@@ -54,7 +56,12 @@ def main(argv=None):
     train_args = state.get("args", {})
     task = tasks.get(train_args.get("task", "denoise"))
     level = task.parse_level(train_args.get("level", task.default_level))
-    net = redcore.load(args.checkpoint)
+    steps = state.get("step")
+    if args.best:
+        net = redcore.load(os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "best.npz"))
+        steps = state.get("best_step", steps)
+    else:
+        net = redcore.load(args.checkpoint)
     cfg = net.config
     card = {
         "file": f"{args.name}.npz", "task": task.name, "level": level, "channels": cfg["channels"],
@@ -62,7 +69,7 @@ def main(argv=None):
                     f"skip step {cfg['skip_step']}, padding {cfg['padding']}, {net.num_params:,} parameters"),
         "data": f"{os.path.basename(args.data or train_args.get('data_used') or train_args.get('data') or '(not recorded)')} "
                 f"({train_args.get('patch', 50)}x{train_args.get('patch', 50)} patches, x8 augmentation)",
-        "steps": state.get("step"), "batch": train_args.get("batch"), "lr": train_args.get("lr"),
+        "steps": steps, "batch": train_args.get("batch"), "lr": train_args.get("lr"),
         "train_seconds": (round(args.train_seconds or state["seconds"], 1)
                           if args.train_seconds or "seconds" in state else None),
         "hardware": args.hardware, "command": args.command, "tests": [],
