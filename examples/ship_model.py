@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import redcore  # noqa: E402
 from redcore import tasks, zoo  # noqa: E402
 from redcore.data import load_test_set  # noqa: E402
-from redcore.evaluate import evaluate, level_label  # noqa: E402
+from redcore.evaluate import evaluate  # noqa: E402
+from redcore.tasks import level_label  # noqa: E402
 from redcore.io import atomic_write, load_arrays  # noqa: E402
 
 TEST_SETS = {"denoise": ["Set12", "BSD68"], "sr": ["Set5"], "jpeg": ["classic5"], "deblur": ["Set12"],
@@ -28,7 +29,7 @@ TEST_SETS = {"denoise": ["Set12", "BSD68"], "sr": ["Set5"], "jpeg": ["classic5"]
 
 
 def cached_baseline(task, level, set_name, seed):
-    path = os.path.join("runs", "eval", f"{task.name}-{level_label(task, level)}-{set_name}.json")
+    path = os.path.join("runs", "eval", f"{task.name}-{level_label(level)}-{set_name}.json")
     if not os.path.isfile(path):
         return None
     result = json.load(open(path))

@@ -145,7 +145,7 @@ def main(argv=None):
     try:
         task = tasks.get(args.task)
         level = task.parse_level(task.default_level if args.level is None else args.level)
-        args.out = args.out or os.path.join("runs", f"{task.name}-{level_name(level)}")
+        args.out = args.out or os.path.join("runs", f"{task.name}-{tasks.level_label(level)}")
         if args.distributed:
             comm = distributed.init(args.backend, args.comm_timeout)
         if args.batch % comm.size:
@@ -195,7 +195,7 @@ def main(argv=None):
         return 2
     start = state["step"]
     if lead:
-        print(f"{net}\n{where}; task {task.name} {level_name(level)}: corrupted validation input {noisy_psnr:.2f} dB"
+        print(f"{net}\n{where}; task {task.name} {tasks.level_label(level)}: corrupted validation input {noisy_psnr:.2f} dB"
               + (f"\ndata-parallel: {comm.name}, {args.batch // comm.size} patches per rank" if args.distributed else "")
               + (f"\nresuming at step {start}" if start else ""))
     try:
@@ -207,10 +207,6 @@ def main(argv=None):
         return 1
 
 
-def level_name(level):
-    return f"{level[0]:g}-{level[1]:g}" if isinstance(level, tuple) else str(level)
-
-
 def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt):
     from tqdm import tqdm
     lead, start = comm.rank == 0, state["step"]
@@ -220,10 +216,7 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
     t_last, loss, strip = time.perf_counter(), float("nan"), None
     t_saved = t_last                 # training wall time accumulates in state["seconds"] across resumes
     for step in bar:
-        if task.name == "denoise" and not isinstance(level, tuple):
-            noisy, clean = sampler.denoising_batch(step, level, shard=shard)
-        else:
-            noisy, clean = sampler.task_batch(step, task, level, shard=shard)
+        noisy, clean = sampler.task_batch(step, task, level, shard=shard)
         try:
             loss = distributed.train_step(net, opt, comm, noisy, clean)   # Eq. 4, backward, all-reduce, Eq. 5-7
         except FloatingPointError as e:
@@ -267,7 +260,7 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
         return 0
     net.save(os.path.join(args.out, "model.npz"))
     last_val = next((e["val_psnr"] for e in reversed(state["history"]) if "val_psnr" in e), None)
-    summary = {"task": task.name, "level": level_name(level), "steps": args.steps, "final_loss": loss,
+    summary = {"task": task.name, "level": tasks.level_label(level), "steps": args.steps, "final_loss": loss,
                "noisy_psnr": noisy_psnr, "val_psnr": last_val,
                "backend": net.backend.name, "ranks": comm.size, "losses": [e["loss"] for e in state["history"]]}
     atomic_write(os.path.join(args.out, "summary.json"), lambda f: f.write(json.dumps(summary, indent=1).encode()))

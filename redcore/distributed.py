@@ -73,13 +73,19 @@ class MpiCommunicator:
                                         "(another rank failed or hangs)")
             time.sleep(1e-4)
 
-    def allreduce_mean_(self, array):
-        """array <- the mean of every rank's array, in place (one all-reduce of the whole buffer)."""
+    def _in_place(self, array, collective, what):
+        """Run collective(host buffer) on array, staging a device array through the host and back."""
         host = array if isinstance(array, np.ndarray) else array.get()
-        self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM), "gradient all-reduce")
-        host /= self.size
+        self._wait(collective(host), what)
         if host is not array:
             array.set(host)
+        return array
+
+    def allreduce_mean_(self, array):
+        """array <- the mean of every rank's array, in place (one all-reduce of the whole buffer)."""
+        self._in_place(array, lambda host: self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM),
+                       "gradient all-reduce")
+        array /= self.size
         return array
 
     def mean(self, value):
@@ -89,11 +95,7 @@ class MpiCommunicator:
 
     def broadcast_array_(self, array):
         """array <- rank 0's array, in place."""
-        host = array if isinstance(array, np.ndarray) else array.get()
-        self._wait(self.comm.Ibcast(host, root=0), "broadcast")
-        if host is not array:
-            array.set(host)
-        return array
+        return self._in_place(array, lambda host: self.comm.Ibcast(host, root=0), "broadcast")
 
     def broadcast_object(self, obj):
         """A small JSON-able object (training state) from rank 0 (pickled between our own processes)."""

@@ -19,15 +19,11 @@ import time
 import numpy as np
 
 from . import baselines, tasks
+from .tasks import level_label
 from .data import load_test_set
 from .inference import restore_array
 from .io import atomic_write
 from .metrics import psnr, ssim, to_uint8
-
-
-def level_label(task, level):
-    """A file-name friendly level: 25, 3, 10, disk, text20, 0-55."""
-    return f"{level[0]:g}-{level[1]:g}" if isinstance(level, tuple) else str(level)
 
 
 def evaluate(task, level, names, images, net=None, ensemble=False, tile=None, baseline=True, seed=0,
@@ -157,10 +153,10 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     set_name = os.path.basename(os.path.normpath(data))
-    title = (f"{task.name} {level_label(task, level)} on {set_name} ({len(names)} images): PSNR (dB) / SSIM"
+    title = (f"{task.name} {level_label(level)} on {set_name} ({len(names)} images): PSNR (dB) / SSIM"
              + (f", {task.shave(level)} border pixels shaved" if task.shave(level) else ""))
     print(format_table(result, title))
-    stem = os.path.join(args.out, f"{task.name}-{level_label(task, level)}-{set_name}")
+    stem = os.path.join(args.out, f"{task.name}-{level_label(level)}-{set_name}")
     write_results(result, stem)
     if args.save_images:
         save_images(result, stem + "-images")

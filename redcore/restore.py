@@ -53,6 +53,13 @@ def _from_float(img, form):
     return img.astype(np.float32)
 
 
+def _tile_for(h, w, tile):
+    """tile="auto": DEFAULT_TILE for images larger than it, else full frame; anything else as given."""
+    if tile != "auto":
+        return tile
+    return DEFAULT_TILE if max(h, w) > DEFAULT_TILE else None
+
+
 def model_for(task, level, model=None, backend="cpu"):
     """The network to use: `model` (a REDNet, a shipped name or a path), else the shipped one for the task."""
     if model is not None and not isinstance(model, (str, os.PathLike)):
@@ -79,8 +86,7 @@ def restore(image, task, level=None, model=None, ensemble=False, tile="auto", ov
     if task.name == "sr":
         # The network sharpens the bicubic enlargement (paper §5.3): enlarge first, all channels.
         img = np.clip(imresize(img, level), 0, 1).astype(np.float32)
-    size = max(img.shape[:2])
-    tile = (DEFAULT_TILE if size > DEFAULT_TILE else None) if tile == "auto" else tile
+    tile = _tile_for(*img.shape[:2], tile)
     if img.ndim == 3 and task.name in LUMA_TASKS and net.config["channels"] == 1:
         ycbcr = rgb_to_ycbcr(img)
         ycbcr[..., 0] = restore_array(net, ycbcr[..., 0], ensemble, tile, overlap, progress)
@@ -97,6 +103,6 @@ def passes(image_shape, task, level, channels=1, ensemble=False, tile="auto", ov
     h, w = image_shape[:2]
     if task.name == "sr":
         h, w = h * level, w * level
-    tile = (DEFAULT_TILE if max(h, w) > DEFAULT_TILE else None) if tile == "auto" else tile
+    tile = _tile_for(h, w, tile)
     runs = 1 if len(image_shape) == 2 or task.name in LUMA_TASKS or channels == 3 else image_shape[2]
     return runs * count_tiles((h, w), tile, overlap, ensemble)

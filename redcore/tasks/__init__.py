@@ -51,6 +51,16 @@ class Task:
     def _bad_level(self, level):
         return ValueError(f"unknown level {str(level)!r} for task {self.name!r}: {self.level_help}")
 
+    def _parse_int(self, level, prefix, valid):
+        """An integer level that may be spelled with a prefix ("x3", "q20"), accepted when valid(value)."""
+        try:
+            value = int(str(level).lower().lstrip(prefix))
+        except ValueError:
+            raise self._bad_level(level) from None
+        if not valid(value):
+            raise self._bad_level(level)
+        return value
+
     @property
     def level_help(self):
         return "levels are " + ", ".join(str(v) for v in self.levels)
@@ -90,13 +100,7 @@ class SuperResolution(Task):
     level_help = "a scale factor: 2, 3 or 4"
 
     def parse_level(self, level):
-        try:
-            scale = int(str(level).lower().lstrip("x"))
-        except ValueError:
-            raise self._bad_level(level) from None
-        if scale not in (2, 3, 4):
-            raise self._bad_level(level)
-        return scale
+        return self._parse_int(level, "x", lambda scale: scale in (2, 3, 4))
 
     def prepare(self, clean, level):
         return modcrop(clean, self.parse_level(level))
@@ -114,13 +118,7 @@ class Jpeg(Task):
     level_help = "a JPEG quality in 1..100 (paper: 10, 20, 30, 40)"
 
     def parse_level(self, level):
-        try:
-            quality = int(str(level).lower().lstrip("q"))
-        except ValueError:
-            raise self._bad_level(level) from None
-        if not 1 <= quality <= 100:
-            raise self._bad_level(level)
-        return quality
+        return self._parse_int(level, "q", lambda quality: 1 <= quality <= 100)
 
     def corrupt(self, clean, level, rng):
         return jpeg_compress(clean, self.parse_level(level)), {}
@@ -168,6 +166,11 @@ ALIASES = {"denoising": "denoise", "super-resolution": "sr", "superresolution": 
            "deblurring": "deblur", "inpainting": "inpaint"}
 
 
+def level_label(level):
+    """A parsed level as text for titles and file names: 25, 3, 10, disk, text20, 0-55 (a blind range)."""
+    return f"{level[0]:g}-{level[1]:g}" if isinstance(level, tuple) else str(level)
+
+
 def get(name):
     """The task called `name` (denoise, sr, jpeg, deblur, inpaint), or ValueError listing them."""
     key = ALIASES.get(str(name).lower(), str(name).lower())
@@ -176,5 +179,5 @@ def get(name):
     return TASKS[key]
 
 
-__all__ = ["Task", "TASKS", "get", "add_gaussian_noise", "add_blind_noise", "imresize", "modcrop",
+__all__ = ["Task", "TASKS", "get", "level_label", "add_gaussian_noise", "add_blind_noise", "imresize", "modcrop",
            "bicubic_degrade", "jpeg_compress", "blur", "blur_kernel", "overlay_text", "scratches"]
