@@ -40,17 +40,21 @@ class Im2colBackend(NumpyBackend):
             buf = self._cols[np.dtype(dtype)] = self.xp.empty(need, dtype=dtype)
         return buf[:need].reshape(n_img, rows, cols)
 
+    def _image_groups(self, n_img, per_image):
+        """(a, b) ranges of images whose buffers, per_image bytes each, fit cols_budget together (at least one)."""
+        step = max(1, min(n_img, self.cols_budget // per_image))
+        for a in range(0, n_img, step):
+            yield a, min(a + step, n_img)
+
     def _blocks(self, n_img, rows, h_out, w_out, itemsize):
         """(images a:b, output rows i:j) blocks whose columns fit cols_budget: several whole images at a time
         when one image fits, else one image in bands of output rows (a 2000x3000 photo then needs ~8 MiB)."""
-        budget = self.cols_budget
         per_image = rows * h_out * w_out * itemsize
-        if per_image <= budget:
-            step = max(1, min(n_img, budget // per_image))
-            for a in range(0, n_img, step):
-                yield a, min(a + step, n_img), 0, h_out
+        if per_image <= self.cols_budget:
+            for a, b in self._image_groups(n_img, per_image):
+                yield a, b, 0, h_out
         else:
-            band = max(1, budget // (rows * w_out * itemsize))
+            band = max(1, self.cols_budget // (rows * w_out * itemsize))
             for a in range(n_img):
                 for i in range(0, h_out, band):
                     yield a, a + 1, i, min(i + band, h_out)
@@ -96,10 +100,7 @@ class Im2colBackend(NumpyBackend):
         t_h, t_w = (h_out + 1) // 2, (w_out + 1) // 2
         u = W.filter_transform(w)
         y = xp.empty((n_img, c_out, h_out, w_out), dtype=x.dtype)
-        per_image = 16 * max(c_in, c_out) * t_h * t_w * x.itemsize
-        step = max(1, min(n_img, self.cols_budget // per_image))
-        for a in range(0, n_img, step):
-            b = min(a + step, n_img)
+        for a, b in self._image_groups(n_img, 16 * max(c_in, c_out) * t_h * t_w * x.itemsize):
             v = self._columns(16, c_in, (b - a) * t_h * t_w, x.dtype)
             W.input_transform(v, x[a:b], padding, t_h, t_w)
             m = xp.matmul(u, v)                                  # (16, C_out, tiles): the 16 GEMMs
@@ -115,10 +116,7 @@ class Im2colBackend(NumpyBackend):
         c_in = x.shape[1]
         t_h, t_w = (h_out + 1) // 2, (w_out + 1) // 2
         wh = xp.zeros((16, c_out, c_in), dtype=dy.dtype)
-        per_image = 16 * (c_in + c_out) * t_h * t_w * x.itemsize
-        step = max(1, min(n_img, self.cols_budget // per_image))
-        for a in range(0, n_img, step):
-            b = min(a + step, n_img)
+        for a, b in self._image_groups(n_img, 16 * (c_in + c_out) * t_h * t_w * x.itemsize):
             tiles = (b - a) * t_h * t_w
             buf = self._columns(16, c_in + c_out, tiles, x.dtype)
             v, gh = buf[:, :c_in], buf[:, c_in:]
