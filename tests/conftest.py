@@ -22,3 +22,13 @@ def data_set(*parts):
     if not os.path.isdir(path):
         pytest.skip(f"the shared data folder {path} is absent (set REDCORE_DATA to the data root)")
     return path
+
+
+def load_example(name):
+    """examples/<name>.py as a module (the scripts are not a package), so tests can call its main()."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,9 +2,7 @@
 logic, compiled for the CPU by the emulation harness (kernels/cuda/emulation.py), matches the NumPy
 reference kernel by kernel, including sizes that do not divide the block size, and runs the training script.
 (test_backend_parity.py runs the whole cuda backend on the emulation against the reference as well.)"""
-import importlib.util
 import json
-import os
 import shutil
 import subprocess
 
@@ -12,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from conftest import load_example
 
 from redcore import cuda_kernels
 from redcore.backends import get_backend
@@ -99,10 +98,7 @@ def test_training_script_runs_on_the_emulated_cuda_backend_like_the_cpu(tmp_path
     """The whole training code path (forward, loss kernel, backward, Adam kernel, validation, checkpoint) on the
     emulated CUDA kernels gives the cpu backend's losses (both float32)."""
     monkeypatch.setenv("REDCORE_DATA", "/nonexistent-data-folder")
-    here = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location("train_denoise", os.path.join(here, "..", "examples", "train_denoise.py"))
-    train_denoise = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_denoise)
+    train_denoise = load_example("train_denoise")
     tiny = ["--depth", "4", "--filters", "4", "--batch", "2", "--patch", "20", "--val-crop", "32",
             "--val-every", "3", "--ckpt-every", "3", "--steps", "3", "--no-progress"]
     summaries = {}

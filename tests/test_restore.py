@@ -142,17 +142,8 @@ def test_command_errors_exit_2_and_leave_no_file(tmp_path, capsys, rgb8):
 def test_ship_model_adds_a_card_and_restore_finds_it(tmp_path, monkeypatch, capsys):
     """examples/ship_model.py evaluates a trained net on its task's test set and registers it; restore() then
     uses it by default."""
-    import importlib.util
-    import os
-    from conftest import data_set
+    from conftest import data_set, load_example as script
     data_set("test", "classic5")
-    here = os.path.dirname(os.path.abspath(__file__))
-
-    def script(name):
-        spec = importlib.util.spec_from_file_location(name, os.path.join(here, "..", "examples", f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
 
     run = tmp_path / "run"
     assert script("train").main(["--task", "jpeg", "--level", "10", "--depth", "4", "--filters", "4", "--batch", "2",

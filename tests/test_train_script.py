@@ -1,6 +1,5 @@
 """examples/train_denoise.py end to end on the built-in images: it trains, writes its files, resumes exactly,
 and refuses bad input with one sentence."""
-import importlib.util
 import json
 import os
 
@@ -8,11 +7,9 @@ import numpy as np
 import pytest
 
 import redcore
+from conftest import load_example
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.util.spec_from_file_location("train_denoise", os.path.join(HERE, "..", "examples", "train_denoise.py"))
-train_denoise = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_denoise)
+train_denoise = load_example("train_denoise")
 
 TINY = ["--depth", "4", "--filters", "4", "--batch", "2", "--patch", "20", "--val-crop", "32",
         "--val-every", "2", "--ckpt-every", "1", "--no-progress"]
@@ -65,9 +62,7 @@ def test_nan_loss_stops_and_keeps_the_checkpoint(tmp_path, capsys):
     assert all(np.isfinite(v).all() for v in net.state_dict().values())
 
 
-spec_train = importlib.util.spec_from_file_location("train", os.path.join(HERE, "..", "examples", "train.py"))
-train = importlib.util.module_from_spec(spec_train)
-spec_train.loader.exec_module(train)
+train = load_example("train")
 
 
 @pytest.mark.parametrize("task,level", [("sr", "3"), ("jpeg", "10"), ("deblur", "motion"), ("inpaint", "text20"),
