@@ -68,6 +68,9 @@ def parse_args(argv=None):
     p.add_argument("--ckpt-every", type=int, default=100, help="steps between checkpoints")
     p.add_argument("--out", default=None, help="folder for checkpoint, model, log and pictures (default runs/TASK-LEVEL)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--init", default=None,
+                   help="start from these weights instead of random ones (fine-tuning): a shipped model's name or a "
+                        ".npz saved by REDNet.save or train.py, of the same network (depth, filters, ...)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, patches and noise")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     p.add_argument("--distributed", action="store_true",
@@ -77,6 +80,16 @@ def parse_args(argv=None):
     p.add_argument("--comm-timeout", type=float, default=distributed.DEFAULT_TIMEOUT,
                    help="with --distributed: seconds a collective may wait before the job is ended")
     return p.parse_args(argv)
+
+
+def init_weights(net, source):
+    """Copy the weights of a trained network of the same configuration into net (fine-tuning from it)."""
+    src = redcore.load(source)
+    differ = ", ".join(f"{k} {src.config.get(k)} (this run: {net.config[k]})"
+                       for k in net.config if k != "seed" and src.config.get(k) != net.config[k])
+    if differ:
+        raise ValueError(f"--init {source} is another network: {differ}")
+    net.load_state_dict(src.state_dict())
 
 
 def load_images(args, task):
@@ -154,6 +167,8 @@ def main(argv=None):
         net = redcore.REDNet(depth=args.depth, filters=args.filters, kernel_size=args.kernel_size,
                              skip_step=preset_skip if args.skip_step is None else args.skip_step,
                              padding=args.padding, backend=args.backend, seed=args.seed)
+        if args.init and not args.resume:
+            init_weights(net, args.init)
         train, val, where = load_images(args, task)
         sampler = D.PatchSampler(train, patch=args.patch, batch=args.batch // comm.size, seed=args.seed)
     except (ValueError, RuntimeError, FileNotFoundError) as e:

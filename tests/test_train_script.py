@@ -83,3 +83,23 @@ def test_general_trainer_refuses_an_unknown_task_or_level(tmp_path, capsys):
     assert "unknown task 'dehaze'" in capsys.readouterr().err
     assert train.main(["--task", "jpeg", "--level", "0", "--out", str(tmp_path)]) == 2
     assert "unknown level '0' for task 'jpeg'" in capsys.readouterr().err
+
+
+def test_init_starts_from_trained_weights_and_refuses_another_network(tmp_path, capsys):
+    """--init copies a trained network's weights in before step 1 (fine-tuning): with --steps 0 the saved model
+    is the source itself; a source of another shape is refused with one sentence naming what differs."""
+    source = tmp_path / "source"
+    argv = ["--task", "sr", "--level", "2", "--depth", "4", "--filters", "4", "--batch", "2", "--patch", "24",
+            "--val-crop", "48", "--val-every", "2", "--no-progress"]
+    assert train.main(argv + ["--steps", "2", "--seed", "1", "--out", str(source)]) == 0
+    tuned = tmp_path / "tuned"
+    assert train.main(argv + ["--steps", "0", "--init", str(source / "model.npz"), "--out", str(tuned)]) == 0
+    a, b = redcore.load(str(source / "model.npz")), redcore.load(str(tuned / "model.npz"))
+    fresh = redcore.REDNet(depth=4, filters=4, skip_step=2)
+    assert any(not np.array_equal(a.params[k], fresh.params[k]) for k in a.params)
+    for k in a.params:
+        assert np.array_equal(a.params[k], b.params[k]), k
+    assert train.main(argv + ["--filters", "8", "--steps", "1", "--init", str(source / "model.npz"),
+                              "--out", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert "is another network: filters 4 (this run: 8)" in err and err.count("\n") == 1
