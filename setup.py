@@ -18,7 +18,7 @@ setup(
     package_data={"redcore.cuda_kernels": ["*.cu", "*.h", "README.md"],
                   "redcore": ["weights/*.npz", "weights/models.json"]},
     entry_points={"console_scripts": ["redcore=redcore.cli:main"]},
-    install_requires=["numpy>=1.24", "numba>=0.58", "pillow>=10.1", "tqdm>=4.60"],
+    install_requires=["numpy>=1.24", "numba>=0.58", "pillow>=10.1", "tqdm>=4.60", "threadpoolctl>=3.1"],
     extras_require={
         "cuda": ["cupy-cuda12x"],
         # Data-parallel training (redcore.distributed): MPICH's self-contained wheel and mpi4py.

@@ -79,14 +79,24 @@ def worker(args):
                 with torch.no_grad():
                     net(xt)
     else:
-        net = redcore.REDNet(backend=args.framework, **cfg)
+        # "cpu": what examples/train.py runs, each batch split over the threads (redcore.threads);
+        # "cpu-prange": the whole batch at once, on the Numba kernels' and the BLAS's own threads.
+        net = redcore.REDNet(backend=args.framework.replace("-prange", ""), **cfg)
         opt = redcore.Adam(net.params)
         be = net.backend
         x = be.asarray(x, net.dtype)
         target = be.asarray(target, net.dtype) if args.mode == "train" else None
         sync = be.runtime.synchronize if hasattr(be, "runtime") else (lambda: None)
+        runner = None
+        if args.framework == "cpu" and args.threads > 1:
+            from redcore.threads import BatchThreads
+            runner = BatchThreads(net, args.threads)
 
         def step():
+            if args.mode == "train" and runner is not None:
+                runner.loss_and_backward(x, target)
+                opt.step(net.grads)
+                return
             y = net.forward(x, keep=args.mode == "train")
             if args.mode == "train":
                 _, dy = redcore.mse_loss(y, target, backend=be)
@@ -127,7 +137,9 @@ PEAK_RSS = {}     # (framework, config, mode) -> peak resident memory of its sub
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--configs", default="red10,red30,red30-release")
-    p.add_argument("--backends", default="cpu", help="redcore backends to time (numpy is very slow)")
+    p.add_argument("--backends", default="cpu,cpu-prange",
+                   help="redcore backends to time: cpu (batch split over the threads, as examples/train.py), "
+                        "cpu-prange (whole batch, kernel threads), numpy (very slow)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--size", type=int, default=50, help="patch size")
     p.add_argument("--repeats", type=int, default=5)
@@ -172,7 +184,7 @@ def main():
         t_torch = measure("torch", cfg, "infer", args, height=height, width=width)
         print(f"\ninference of {cfg} on one {height}x{width} image")
         for name, t in [("torch", t_torch)] + [(b, measure(b, cfg, "infer", args, height=height, width=width))
-                                               for b in args.backends.split(",")]:
+                                               for b in args.backends.split(",") if not b.endswith("-prange")]:
             print(f"{cfg:15s} {name:10s} {t:8.3f} s  {gflop / t:8.1f} GFLOP/s {t_torch / t:8.2f}x")
 
 

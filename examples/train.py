@@ -73,6 +73,9 @@ def parse_args(argv=None):
                         ".npz saved by REDNet.save or train.py, of the same network (depth, filters, ...)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, patches and noise")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="cpu backend: split each batch over this many threads, one core each (redcore.threads); "
+                        "default: NUMBA_NUM_THREADS (the cores); 1: one slice, the kernels' own threads")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the ranks of mpiexec/srun (MPI; NCCL with --backend cuda)")
     p.add_argument("--check-every", type=int, default=100,
@@ -90,6 +93,17 @@ def init_weights(net, source):
     if differ:
         raise ValueError(f"--init {source} is another network: {differ}")
     net.load_state_dict(src.state_dict())
+
+
+def batch_threads(net, threads):
+    """A BatchThreads splitting each batch over `threads` cores (default NUMBA_NUM_THREADS) on the cpu
+    backend, or None for one slice (other backends, or one thread)."""
+    import numba
+    threads = numba.config.NUMBA_NUM_THREADS if threads is None else threads
+    if net.backend.name != "cpu" or threads <= 1:
+        return None
+    from redcore.threads import BatchThreads
+    return BatchThreads(net, threads)
 
 
 def load_images(args, task):
@@ -228,12 +242,13 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
     shard = comm.rank if args.distributed else None
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=args.no_progress or not lead,
                unit="step", dynamic_ncols=True)
+    threads = batch_threads(net, args.threads)
     t_last, loss, strip = time.perf_counter(), float("nan"), None
     t_saved = t_last                 # training wall time accumulates in state["seconds"] across resumes
     for step in bar:
         noisy, clean = sampler.task_batch(step, task, level, shard=shard)
         try:
-            loss = distributed.train_step(net, opt, comm, noisy, clean)   # Eq. 4, backward, all-reduce, Eq. 5-7
+            loss = distributed.train_step(net, opt, comm, noisy, clean, threads)   # Eq. 4, backward, all-reduce, Eq. 5-7
         except FloatingPointError as e:
             message = f"at step {step + 1} on rank {comm.rank}: {e}; the last checkpoint ({ckpt}) is kept"
             if args.distributed:

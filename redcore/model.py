@@ -19,6 +19,8 @@ stride 2 (§4.5), H -> floor((H + 2p - k)/2) + 1, and its mirrored deconv up-sam
 output padding (H + 2p - k) mod 2 that restores H exactly.  Any input works whose maps stay at least one
 pixel wide at every layer; a smaller one is refused with the name of the layer where it vanishes.
 """
+import copy
+
 import numpy as np
 
 from .backends import get_backend
@@ -129,6 +131,17 @@ class REDNet:
                 fan_in = (shape[0] if name.startswith("deconv") else shape[1]) * self.k * self.k
                 value = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
                 self.params[name][...] = self.backend.asarray(value, self.dtype)
+
+    def replica(self, backend):
+        """A network that shares this one's parameters (the same arrays: an update of one is an update of the
+        other) and has its own backend, activations and gradients: one thread's view in redcore.threads."""
+        if backend.xp is not self.backend.xp:
+            raise ValueError(f"a replica's backend must hold the same arrays as {self.backend.name}'s")
+        twin = copy.copy(self)
+        twin.backend = backend
+        twin.grads = ParamDict(backend, self.grads.shapes, self.dtype)
+        twin.cache = twin.path_grads = None
+        return twin
 
     @property
     def num_params(self):

@@ -208,9 +208,12 @@ class CpuBackend(Im2colBackend):
     3x3 stride-1 convolutions with at least `winograd_min_channels` channels in and out run by Winograd
     (forward and input gradient F(2x2, 3x3), weight gradient F(3x3, 2x2)): the released RED30's training step
     went from 5.1 to 3.6 s (bench/README.md).  REDCORE_CONV=direct in the environment, or
-    `get_backend("cpu").winograd = False`, forces im2col."""
+    `get_backend("cpu").winograd = False`, forces im2col.
+
+    single_threaded=True takes the kernels compiled without threads and with the GIL released: the backend of
+    one thread of redcore.threads.BatchThreads (each thread its own instance, so its own column buffer)."""
     name = "cpu"
 
-    def __init__(self):
-        super().__init__(numba_kernels, np, COLS_BUDGET)
+    def __init__(self, single_threaded=False):
+        super().__init__(numba_kernels.single_threaded() if single_threaded else numba_kernels, np, COLS_BUDGET)
         self.winograd = os.environ.get("REDCORE_CONV", "auto") != "direct"
