@@ -51,6 +51,7 @@ class BatchThreads:
         self.replicas = [net.replica(CpuBackend(single_threaded=True)) for _ in range(self.threads)]
         for replica in self.replicas:            # the fast path's choice follows the network's backend
             replica.backend.winograd = net.backend.winograd
+            replica.backend.winograd_tile = net.backend.winograd_tile
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="redcore-batch")
         self.blas = ThreadpoolController()
 

@@ -13,7 +13,7 @@ import numba as nb
 
 from .conv import col2im, im2col
 from .elementwise import adam_update, bias_add, bias_backward, relu, relu_add, relu_backward
-from . import winograd
+from . import winograd, winograd4
 
 KERNELS = ("im2col", "col2im", "bias_add", "bias_backward", "relu", "relu_add", "relu_backward", "adam_update")
 WINOGRAD_KERNELS = ("input_transform", "output_transform", "gradient_transform")
@@ -31,8 +31,11 @@ def single_threaded():
                                   f.__closure__)
         copy.__qualname__ = f.__qualname__ + "_single_threaded"
         return nb.njit(nogil=True, cache=True)(copy)
+    def serial_module(module):
+        ns = types.SimpleNamespace(**{name: getattr(module, name) for name in dir(module) if not name.startswith("_")})
+        for name in WINOGRAD_KERNELS:
+            setattr(ns, name, serial(getattr(module, name)))
+        return ns
     g = globals()
-    wino = types.SimpleNamespace(**{name: getattr(winograd, name) for name in dir(winograd) if not name.startswith("_")})
-    for name in WINOGRAD_KERNELS:
-        setattr(wino, name, serial(getattr(winograd, name)))
-    return types.SimpleNamespace(winograd=wino, **{name: serial(g[name]) for name in KERNELS})
+    return types.SimpleNamespace(winograd=serial_module(winograd), winograd4=serial_module(winograd4),
+                                 **{name: serial(g[name]) for name in KERNELS})

@@ -65,6 +65,7 @@ class Im2colBackend(NumpyBackend):
     # forward took half the time of im2col, a 64-channel layer's the same time (its transforms and small
     # GEMMs cost what the saved multiplications save).
     winograd_min_channels = 96
+    winograd_tile = 2     # 2: F(2x2, 3x3); 4: F(4x4, 3x3), where the kernel set has it
 
     def _use_winograd(self, stride, k, c_in, c_out):
         return self.winograd and stride == 1 and k == 3 and min(c_in, c_out) >= self.winograd_min_channels
@@ -88,41 +89,46 @@ class Im2colBackend(NumpyBackend):
             self._matmul_into(y[a:b, :, i * w_out:j * w_out], wm, cols)
         return y.reshape(n_img, c_out, h_out, w_out)
 
+    def _winograd_kernels(self):
+        """The Winograd transforms in use: F(4x4, 3x3) (kernels/cpu/winograd4.py) or F(2x2, 3x3) (winograd.py)."""
+        return self.K.winograd4 if self.winograd_tile == 4 else self.K.winograd
+
     def conv2d_winograd(self, x, w, padding):
-        """The stride-1 3x3 convolution by F(2x2, 3x3) (kernels/cpu/winograd.py): transform the input tiles and
-        the filters, one batched GEMM per group of images over the 16 Winograd positions, transform back.
-        Groups of images keep the transformed tiles within cols_budget."""
-        xp, W = self.xp, self.K.winograd
+        """The stride-1 3x3 convolution by Winograd F(m x m, 3x3): transform the input tiles and the filters,
+        one batched GEMM per group of images over the (m+2)^2 Winograd positions, transform back.  Groups of
+        images keep the transformed tiles within cols_budget."""
+        xp, W = self.xp, self._winograd_kernels()
         x = xp.ascontiguousarray(x)
         n_img, c_in, h, wd = x.shape
         c_out = w.shape[0]
         h_out, w_out = conv_output_size(h, 3, 1, padding), conv_output_size(wd, 3, 1, padding)
-        t_h, t_w = (h_out + 1) // 2, (w_out + 1) // 2
+        t_h, t_w = -(-h_out // W.TILE), -(-w_out // W.TILE)
         u = W.filter_transform(w)
         y = xp.empty((n_img, c_out, h_out, w_out), dtype=x.dtype)
-        for a, b in self._image_groups(n_img, 16 * max(c_in, c_out) * t_h * t_w * x.itemsize):
-            v = self._columns(16, c_in, (b - a) * t_h * t_w, x.dtype)
+        for a, b in self._image_groups(n_img, W.POSITIONS * max(c_in, c_out) * t_h * t_w * x.itemsize):
+            v = self._columns(W.POSITIONS, c_in, (b - a) * t_h * t_w, x.dtype)
             W.input_transform(v, x[a:b], padding, t_h, t_w)
-            m = xp.matmul(u, v)                                  # (16, C_out, tiles): the 16 GEMMs
+            m = xp.matmul(u, v)                                  # (positions, C_out, tiles): the GEMMs
             W.output_transform(y[a:b], m, t_h, t_w)
         return y
 
     def conv2d_backward_weight_winograd(self, dy, x, padding):
-        """dW of a stride-1 3x3 convolution by F(3x3, 2x2) (kernels/cpu/winograd.py): transform the input tiles
-        and the 2x2 blocks of dy, one batched GEMM per group of images summing over the tiles, transform back."""
-        xp, W = self.xp, self.K.winograd
+        """dW of a stride-1 3x3 convolution by F(3x3, m x m), Winograd's dual of the forward's: transform the
+        input tiles and the m x m blocks of dy, one batched GEMM per group of images summing over the tiles,
+        transform back."""
+        xp, W = self.xp, self._winograd_kernels()
         dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
         n_img, c_out, h_out, w_out = dy.shape
         c_in = x.shape[1]
-        t_h, t_w = (h_out + 1) // 2, (w_out + 1) // 2
-        wh = xp.zeros((16, c_out, c_in), dtype=dy.dtype)
-        for a, b in self._image_groups(n_img, 16 * (c_in + c_out) * t_h * t_w * x.itemsize):
+        t_h, t_w = -(-h_out // W.TILE), -(-w_out // W.TILE)
+        wh = xp.zeros((W.POSITIONS, c_out, c_in), dtype=dy.dtype)
+        for a, b in self._image_groups(n_img, W.POSITIONS * (c_in + c_out) * t_h * t_w * x.itemsize):
             tiles = (b - a) * t_h * t_w
-            buf = self._columns(16, c_in + c_out, tiles, x.dtype)
+            buf = self._columns(W.POSITIONS, c_in + c_out, tiles, x.dtype)
             v, gh = buf[:, :c_in], buf[:, c_in:]
             W.input_transform(v, x[a:b], padding, t_h, t_w)
             W.gradient_transform(gh, dy[a:b], t_h, t_w)
-            wh += xp.matmul(gh, v.transpose(0, 2, 1))           # (16, C_out, C_in): sums over the tiles
+            wh += xp.matmul(gh, v.transpose(0, 2, 1))           # (positions, C_out, C_in): sums over the tiles
         return W.weight_gradient_from_winograd(wh)
 
     def conv2d_backward_input(self, dy, w, input_hw, stride, padding):
@@ -206,9 +212,9 @@ class CpuBackend(Im2colBackend):
     """Numba kernels (kernels/cpu) and the BLAS GEMM that NumPy links.
 
     3x3 stride-1 convolutions with at least `winograd_min_channels` channels in and out run by Winograd
-    (forward and input gradient F(2x2, 3x3), weight gradient F(3x3, 2x2)): the released RED30's training step
-    went from 5.1 to 3.6 s (bench/README.md).  REDCORE_CONV=direct in the environment, or
-    `get_backend("cpu").winograd = False`, forces im2col.
+    (forward and input gradient F(4x4, 3x3), weight gradient F(3x3, 4x4); `winograd_tile = 2` gives F(2x2, 3x3),
+    which took the released RED30's training step from 5.1 to 3.6 s, bench/README.md).  REDCORE_CONV=direct in
+    the environment, or `get_backend("cpu").winograd = False`, forces im2col.
 
     single_threaded=True takes the kernels compiled without threads and with the GIL released: the backend of
     one thread of redcore.threads.BatchThreads (each thread its own instance, so its own column buffer)."""
@@ -216,4 +222,16 @@ class CpuBackend(Im2colBackend):
 
     def __init__(self, single_threaded=False):
         super().__init__(numba_kernels.single_threaded() if single_threaded else numba_kernels, np, COLS_BUDGET)
+        if single_threaded:
+            # On one core the transforms cost less than the prange'd ones (no fork/join per call), and
+            # Winograd pays from 64 channels: RED30-64's step on 2 threads took 0.51 s instead of 0.66 s
+            # (batch 16, median of 7, alternating in one process).  And a smaller column/transform buffer:
+            # one 50x50 image at a time keeps each thread's Winograd tiles in its share of the cache (RED30-64:
+            # 0.45 s instead of 0.50 s per step with 8 MiB).
+            self.winograd_min_channels = 64
+            self.cols_budget = 2 * 2**20
         self.winograd = os.environ.get("REDCORE_CONV", "auto") != "direct"
+        # F(4x4, 3x3): the released RED30's step on 2 threads 2.07 s instead of 2.48 s with F(2x2, 3x3), RED30-64
+        # 0.43 s instead of 0.46 s (batch 16, alternating in one process); float32 error of a 128-channel layer
+        # 4.5e-6 of its largest output (F(2x2): 4.8e-7, im2col: 4.8e-7).
+        self.winograd_tile = 4
