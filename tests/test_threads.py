@@ -6,6 +6,7 @@ import pytest
 
 import redcore
 from redcore import kernels
+from redcore.backends.cpu_backend import CpuBackend
 from redcore.threads import BatchThreads
 
 
@@ -24,8 +25,8 @@ def problem(n, dtype, h=17, w=19, seed=0):
 @pytest.mark.parametrize("threads,n", [(2, 5), (3, 7), (2, 1), (4, 3)])
 @pytest.mark.parametrize("winograd", [False, True])
 def test_split_batch_gives_the_whole_batch_gradient(threads, n, winograd):
-    net = redcore.REDNet(depth=6, filters=8, skip_step=1, dtype="float64", seed=3)
-    net.backend.winograd_min_channels = 1 if winograd else 10**9
+    net = redcore.REDNet(depth=6, filters=8, skip_step=1, dtype="float64", seed=3, backend=CpuBackend())
+    net.backend.winograd_min_channels = 1 if winograd else 10**9     # its own backend: not the shared one
     runner = BatchThreads(net, threads)
     for replica in runner.replicas:
         replica.backend.winograd_min_channels = net.backend.winograd_min_channels
