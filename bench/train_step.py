@@ -3,6 +3,7 @@
     python bench/train_step.py                    # RED10 and RED30 (64 filters, valid), released RED30 (128, same)
     python bench/train_step.py --batch 16 --repeats 5 --configs red30-release --backends cpu
     python bench/train_step.py --device cuda --batch 64 --configs red30-release --infer-sizes 321x481,2048x2048
+    python bench/train_step.py --configs red30-release --infer-sizes 321x481,2000x3000   # the photo in 512 tiles
 
 With --device cuda redcore runs its "cuda" backend and PyTorch runs on the same GPU with cuDNN (benchmark
 mode); inputs live on the GPU and every timed step ends with a device synchronisation.
@@ -56,6 +57,14 @@ def worker(args):
         target = np.clip(x + 0.1 * rng.standard_normal(x.shape, dtype=np.float32), 0, 1).astype(np.float32)
     else:
         x = rng.random((1, 1, args.height, args.width), dtype=np.float32)
+    # Images larger than --tile run in overlapping tiles (redcore.inference.run_tiled) for both frameworks.
+    tiled = args.mode == "infer" and args.tile and max(args.height, args.width) > args.tile
+    if tiled:
+        sys.path.insert(0, ROOT)
+        from redcore.inference import run_tiled
+
+        def tiled_run(model, image):
+            return run_tiled(model, image, tile=args.tile)
     if args.framework == "torch":
         import torch
         torch.set_num_threads(args.threads)
@@ -75,9 +84,19 @@ def worker(args):
                 loss = ((net(xt) - tt) ** 2).sum() / x.shape[0]
                 loss.backward()
                 opt.step()
+            elif tiled:
+                tiled_run(TorchAsRedcore(), x[0])
             else:
                 with torch.no_grad():
                     net(xt)
+
+        class TorchAsRedcore:
+            """The PyTorch net behind the interface redcore.inference.run_tiled calls (same tiles, same blend)."""
+            backend = type("host", (), {"to_numpy": staticmethod(lambda a: a)})
+
+            def forward(self, x, keep=False):
+                with torch.no_grad():
+                    return net(torch.from_numpy(x).to(device)).cpu().numpy()
     else:
         # "cpu": what examples/train.py runs, each batch split over the threads (redcore.threads);
         # "cpu-prange": the whole batch at once, on the Numba kernels' and the BLAS's own threads.
@@ -96,6 +115,9 @@ def worker(args):
             if args.mode == "train" and runner is not None:
                 runner.loss_and_backward(x, target)
                 opt.step(net.grads)
+                return
+            if tiled:
+                tiled_run(net, x[0])
                 return
             y = net.forward(x, keep=args.mode == "train")
             if args.mode == "train":
@@ -118,7 +140,8 @@ def worker(args):
 def measure(framework, config, mode, args, **extra):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--framework", framework, "--config", config,
            "--mode", mode, "--batch", str(args.batch), "--size", str(args.size), "--repeats", str(args.repeats),
-           "--warmup", str(args.warmup), "--threads", str(args.threads), "--device", args.device]
+           "--warmup", str(args.warmup), "--threads", str(args.threads), "--device", args.device,
+           "--tile", str(args.tile)]
     for k, v in extra.items():
         cmd += [f"--{k}", str(v)]
     env = dict(os.environ, NUMBA_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
@@ -147,6 +170,8 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--no-inference", action="store_true", help="skip the inference timings")
     p.add_argument("--infer-sizes", default="321x481", help="inference image sizes HxW, comma-separated")
+    p.add_argument("--tile", type=int, default=512,
+                   help="inference of larger images in overlapping tiles of this size, both frameworks (0: whole)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="cuda: redcore's cuda backend against PyTorch+cuDNN on the same GPU")
     # worker-only arguments
