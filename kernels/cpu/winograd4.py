@@ -35,19 +35,23 @@ BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], 
 AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=float)
 
 
+GG = np.kron(G, G)                    # (36, 9): (G w G^T)[a, b] = sum_{i,j} G[a, i] G[b, j] w[i, j]
+
+
 def filter_transform(w):
-    """U: (36, C_out, C_in) = G w G^T per filter, flattened over the 6x6 Winograd domain (in float64, then
-    rounded once to w's dtype)."""
+    """U: (36, C_out, C_in) = G w G^T per filter, flattened over the 6x6 Winograd domain: one GEMM of
+    kron(G, G) with every filter's 9 taps (in float64, rounded once to w's dtype)."""
     c_out, c_in = w.shape[:2]
-    u = G @ w.astype(np.float64) @ G.T                          # (C_out, C_in, 6, 6)
-    return np.ascontiguousarray(u.transpose(2, 3, 0, 1).reshape(POSITIONS, c_out, c_in).astype(w.dtype))
+    u = GG @ w.reshape(c_out * c_in, 9).T.astype(np.float64)
+    return u.reshape(POSITIONS, c_out, c_in).astype(w.dtype)
 
 
 def weight_gradient_from_winograd(wh):
-    """dW: (C_out, C_in, 3, 3) = G^T Wh[o, c] G from the Winograd-domain sums Wh: (36, C_out, C_in)."""
+    """dW: (C_out, C_in, 3, 3) = G^T Wh[o, c] G from the Winograd-domain sums Wh: (36, C_out, C_in), as one
+    GEMM with kron(G, G)^T."""
     c_out, c_in = wh.shape[1:]
-    wh64 = wh.reshape(ALPHA, ALPHA, c_out, c_in).transpose(2, 3, 0, 1).astype(np.float64)
-    return np.ascontiguousarray((G.T @ wh64 @ G).astype(wh.dtype))
+    dw = wh.reshape(POSITIONS, c_out * c_in).T.astype(np.float64) @ GG
+    return dw.reshape(c_out, c_in, 3, 3).astype(wh.dtype)
 
 
 @nb.njit(inline="always")
