@@ -48,6 +48,8 @@ def main(argv=None):
     p.add_argument("--ensemble", action="store_true", help="also report the x8 ensemble")
     p.add_argument("--train-seconds", type=float, help="training wall time, where the checkpoint predates its record")
     p.add_argument("--data", help="training data, where the checkpoint predates its record")
+    p.add_argument("--fine-tuned-from", default=None,
+                   help="the model it started from (default: the checkpoint's --init, as given to train.py)")
     p.add_argument("--best", action="store_true",
                    help="ship best.npz beside the checkpoint (the best validation) instead of its last weights")
     args = p.parse_args(argv)
@@ -70,6 +72,7 @@ def main(argv=None):
                     f"skip step {cfg['skip_step']}, padding {cfg['padding']}, {net.num_params:,} parameters"),
         "data": f"{os.path.basename(args.data or train_args.get('data_used') or train_args.get('data') or '(not recorded)')} "
                 f"({train_args.get('patch', 50)}x{train_args.get('patch', 50)} patches, x8 augmentation)",
+        "fine_tuned_from": args.fine_tuned_from or train_args.get("init"),
         "steps": steps, "batch": train_args.get("batch"), "lr": train_args.get("lr"),
         "train_seconds": (round(args.train_seconds or state["seconds"], 1)
                           if args.train_seconds or "seconds" in state else None),

@@ -42,5 +42,6 @@ def card_line(name, card):
     tests = "; ".join(f"{t['set']} {t['psnr']:.2f} dB (input {t['input_psnr']:.2f}"
                       + (f", {t['baseline']} {t['baseline_psnr']:.2f}" if t.get("baseline") else "") + ")"
                       for t in card.get("tests", []))
+    start = f" from {card['fine_tuned_from']}" if card.get("fine_tuned_from") else ""
     return (f"{name:28s} {card['task']} {card['level']}: {card['network']}, {card['data']}, "
-            f"{card['steps']} steps" + (f"; {tests}" if tests else ""))
+            f"{card['steps']} steps{start}" + (f"; {tests}" if tests else ""))
