@@ -215,6 +215,10 @@ class REDNet:
 
         record_paths=True also keeps, for every conv{i} with a skip, the two parts of dL/d(conv{i} output)
         in `self.path_grads[i] = (main, skip)`: through conv{i+1} and through the skip (paper Eq. 12-13).
+
+        Each layer's saved feature maps are released once its backward has used them (as autograd frameworks
+        do), so the gradients held for the skips do not add to a full set of activations at the peak; the
+        forward's cache is then spent (record_paths=True keeps it for path_weight_grads).
         """
         if self.cache is None:
             raise RuntimeError("REDNet.backward needs a forward pass first")
@@ -237,6 +241,10 @@ class REDNet:
                                                   self.stride[i], self.pad)
             self.grads[f"deconv{j}.weight"][...] = dw
             self.grads[f"deconv{j}.bias"][...] = db
+            if not record_paths:              # deconv{j}'s input and its stage's outputs are spent
+                c["stage_in"][j] = None
+                c["relu_out"].pop(j, None)
+                c["skip_out"].pop(j, None)
         for i in range(self.n, 0, -1):        # g is the gradient w.r.t. conv{i}'s output
             if i in skip_grad:                # Eq. 12: the main path plus the skip path
                 if record_paths:
@@ -247,8 +255,14 @@ class REDNet:
             g, dw, db = conv2d_backward(be, g, c["conv_in"][i], p[f"conv{i}.weight"], self.stride[i], self.pad)
             self.grads[f"conv{i}.weight"][...] = dw
             self.grads[f"conv{i}.bias"][...] = db
+            if not record_paths:              # conv{i}'s output (conv{i+1}'s input) is spent
+                c["conv_out"][i - 1] = None
+                if i < self.n:
+                    c["conv_in"][i + 1] = None
         if self.residual:
             g += be.asarray(dy, self.dtype)
+        if not record_paths:
+            self.cache = None
         return g
 
     def path_weight_grads(self, i):
