@@ -122,7 +122,7 @@ def worker(args):
             y = net.forward(x, keep=args.mode == "train")
             if args.mode == "train":
                 _, dy = redcore.mse_loss(y, target, backend=be)
-                net.backward(dy)
+                net.backward(dy, input_grad=False)        # as PyTorch: the input needs no gradient
                 opt.step(net.grads)
     for _ in range(args.warmup):
         step()

@@ -172,7 +172,7 @@ def train_step(net, optimizer, comm, noisy, clean, batch_threads=None):
         loss = batch_threads.loss_and_backward(noisy, clean)
     else:
         loss, dy = mse_loss(net.forward(noisy), clean, backend=net.backend)
-        net.backward(dy)
+        net.backward(dy, input_grad=False)
     comm.allreduce_mean_(net.grads.flat)
     optimizer.step(net.grads)
     return comm.mean(loss)

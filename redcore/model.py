@@ -210,8 +210,9 @@ class REDNet:
     __call__ = forward
 
     # ---- backward ----------------------------------------------------------------------------------
-    def backward(self, dy, record_paths=False):
-        """Fill `self.grads` with dL/dparams for the upstream dy = dL/d(output), and return dL/dx.
+    def backward(self, dy, record_paths=False, input_grad=True):
+        """Fill `self.grads` with dL/dparams for the upstream dy = dL/d(output), and return dL/dx
+        (input_grad=False: training needs no dL/dx; conv1's input gradient is skipped and None returned).
 
         record_paths=True also keeps, for every conv{i} with a skip, the two parts of dL/d(conv{i} output)
         in `self.path_grads[i] = (main, skip)`: through conv{i+1} and through the skip (paper Eq. 12-13).
@@ -252,14 +253,15 @@ class REDNet:
                 g += skip_grad[i]
             if self.relu:
                 be.relu_backward_(g, c["conv_out"][i - 1])
-            g, dw, db = conv2d_backward(be, g, c["conv_in"][i], p[f"conv{i}.weight"], self.stride[i], self.pad)
+            g, dw, db = conv2d_backward(be, g, c["conv_in"][i], p[f"conv{i}.weight"], self.stride[i], self.pad,
+                                        input_grad=input_grad or i > 1)
             self.grads[f"conv{i}.weight"][...] = dw
             self.grads[f"conv{i}.bias"][...] = db
             if not record_paths:              # conv{i}'s output (conv{i+1}'s input) is spent
                 c["conv_out"][i - 1] = None
                 if i < self.n:
                     c["conv_in"][i + 1] = None
-        if self.residual:
+        if self.residual and g is not None:
             g += be.asarray(dy, self.dtype)
         if not record_paths:
             self.cache = None

@@ -70,7 +70,7 @@ class BatchThreads:
         def one_slice(r):
             replica, (a, b) = self.replicas[r], slices[r]
             loss, dy = mse_loss(replica.forward(x[a:b]), target[a:b], reduction, backend=replica.backend)
-            replica.backward(dy)
+            replica.backward(dy, input_grad=False)
             return loss
 
         # One BLAS thread per Python thread while the slices run: the cores are taken by the slices.

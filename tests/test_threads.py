@@ -83,3 +83,15 @@ def test_bad_use_is_one_sentence():
     runner = BatchThreads(redcore.REDNet(depth=2, filters=2), 2)
     with pytest.raises(ValueError, match="inputs and targets of one shape"):
         runner.loss_and_backward(np.zeros((2, 1, 8, 8), np.float32), np.zeros((2, 1, 8, 9), np.float32))
+
+
+def test_backward_without_input_gradient_gives_the_same_weight_gradients():
+    """input_grad=False (training: the input is data) skips conv1's input gradient and changes nothing else."""
+    net = redcore.REDNet(depth=6, filters=4, dtype="float64", backend="numpy", seed=5)
+    x, target = problem(2, np.float64)
+    _, dy = redcore.mse_loss(net.forward(x), target)
+    assert net.backward(dy).shape == x.shape
+    grads = net.grads.flat.copy()
+    net.forward(x)
+    assert net.backward(dy, input_grad=False) is None
+    assert np.array_equal(net.grads.flat, grads)

@@ -68,7 +68,10 @@ class Im2colBackend(NumpyBackend):
     winograd_tile = 2     # 2: F(2x2, 3x3); 4: F(4x4, 3x3), where the kernel set has it
 
     def _use_winograd(self, stride, k, c_in, c_out):
-        return self.winograd and stride == 1 and k == 3 and min(c_in, c_out) >= self.winograd_min_channels
+        # The input side decides: im2col writes 9 values per input value, whatever C_out; with one output
+        # channel (the last deconv) the GEMM is a matrix-vector product either way, and Winograd's 2.25
+        # values per input win (64 > 1 channels, 8 images of 48x48 on one core: 2.8 ms instead of 5.8 ms).
+        return self.winograd and stride == 1 and k == 3 and c_in >= self.winograd_min_channels
 
     def conv2d(self, x, w, stride, padding):
         """x: (N, C, H, W), w: (O, C, k, k) -> (N, O, H_o, W_o): y[n] = W (O, C k^2) @ im2col(x[n]);

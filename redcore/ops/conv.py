@@ -126,9 +126,10 @@ def conv2d_forward(be, x, w, b, stride=1, padding=0, relu=False):
     return y
 
 
-def conv2d_backward(be, dy, x, w, stride=1, padding=0):
-    """(dx, dw, db) of y = conv(x, w) + b.   dy: (N,C_out,H_o,W_o); x, w as in the forward."""
-    dx = be.conv2d_backward_input(dy, w, x.shape[2:], stride, padding)
+def conv2d_backward(be, dy, x, w, stride=1, padding=0, input_grad=True):
+    """(dx, dw, db) of y = conv(x, w) + b.   dy: (N,C_out,H_o,W_o); x, w as in the forward.
+    input_grad=False skips dx (None): a network's first layer, whose input is data."""
+    dx = be.conv2d_backward_input(dy, w, x.shape[2:], stride, padding) if input_grad else None
     dw = be.conv2d_backward_weight(dy, x, w.shape[2], stride, padding)
     return dx, dw, be.bias_backward(dy)
 
