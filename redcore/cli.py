@@ -88,11 +88,13 @@ def cmd_restore(args):
 
 
 def cmd_models(args):
-    from .zoo import card_line, cards
+    from .zoo import card_line, card_table, cards
     known = cards()
     if not known:
         print("no shipped models yet: train one with examples/train.py and load it by path")
-    for name, card in sorted(known.items()):
+    elif args.markdown:
+        print(card_table(known))
+    for name, card in sorted(known.items()) if not args.markdown else ():
         print(card_line(name, card))
     return 0
 
@@ -116,6 +118,7 @@ def build_parser():
     r.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     r.set_defaults(run=cmd_restore)
     m = sub.add_parser("models", help="list the shipped models and their model cards")
+    m.add_argument("--markdown", action="store_true", help="one Markdown table (the README's)")
     m.set_defaults(run=cmd_models)
     sub.add_parser("eval", help="run the evaluation harness (python -m redcore.evaluate --help)", add_help=False)
     return p

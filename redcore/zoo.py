@@ -45,3 +45,27 @@ def card_line(name, card):
     start = f" from {card['fine_tuned_from']}" if card.get("fine_tuned_from") else ""
     return (f"{name:28s} {card['task']} {card['level']}: {card['network']}, {card['data']}, "
             f"{card['steps']} steps{start}" + (f"; {tests}" if tests else ""))
+
+
+def card_table(known):
+    """The shipped models as one Markdown table: per test set, RED-Net (x8 ensemble) beside the corrupted input
+    and the classical baseline, PSNR dB / SSIM."""
+    def score(t, prefix):
+        psnr, ssim = t.get(f"{prefix}psnr"), t.get(f"{prefix}ssim")
+        return "" if psnr is None else f"{psnr:.2f}" + (f" / {ssim:.4f}" if ssim is not None else "")
+    rows = ["| model | task | network, training | test set | RED-Net | x8 ensemble | input | classical baseline |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, card in sorted(known.items()):
+        minutes = f", {card['train_seconds'] / 60:.0f} min" if card.get("train_seconds") else ""
+        start = f", from `{card['fine_tuned_from']}`" if card.get("fine_tuned_from") else ""
+        net = card["network"].split(",")[0] + ("-" + card["network"].split(",")[1].split()[0]
+                                               if "," in card["network"] else "")
+        for i, t in enumerate(card.get("tests", [])):
+            first = ((f"`{name}`", f"{card['task']} {card['level']}", f"{net}; {card['steps']} steps{start}{minutes}")
+                     if i == 0 else ("", "", ""))
+            base = (f"{t['baseline']} {score(t, 'baseline_')}" if t.get("baseline")
+                    else "= input (bicubic)" if card["task"] == "sr" else "")
+            ens = f"{t['psnr_x8']:.2f}" if "psnr_x8" in t else ""
+            rows.append(f"| {' | '.join(first)} | {t['set']} | **{score(t, '')}** | {ens} | {score(t, 'input_')} | "
+                        f"{base} |")
+    return "\n".join(rows)

@@ -95,6 +95,10 @@ def test_registry_and_commands(shipped, tmp_path, capsys, rgb8):
     assert redcore.load("tiny-denoise-25").config["depth"] == 4
     assert cli.main(["models"]) == 0
     assert "tiny-denoise-25" in capsys.readouterr().out
+    assert cli.main(["models", "--markdown"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| model |") and table[2].startswith("| `tiny-denoise-25` | denoise 25 |")
+    assert "| **20.00** |" in table[2] and "BM3D 30.02 |" in table[2]
     Image.fromarray(rgb8).save(tmp_path / "photo.png")
     out = tmp_path / "out.png"
     assert cli.main(["restore", str(tmp_path / "photo.png"), str(out), "--task", "denoise", "--level", "25",
