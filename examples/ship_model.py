@@ -91,6 +91,9 @@ def main(argv=None):
         if base:
             entry.update(baseline=base[0], baseline_psnr=round(base[1]["psnr"], 2),
                          baseline_ssim=round(base[1]["ssim"], 4))
+        if "RED-Net, mask known" in avg:          # inpainting: also with the intact pixels kept
+            entry["psnr_mask_known"] = round(avg["RED-Net, mask known"]["psnr"], 2)
+            entry["ssim_mask_known"] = round(avg["RED-Net, mask known"]["ssim"], 4)
         if args.ensemble:
             ens = evaluate(task, level, names, images, net=net, ensemble=True, baseline=False, seed=args.seed)
             entry["psnr_x8"] = round(ens["average"]["RED-Net x8"]["psnr"], 2)

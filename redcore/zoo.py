@@ -39,7 +39,9 @@ def find(task, level):
 
 def card_line(name, card):
     """One line of `redcore models`: name, task and level, network, data, steps, test figures."""
-    tests = "; ".join(f"{t['set']} {t['psnr']:.2f} dB (input {t['input_psnr']:.2f}"
+    tests = "; ".join(f"{t['set']} {t['psnr']:.2f} dB"
+                      + (f", {t['psnr_mask_known']:.2f} with the mask known" if "psnr_mask_known" in t else "")
+                      + f" (input {t['input_psnr']:.2f}"
                       + (f", {t['baseline']} {t['baseline_psnr']:.2f}" if t.get("baseline") else "") + ")"
                       for t in card.get("tests", []))
     start = f" from {card['fine_tuned_from']}" if card.get("fine_tuned_from") else ""
@@ -53,7 +55,8 @@ def card_table(known):
     def score(t, prefix):
         psnr, ssim = t.get(f"{prefix}psnr"), t.get(f"{prefix}ssim")
         return "" if psnr is None else f"{psnr:.2f}" + (f" / {ssim:.4f}" if ssim is not None else "")
-    rows = ["| model | task | network, training | test set | RED-Net | x8 ensemble | input | classical baseline |",
+    rows = ["| model | task | network, training | test set | RED-Net | x8 ensemble (or other) | input | "
+            "classical baseline |",
             "|---|---|---|---|---|---|---|---|"]
     for name, card in sorted(known.items()):
         minutes = f", {card['train_seconds'] / 60:.0f} min" if card.get("train_seconds") else ""
@@ -66,6 +69,9 @@ def card_table(known):
             base = (f"{t['baseline']} {score(t, 'baseline_')}" if t.get("baseline")
                     else "= input (bicubic)" if card["task"] == "sr" else "")
             ens = f"{t['psnr_x8']:.2f}" if "psnr_x8" in t else ""
+            if "psnr_mask_known" in t:           # inpainting with the intact pixels kept (evaluate.py)
+                known = score({"psnr": t["psnr_mask_known"], "ssim": t.get("ssim_mask_known")}, "")
+                ens += ("; " if ens else "") + f"mask known: {known}"
             rows.append(f"| {' | '.join(first)} | {t['set']} | **{score(t, '')}** | {ens} | {score(t, 'input_')} | "
                         f"{base} |")
     return "\n".join(rows)

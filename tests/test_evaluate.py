@@ -143,6 +143,10 @@ def test_harness_baselines_beat_the_input(two_images, task, level, column):
     assert result["methods"][0] == first and result["ensemble"]
     if column:
         assert result["average"][column]["psnr"] > result["average"][first]["psnr"]
+    # inpainting also scores the network with the intact pixels kept (identity net: the input itself)
+    assert ("RED-Net x8, mask known" in result["methods"]) == (task == "inpaint")
+    if task == "inpaint":
+        assert result["average"]["RED-Net x8, mask known"]["psnr"] == pytest.approx(result["average"]["input"]["psnr"])
     assert result["shave"] == (2 if task == "sr" else 0)
 
 
