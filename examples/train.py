@@ -98,11 +98,10 @@ def init_weights(net, source):
 def batch_threads(net, threads):
     """A BatchThreads splitting each batch over `threads` cores (default NUMBA_NUM_THREADS) on the cpu
     backend, or None for one slice (other backends, or one thread)."""
-    import numba
-    threads = numba.config.NUMBA_NUM_THREADS if threads is None else threads
+    from redcore.threads import BatchThreads, default_threads
+    threads = default_threads() if threads is None else threads
     if net.backend.name != "cpu" or threads <= 1:
         return None
-    from redcore.threads import BatchThreads
     return BatchThreads(net, threads)
 
 

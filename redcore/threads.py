@@ -15,7 +15,6 @@ The loss of Eq. 4 is a mean over the batch, so with slice s holding N_s of the N
 gradient then updates the shared parameters, as in single-threaded training: the result equals the one-thread
 step up to the order of floating-point sums (tests/test_threads.py).
 """
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,11 +24,10 @@ from .ops.loss import mse_loss
 
 
 def default_threads():
-    """The cores this process may run on (its CPU affinity), the number of threads BatchThreads uses."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:        # not on Linux
-        return os.cpu_count() or 1
+    """Numba's thread count (NUMBA_NUM_THREADS, else the cores): the threads BatchThreads uses by default, so
+    one setting sizes both the kernel-threaded and the batch-split path (1 under `mpiexec` ranks that set it)."""
+    import numba
+    return numba.config.NUMBA_NUM_THREADS
 
 
 class BatchThreads:

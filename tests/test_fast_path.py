@@ -32,12 +32,17 @@ def rel(got, want):
     return np.abs(np.asarray(got, np.float64) - want).max() / np.abs(want).max()
 
 
-def test_forward_and_gradients_at_the_same_weights():
-    base = dict(depth=10, filters=8, seed=1)
+def reference_and_fast(depth):
+    """(float64 numpy net, float32 fast net with the same weights, its BatchThreads)."""
+    base = dict(depth=depth, filters=8, seed=1)
     n64 = redcore.REDNet(backend="numpy", dtype="float64", **base)
     n32 = redcore.REDNet(backend=winograd4_everywhere(), dtype="float32", **base)
     n32.load_state_dict({k: v.astype(np.float32) for k, v in n64.state_dict().items()})
-    runner = threads_of(n32)
+    return n64, n32, threads_of(n32)
+
+
+def test_forward_and_gradients_at_the_same_weights():
+    n64, n32, runner = reference_and_fast(depth=10)
     rng = np.random.default_rng(2)
     x = rng.random((4, 1, 19, 21))
     target = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1)
@@ -52,11 +57,7 @@ def test_forward_and_gradients_at_the_same_weights():
 
 
 def test_training_curve_of_100_steps():
-    base = dict(depth=6, filters=8, seed=1)
-    n64 = redcore.REDNet(backend="numpy", dtype="float64", **base)
-    n32 = redcore.REDNet(backend=winograd4_everywhere(), dtype="float32", **base)
-    n32.load_state_dict({k: v.astype(np.float32) for k, v in n64.state_dict().items()})
-    runner = threads_of(n32)
+    n64, n32, runner = reference_and_fast(depth=6)
     o64, o32 = redcore.Adam(n64.params, lr=1e-3), redcore.Adam(n32.params, lr=1e-3)
     image = np.random.default_rng(0).random((64, 64))
     curves = []
