@@ -2,10 +2,12 @@
 F(4x4, 3x3), here on every 3x3 layer however narrow) against the float64 NumPy reference.
 
 Tolerances.  At the same weights, a 10-layer net's float32 output is held to 1e-5 and every gradient to 1e-4
-of the largest value (measured: 1.7e-6 and 2e-6).  Over training, Adam turns gradients below float32's
-resolution into steps of ~lr (tests/test_backend_parity.py), so the two runs' weights drift apart by ~1e-3
-relative within 100 steps while the loss does not: the training curve is held to 1e-4 relative at every one of
-100 steps (measured: 1.8e-5)."""
+of the largest value (measured: 1.6e-6 and 1.8e-6).  Over training, the fast path is evaluated at the
+reference's weights of each of 100 steps and held to the same bounds at every step.  Two runs trained apart
+are not compared step by step: Adam turns gradients below float32's resolution into steps of ~lr
+(tests/test_backend_parity.py), so their weights drift apart chaotically and their losses by 1e-5 to 5e-3
+relative depending on the seed (the plain NumPy float32 path itself reached 1.4e-4), so the run trained on
+its own is held to its final loss (1%)."""
 import numpy as np
 
 import redcore
@@ -57,20 +59,33 @@ def test_forward_and_gradients_at_the_same_weights():
 
 
 def test_training_curve_of_100_steps():
+    """Along the 100 steps of the float64 reference's training, the fast path at the reference's weights of
+    that step: the loss within 1e-5 (relative) at every step, the gradients within 1e-4 of the largest one at
+    98 of the 100 steps or more (measured: all but step 76, where a pre-activation within float32 rounding of 0
+    falls on the other side of a ReLU and the gradients move by 4e-3; the plain NumPy float32 path
+    has such a step too).  And the fast path trained on its own from the same start ends where the reference
+    does, within 1% of the final loss."""
     n64, n32, runner = reference_and_fast(depth=6)
-    o64, o32 = redcore.Adam(n64.params, lr=1e-3), redcore.Adam(n32.params, lr=1e-3)
+    _, free32, free_runner = reference_and_fast(depth=6)
+    o64, o_free = redcore.Adam(n64.params, lr=1e-3), redcore.Adam(free32.params, lr=1e-3)
     image = np.random.default_rng(0).random((64, 64))
-    curves = []
+    losses, loss_err, grad_err = [], [], []
     for step in range(100):
         rng = np.random.default_rng(step)
         clean = np.stack([image[i:i + 24, j:j + 24] for i, j in rng.integers(0, 40, (4, 2))])[:, None]
         noisy = clean + 0.1 * rng.standard_normal(clean.shape)
+        n32.load_state_dict({k: v.astype(np.float32) for k, v in n64.state_dict().items()})
+        l32 = runner.loss_and_backward(noisy.astype(np.float32), clean.astype(np.float32))
         l64, d64 = redcore.mse_loss(n64.forward(noisy), clean)
         n64.backward(d64)
+        loss_err.append(abs(l32 - l64) / l64)
+        grad_err.append(rel(n32.grads.flat, n64.grads.flat))
         o64.step(n64.grads)
-        l32 = runner.loss_and_backward(noisy.astype(np.float32), clean.astype(np.float32))
-        o32.step(n32.grads)
-        curves.append((l64, l32))
-    l64, l32 = np.array(curves).T
+        l_free = free_runner.loss_and_backward(noisy.astype(np.float32), clean.astype(np.float32))
+        o_free.step(free32.grads)
+        losses.append((l64, l_free))
+    l64, l_free = np.array(losses).T
     assert l64[-1] < 0.2 * l64[0]                       # it trained
-    assert (np.abs(l32 - l64) / l64).max() < 1e-4
+    assert max(loss_err) < 1e-5, max(loss_err)
+    assert np.sum(np.array(grad_err) > 1e-4) <= 2, np.flatnonzero(np.array(grad_err) > 1e-4)
+    assert abs(l_free[-5:].mean() - l64[-5:].mean()) < 0.01 * l64[-5:].mean()

@@ -30,6 +30,7 @@ so over channels: Wh[xi] = Gh[xi] (C_out x tiles) @ V[xi]^T (tiles x C_in), one 
 import numba as nb
 import numpy as np
 
+CHANNELS_LAST = False                 # V: (16, C, tiles); U: (16, C_out, C_in) (winograd4.py: channels last)
 TILE, ALPHA = 2, 4                    # output tile m x m from input tile (m + 2) x (m + 2)
 POSITIONS = ALPHA * ALPHA
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])

@@ -20,12 +20,20 @@ coefficients lose about one more decimal digit in float32 (tests/test_winograd.p
 Weight gradient, as in winograd.py by duality, F(3x3, 4x4): dW[o, c] = G^T [ sum_p (A g_p A^T) .* (B^T d_p B) ] G,
 g_p the 4x4 block of dy at tile p.
 
+Layout: channels last in the Winograd domain.  The transformed input is V: (36, tiles, C), the GEMM per position
+is M[pos] (tiles, C_out) = V[pos] (tiles, C_in) @ U[pos] (C_in, C_out), and the transforms' inner loops run
+over the channels: 64 or 128 contiguous values that the compiler vectorises, where a row of 4x4 tiles (5 to 13
+tiles on RED-Net's maps) is too short to.  Activations stay (N, C, H, W): each kernel turns the few rows it
+works on channels-last in a small scratch array.  On one core this took a 64-channel 48x48 image's input
+transform from 317 to about 100 us (bench/README.md).
+
 Every kernel keeps the array's dtype: the coefficients are read from a small array of that dtype (a float32
 kernel never widens to float64).
 """
 import numba as nb
 import numpy as np
 
+CHANNELS_LAST = True                  # V: (36, tiles, C); U: (36, C_in, C_out)
 TILE, ALPHA = 4, 6                    # output tile m x m from input tile (m + 2) x (m + 2)
 POSITIONS = ALPHA * ALPHA
 G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
@@ -39,11 +47,11 @@ GG = np.kron(G, G)                    # (36, 9): (G w G^T)[a, b] = sum_{i,j} G[a
 
 
 def filter_transform(w):
-    """U: (36, C_out, C_in) = G w G^T per filter, flattened over the 6x6 Winograd domain: one GEMM of
+    """U: (36, C_in, C_out) = G w G^T per filter, flattened over the 6x6 Winograd domain: one GEMM of
     kron(G, G) with every filter's 9 taps (in float64, rounded once to w's dtype)."""
     c_out, c_in = w.shape[:2]
-    u = GG @ w.reshape(c_out * c_in, 9).T.astype(np.float64)
-    return u.reshape(POSITIONS, c_out, c_in).astype(w.dtype)
+    u = GG @ w.transpose(1, 0, 2, 3).reshape(c_in * c_out, 9).T.astype(np.float64)
+    return u.reshape(POSITIONS, c_in, c_out).astype(w.dtype)
 
 
 def weight_gradient_from_winograd(wh):
@@ -73,40 +81,50 @@ def _bt(c4, c5, c2, d0, d1, d2, d3, d4, d5):
             c4 * d1 - c5 * d3 + d5)
 
 
+BAND = 4                              # rows of tiles per job of input_transform
+
+
 @nb.njit(parallel=True, cache=True)
 def input_transform(v, x, padding, t_h, t_w):
-    """v: (36, C, N*t_h*t_w) <- B^T d B of every 6x6 tile d of x: (N, C, H, W) zero-padded by `padding`,
-    tile (ti, tj) starting at padded row 4 ti, column 4 tj.  prange over (n, c): disjoint columns of v.
-    Each plane is first copied into a zero-padded scratch plane, so the tile loops read without bounds tests.
-    Per row of tiles: B^T over the 6 rows for every column at once (contiguous, vectorised), then B over each
-    tile's 6 columns, the inner loop along the row of tiles (contiguous stores into v)."""
+    """v: (36, N*t_h*t_w, C) <- B^T d B of every 6x6 tile d of x: (N, C, H, W) zero-padded by `padding`, tile
+    (ti, tj) starting at padded row 4 ti, column 4 tj.  prange over bands of BAND rows of tiles: disjoint rows
+    of v.  Each band first copies its 4 BAND + 2 padded input rows channels-last, d[r, q, c] (neighbouring
+    rows of tiles share 2 rows), so that both passes run their inner loop over the channels, contiguous in
+    memory and as long as C (a row of tiles is too short to vectorise along): B^T over the rows of every tile
+    column, then B over the columns into v."""
     n_img, c_in, h, w = x.shape
-    tiles = t_h * t_w
-    hp, wp = 4 * t_h + 2, 4 * t_w + 2
+    tiles, wp, span = t_h * t_w, 4 * t_w + 2, t_w * c_in
+    bands = -(-t_h // BAND)
     c2, c4, c5, _ = _constants(v)
-    for nc in nb.prange(n_img * c_in):
-        n, c = nc // c_in, nc % c_in
-        plane = np.zeros((hp, wp), x.dtype)
-        rows, cols = min(h, hp - padding), min(w, wp - padding)
-        for r in range(rows):
-            for q in range(cols):
-                plane[r + padding, q + padding] = x[n, c, r, q]
-        t = np.empty((6, wp), x.dtype)                           # B^T d for the row of tiles
-        for ti in range(t_h):
-            r = 4 * ti
-            for q in range(wp):
-                t[0, q], t[1, q], t[2, q], t[3, q], t[4, q], t[5, q] = _bt(
-                    c4, c5, c2, plane[r, q], plane[r + 1, q], plane[r + 2, q], plane[r + 3, q], plane[r + 4, q],
-                    plane[r + 5, q])
-            base = n * tiles + ti * t_w
-            for a in range(6):                                   # row a of (B^T d) B, tile by tile
+    vf = v.reshape(POSITIONS, v.shape[1] * c_in)
+    for job in nb.prange(n_img * bands):
+        n, t0 = job // bands, (job % bands) * BAND
+        t1 = min(t_h, t0 + BAND)
+        d = np.zeros((4 * (t1 - t0) + 2, wp, c_in), x.dtype)   # padded rows 4 t0 .. 4 t1 + 1, channels-last
+        for a in range(4 * (t1 - t0) + 2):
+            r = 4 * t0 + a - padding
+            if 0 <= r < h:
+                for q in range(padding, min(wp, w + padding)):
+                    da = d[a, q]
+                    for c in range(c_in):
+                        da[c] = x[n, c, r, q - padding]
+        s = np.empty((POSITIONS, span), x.dtype)               # s[6 a + j, tj C + c] = (B^T d)[a, j] of tile tj
+        for ti in range(t0, t1):
+            r = 4 * (ti - t0)
+            for j in range(6):
                 for tj in range(t_w):
-                    q = 4 * tj
-                    e0, e1, e2, e3, e4, e5 = _bt(c4, c5, c2, t[a, q], t[a, q + 1], t[a, q + 2], t[a, q + 3],
-                                                 t[a, q + 4], t[a, q + 5])
-                    p = base + tj
-                    v[6 * a, c, p], v[6 * a + 1, c, p], v[6 * a + 2, c, p] = e0, e1, e2
-                    v[6 * a + 3, c, p], v[6 * a + 4, c, p], v[6 * a + 5, c, p] = e3, e4, e5
+                    q, o = 4 * tj + j, tj * c_in
+                    d0, d1, d2, d3, d4, d5 = d[r, q], d[r + 1, q], d[r + 2, q], d[r + 3, q], d[r + 4, q], d[r + 5, q]
+                    for c in range(c_in):
+                        s[j, o + c], s[6 + j, o + c], s[12 + j, o + c], s[18 + j, o + c], s[24 + j, o + c], \
+                            s[30 + j, o + c] = _bt(c4, c5, c2, d0[c], d1[c], d2[c], d3[c], d4[c], d5[c])
+            start = (n * tiles + ti * t_w) * c_in              # this row of tiles in v: span contiguous values
+            for a in range(6):
+                v0, v1, v2 = vf[6 * a, start:start + span], vf[6 * a + 1, start:start + span], vf[6 * a + 2, start:start + span]
+                v3, v4, v5 = vf[6 * a + 3, start:start + span], vf[6 * a + 4, start:start + span], vf[6 * a + 5, start:start + span]
+                for k in range(span):
+                    v0[k], v1[k], v2[k], v3[k], v4[k], v5[k] = _bt(c4, c5, c2, s[6 * a, k], s[6 * a + 1, k], s[6 * a + 2, k],
+                                                                   s[6 * a + 3, k], s[6 * a + 4, k], s[6 * a + 5, k])
 
 
 @nb.njit(inline="always")
@@ -119,32 +137,37 @@ def _at(c2, c4, c8, m0, m1, m2, m3, m4, m5):
 
 @nb.njit(parallel=True, cache=True)
 def output_transform(y, m, t_h, t_w):
-    """y: (N, C_out, H_o, W_o) <- A^T m A of every tile, m: (36, C_out, N*t_h*t_w); rows/columns of the last
-    tiles beyond H_o, W_o are dropped.  prange over (n, o): each iteration owns the plane y[n, o].  Per row of
-    tiles: A^T over the 6 rows of every tile at once (contiguous along the row of tiles), then A over each
-    tile's 6 columns into a full-width output row, copied into y up to W_o."""
+    """y: (N, C_out, H_o, W_o) <- A^T m A of every tile, m: (36, N*t_h*t_w, C_out); rows/columns of the last
+    tiles beyond H_o, W_o are dropped.  prange over the rows of tiles (n, ti): each owns 4 rows of y.  A^T over
+    the 6 rows of every tile, then A over the columns into 4 output rows held channels-last (inner loops over
+    the channels, as input_transform), copied into y's planes."""
     n_img, c_out, h_out, w_out = y.shape
-    tiles = t_h * t_w
+    tiles, span = t_h * t_w, t_w * c_out
     c2, c4, _, c8 = _constants(m)
-    for no in nb.prange(n_img * c_out):
-        n, o = no // c_out, no % c_out
-        s = np.empty((4, 6, t_w), m.dtype)                       # A^T m for the row of tiles
-        row = np.empty(4 * t_w, m.dtype)
-        for ti in range(t_h):
-            base = n * tiles + ti * t_w
-            for b in range(6):
-                for tj in range(t_w):
-                    p = base + tj
-                    s[0, b, tj], s[1, b, tj], s[2, b, tj], s[3, b, tj] = _at(
-                        c2, c4, c8, m[b, o, p], m[6 + b, o, p], m[12 + b, o, p], m[18 + b, o, p], m[24 + b, o, p],
-                        m[30 + b, o, p])
-            for a in range(min(4, h_out - 4 * ti)):
-                for tj in range(t_w):
-                    row[4 * tj], row[4 * tj + 1], row[4 * tj + 2], row[4 * tj + 3] = _at(
-                        c2, c4, c8, s[a, 0, tj], s[a, 1, tj], s[a, 2, tj], s[a, 3, tj], s[a, 4, tj], s[a, 5, tj])
-                i = 4 * ti + a
+    mf = m.reshape(POSITIONS, m.shape[1] * c_out)
+    for job in nb.prange(n_img * t_h):
+        n, ti = job // t_h, job % t_h
+        start = (n * tiles + ti * t_w) * c_out
+        s = np.empty((24, span), m.dtype)                      # s[6 k + b, tj C + o] = (A^T m)[k, b] of tile tj
+        for b in range(6):
+            m0, m1, m2 = mf[b, start:start + span], mf[6 + b, start:start + span], mf[12 + b, start:start + span]
+            m3, m4, m5 = mf[18 + b, start:start + span], mf[24 + b, start:start + span], mf[30 + b, start:start + span]
+            for k in range(span):
+                s[b, k], s[6 + b, k], s[12 + b, k], s[18 + b, k] = _at(c2, c4, c8, m0[k], m1[k], m2[k], m3[k], m4[k], m5[k])
+        rows = np.empty((4, 4 * t_w, c_out), m.dtype)          # output rows 4 ti .. 4 ti + 3, channels-last
+        for a in range(4):
+            for tj in range(t_w):
+                o = tj * c_out
+                r0, r1, r2, r3 = rows[a, 4 * tj], rows[a, 4 * tj + 1], rows[a, 4 * tj + 2], rows[a, 4 * tj + 3]
+                for c in range(c_out):
+                    r0[c], r1[c], r2[c], r3[c] = _at(c2, c4, c8, s[6 * a, o + c], s[6 * a + 1, o + c], s[6 * a + 2, o + c],
+                                                     s[6 * a + 3, o + c], s[6 * a + 4, o + c], s[6 * a + 5, o + c])
+        for a in range(min(4, h_out - 4 * ti)):
+            i = 4 * ti + a
+            for c in range(c_out):                             # y's rows are written contiguously
+                yc = y[n, c, i]
                 for j in range(w_out):
-                    y[n, o, i, j] = row[j]
+                    yc[j] = rows[a, j, c]
 
 
 @nb.njit(inline="always")
@@ -156,29 +179,33 @@ def _a(c2, c4, c8, g0, g1, g2, g3):
 
 @nb.njit(parallel=True, cache=True)
 def gradient_transform(gh, dy, t_h, t_w):
-    """gh: (36, C_out, N*t_h*t_w) <- A g A^T of every 4x4 block g of dy: (N, C_out, H_o, W_o) at (4 ti, 4 tj)
-    (0 beyond the last row/column).  prange over (n, o); per row of blocks, A over the 4 rows for every column
-    at once, then A over each block's 4 columns along the row of blocks (as input_transform)."""
+    """gh: (36, N*t_h*t_w, C_out) <- A g A^T of every 4x4 block g of dy: (N, C_out, H_o, W_o) at (4 ti, 4 tj)
+    (0 beyond the last row/column).  prange over the rows of blocks (n, ti); the 4 rows copied channels-last,
+    then A over the rows of every block column and A over the columns into gh (as input_transform)."""
     n_img, c_out, h_out, w_out = dy.shape
-    tiles = t_h * t_w
+    tiles, span = t_h * t_w, t_w * c_out
     c2, c4, _, c8 = _constants(gh)
-    for no in nb.prange(n_img * c_out):
-        n, o = no // c_out, no % c_out
-        g = np.zeros((4 * t_h, 4 * t_w), dy.dtype)              # dy's plane, zero beyond its edges
-        for i in range(h_out):
-            for j in range(w_out):
-                g[i, j] = dy[n, o, i, j]
-        t = np.empty((6, 4 * t_w), dy.dtype)                     # A g for the row of blocks
-        for ti in range(t_h):
-            i = 4 * ti
-            for j in range(4 * t_w):
-                t[0, j], t[1, j], t[2, j], t[3, j], t[4, j], t[5, j] = _a(c2, c4, c8, g[i, j], g[i + 1, j],
-                                                                          g[i + 2, j], g[i + 3, j])
-            base = n * tiles + ti * t_w
-            for a in range(6):                                   # row a of (A g) A^T, block by block
-                for tj in range(t_w):
-                    j = 4 * tj
-                    e0, e1, e2, e3, e4, e5 = _a(c2, c4, c8, t[a, j], t[a, j + 1], t[a, j + 2], t[a, j + 3])
-                    p = base + tj
-                    gh[6 * a, o, p], gh[6 * a + 1, o, p], gh[6 * a + 2, o, p] = e0, e1, e2
-                    gh[6 * a + 3, o, p], gh[6 * a + 4, o, p], gh[6 * a + 5, o, p] = e3, e4, e5
+    gf = gh.reshape(POSITIONS, gh.shape[1] * c_out)
+    for job in nb.prange(n_img * t_h):
+        n, ti = job // t_h, job % t_h
+        g = np.zeros((4, 4 * t_w, c_out), dy.dtype)            # rows 4 ti .. 4 ti + 3 of dy, channels-last
+        for a in range(min(4, h_out - 4 * ti)):
+            for c in range(c_out):
+                dr = dy[n, c, 4 * ti + a]
+                for j in range(w_out):
+                    g[a, j, c] = dr[j]
+        s = np.empty((POSITIONS, span), dy.dtype)              # s[6 a + j, tj C + c] = (A g)[a, j] of block tj
+        for j in range(4):
+            for tj in range(t_w):
+                q, o = 4 * tj + j, tj * c_out
+                g0, g1, g2, g3 = g[0, q], g[1, q], g[2, q], g[3, q]
+                for c in range(c_out):
+                    s[j, o + c], s[6 + j, o + c], s[12 + j, o + c], s[18 + j, o + c], s[24 + j, o + c], \
+                        s[30 + j, o + c] = _a(c2, c4, c8, g0[c], g1[c], g2[c], g3[c])
+        start = (n * tiles + ti * t_w) * c_out
+        for a in range(6):
+            e0, e1, e2 = gf[6 * a, start:start + span], gf[6 * a + 1, start:start + span], gf[6 * a + 2, start:start + span]
+            e3, e4, e5 = gf[6 * a + 3, start:start + span], gf[6 * a + 4, start:start + span], gf[6 * a + 5, start:start + span]
+            for k in range(span):
+                e0[k], e1[k], e2[k], e3[k], e4[k], e5[k] = _a(c2, c4, c8, s[6 * a, k], s[6 * a + 1, k], s[6 * a + 2, k],
+                                                              s[6 * a + 3, k])

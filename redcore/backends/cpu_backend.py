@@ -109,9 +109,15 @@ class Im2colBackend(NumpyBackend):
         u = W.filter_transform(w)
         y = xp.empty((n_img, c_out, h_out, w_out), dtype=x.dtype)
         for a, b in self._image_groups(n_img, W.POSITIONS * max(c_in, c_out) * t_h * t_w * x.itemsize):
-            v = self._columns(W.POSITIONS, c_in, (b - a) * t_h * t_w, x.dtype)
-            W.input_transform(v, x[a:b], padding, t_h, t_w)
-            m = xp.matmul(u, v)                                  # (positions, C_out, tiles): the GEMMs
+            tiles = (b - a) * t_h * t_w
+            if W.CHANNELS_LAST:
+                v = self._columns(W.POSITIONS, tiles, c_in, x.dtype)
+                W.input_transform(v, x[a:b], padding, t_h, t_w)
+                m = xp.matmul(v, u)                              # (positions, tiles, C_out): the GEMMs
+            else:
+                v = self._columns(W.POSITIONS, c_in, tiles, x.dtype)
+                W.input_transform(v, x[a:b], padding, t_h, t_w)
+                m = xp.matmul(u, v)                              # (positions, C_out, tiles)
             W.output_transform(y[a:b], m, t_h, t_w)
         return y
 
@@ -128,10 +134,17 @@ class Im2colBackend(NumpyBackend):
         for a, b in self._image_groups(n_img, W.POSITIONS * (c_in + c_out) * t_h * t_w * x.itemsize):
             tiles = (b - a) * t_h * t_w
             buf = self._columns(W.POSITIONS, c_in + c_out, tiles, x.dtype)
-            v, gh = buf[:, :c_in], buf[:, c_in:]
-            W.input_transform(v, x[a:b], padding, t_h, t_w)
-            W.gradient_transform(gh, dy[a:b], t_h, t_w)
-            wh += xp.matmul(gh, v.transpose(0, 2, 1))           # (positions, C_out, C_in): sums over the tiles
+            if W.CHANNELS_LAST:                                  # v: (positions, tiles, C_in), gh: (.., C_out)
+                v = buf.reshape(-1)[:W.POSITIONS * tiles * c_in].reshape(W.POSITIONS, tiles, c_in)
+                gh = buf.reshape(-1)[W.POSITIONS * tiles * c_in:].reshape(W.POSITIONS, tiles, c_out)
+                W.input_transform(v, x[a:b], padding, t_h, t_w)
+                W.gradient_transform(gh, dy[a:b], t_h, t_w)
+                wh += xp.matmul(gh.transpose(0, 2, 1), v)       # (positions, C_out, C_in): sums over the tiles
+            else:
+                v, gh = buf[:, :c_in], buf[:, c_in:]
+                W.input_transform(v, x[a:b], padding, t_h, t_w)
+                W.gradient_transform(gh, dy[a:b], t_h, t_w)
+                wh += xp.matmul(gh, v.transpose(0, 2, 1))
         return W.weight_gradient_from_winograd(wh)
 
     def conv2d_backward_input(self, dy, w, input_hw, stride, padding):
