@@ -30,7 +30,8 @@ def single_threaded():
         copy = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_single_threaded", f.__defaults__,
                                   f.__closure__)
         copy.__qualname__ = f.__qualname__ + "_single_threaded"
-        return nb.njit(nogil=True, cache=True)(copy)
+        options = {k: v for k, v in kernel.targetoptions.items() if k in ("fastmath", "boundscheck")}
+        return nb.njit(nogil=True, cache=True, **options)(copy)
     def serial_module(module):
         ns = types.SimpleNamespace(**{name: getattr(module, name) for name in dir(module) if not name.startswith("_")})
         for name in WINOGRAD_KERNELS:

@@ -19,16 +19,18 @@ def bias_add(y, b, relu):
                 y[n, o, i, j] = max(value, 0) if relu else value
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, fastmath={"reassoc"})
 def bias_backward(db, dy):
-    """db[o] = sum_{n,i,j} dy[n, o, i, j].   prange over o: each iteration owns db[o]."""
+    """db[o] = sum_{n,i,j} dy[n, o, i, j].   prange over o: each iteration owns db[o].  The sum may be
+    reassociated (fastmath "reassoc" here only), so it runs in vector lanes, accumulated in float64, instead
+    of one dependent add after another (a RED30-64 step's 30 calls: 15 ms on one core)."""
     n_img, c, h, w = dy.shape
     for o in nb.prange(c):
         acc = 0.0
         for n in range(n_img):
-            for i in range(h):
-                for j in range(w):
-                    acc += dy[n, o, i, j]
+            plane = dy[n, o].reshape(h * w)
+            for t in range(h * w):
+                acc += plane[t]
         db[o] = acc
 
 

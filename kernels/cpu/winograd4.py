@@ -119,12 +119,14 @@ def input_transform(v, x, padding, t_h, t_w):
                         s[j, o + c], s[6 + j, o + c], s[12 + j, o + c], s[18 + j, o + c], s[24 + j, o + c], \
                             s[30 + j, o + c] = _bt(c4, c5, c2, d0[c], d1[c], d2[c], d3[c], d4[c], d5[c])
             start = (n * tiles + ti * t_w) * c_in              # this row of tiles in v: span contiguous values
+            end = start + span
             for a in range(6):
-                v0, v1, v2 = vf[6 * a, start:start + span], vf[6 * a + 1, start:start + span], vf[6 * a + 2, start:start + span]
-                v3, v4, v5 = vf[6 * a + 3, start:start + span], vf[6 * a + 4, start:start + span], vf[6 * a + 5, start:start + span]
+                v0, v1, v2 = vf[6 * a, start:end], vf[6 * a + 1, start:end], vf[6 * a + 2, start:end]
+                v3, v4, v5 = vf[6 * a + 3, start:end], vf[6 * a + 4, start:end], vf[6 * a + 5, start:end]
                 for k in range(span):
-                    v0[k], v1[k], v2[k], v3[k], v4[k], v5[k] = _bt(c4, c5, c2, s[6 * a, k], s[6 * a + 1, k], s[6 * a + 2, k],
-                                                                   s[6 * a + 3, k], s[6 * a + 4, k], s[6 * a + 5, k])
+                    v0[k], v1[k], v2[k], v3[k], v4[k], v5[k] = _bt(
+                        c4, c5, c2, s[6 * a, k], s[6 * a + 1, k], s[6 * a + 2, k], s[6 * a + 3, k], s[6 * a + 4, k],
+                        s[6 * a + 5, k])
 
 
 @nb.njit(inline="always")
@@ -153,15 +155,17 @@ def output_transform(y, m, t_h, t_w):
             m0, m1, m2 = mf[b, start:start + span], mf[6 + b, start:start + span], mf[12 + b, start:start + span]
             m3, m4, m5 = mf[18 + b, start:start + span], mf[24 + b, start:start + span], mf[30 + b, start:start + span]
             for k in range(span):
-                s[b, k], s[6 + b, k], s[12 + b, k], s[18 + b, k] = _at(c2, c4, c8, m0[k], m1[k], m2[k], m3[k], m4[k], m5[k])
+                s[b, k], s[6 + b, k], s[12 + b, k], s[18 + b, k] = _at(c2, c4, c8, m0[k], m1[k], m2[k], m3[k], m4[k],
+                                                                       m5[k])
         rows = np.empty((4, 4 * t_w, c_out), m.dtype)          # output rows 4 ti .. 4 ti + 3, channels-last
         for a in range(4):
             for tj in range(t_w):
                 o = tj * c_out
                 r0, r1, r2, r3 = rows[a, 4 * tj], rows[a, 4 * tj + 1], rows[a, 4 * tj + 2], rows[a, 4 * tj + 3]
                 for c in range(c_out):
-                    r0[c], r1[c], r2[c], r3[c] = _at(c2, c4, c8, s[6 * a, o + c], s[6 * a + 1, o + c], s[6 * a + 2, o + c],
-                                                     s[6 * a + 3, o + c], s[6 * a + 4, o + c], s[6 * a + 5, o + c])
+                    r0[c], r1[c], r2[c], r3[c] = _at(c2, c4, c8, s[6 * a, o + c], s[6 * a + 1, o + c],
+                                                     s[6 * a + 2, o + c], s[6 * a + 3, o + c], s[6 * a + 4, o + c],
+                                                     s[6 * a + 5, o + c])
         for a in range(min(4, h_out - 4 * ti)):
             i = 4 * ti + a
             for c in range(c_out):                             # y's rows are written contiguously
@@ -204,8 +208,9 @@ def gradient_transform(gh, dy, t_h, t_w):
                         s[30 + j, o + c] = _a(c2, c4, c8, g0[c], g1[c], g2[c], g3[c])
         start = (n * tiles + ti * t_w) * c_out
         for a in range(6):
-            e0, e1, e2 = gf[6 * a, start:start + span], gf[6 * a + 1, start:start + span], gf[6 * a + 2, start:start + span]
-            e3, e4, e5 = gf[6 * a + 3, start:start + span], gf[6 * a + 4, start:start + span], gf[6 * a + 5, start:start + span]
+            end = start + span
+            e0, e1, e2 = gf[6 * a, start:end], gf[6 * a + 1, start:end], gf[6 * a + 2, start:end]
+            e3, e4, e5 = gf[6 * a + 3, start:end], gf[6 * a + 4, start:end], gf[6 * a + 5, start:end]
             for k in range(span):
                 e0[k], e1[k], e2[k], e3[k], e4[k], e5[k] = _a(c2, c4, c8, s[6 * a, k], s[6 * a + 1, k], s[6 * a + 2, k],
                                                               s[6 * a + 3, k])
