@@ -115,9 +115,11 @@ def input_transform(v, x, padding, t_h, t_w):
                 for tj in range(t_w):
                     q, o = 4 * tj + j, tj * c_in
                     d0, d1, d2, d3, d4, d5 = d[r, q], d[r + 1, q], d[r + 2, q], d[r + 3, q], d[r + 4, q], d[r + 5, q]
-                    for c in range(c_in):
-                        s[j, o + c], s[6 + j, o + c], s[12 + j, o + c], s[18 + j, o + c], s[24 + j, o + c], \
-                            s[30 + j, o + c] = _bt(c4, c5, c2, d0[c], d1[c], d2[c], d3[c], d4[c], d5[c])
+                    s0, s1, s2 = s[j, o:o + c_in], s[6 + j, o:o + c_in], s[12 + j, o:o + c_in]
+                    s3, s4, s5 = s[18 + j, o:o + c_in], s[24 + j, o:o + c_in], s[30 + j, o:o + c_in]
+                    for c in range(c_in):       # slices indexed by the loop counter: the loops vectorise
+                        s0[c], s1[c], s2[c], s3[c], s4[c], s5[c] = _bt(c4, c5, c2, d0[c], d1[c], d2[c], d3[c], d4[c],
+                                                                       d5[c])
             start = (n * tiles + ti * t_w) * c_in              # this row of tiles in v: span contiguous values
             end = start + span
             for a in range(6):
@@ -162,10 +164,10 @@ def output_transform(y, m, t_h, t_w):
             for tj in range(t_w):
                 o = tj * c_out
                 r0, r1, r2, r3 = rows[a, 4 * tj], rows[a, 4 * tj + 1], rows[a, 4 * tj + 2], rows[a, 4 * tj + 3]
+                s0, s1, s2 = s[6 * a, o:o + c_out], s[6 * a + 1, o:o + c_out], s[6 * a + 2, o:o + c_out]
+                s3, s4, s5 = s[6 * a + 3, o:o + c_out], s[6 * a + 4, o:o + c_out], s[6 * a + 5, o:o + c_out]
                 for c in range(c_out):
-                    r0[c], r1[c], r2[c], r3[c] = _at(c2, c4, c8, s[6 * a, o + c], s[6 * a + 1, o + c],
-                                                     s[6 * a + 2, o + c], s[6 * a + 3, o + c], s[6 * a + 4, o + c],
-                                                     s[6 * a + 5, o + c])
+                    r0[c], r1[c], r2[c], r3[c] = _at(c2, c4, c8, s0[c], s1[c], s2[c], s3[c], s4[c], s5[c])
         for a in range(min(4, h_out - 4 * ti)):
             i = 4 * ti + a
             for c in range(c_out):                             # y's rows are written contiguously
@@ -203,9 +205,10 @@ def gradient_transform(gh, dy, t_h, t_w):
             for tj in range(t_w):
                 q, o = 4 * tj + j, tj * c_out
                 g0, g1, g2, g3 = g[0, q], g[1, q], g[2, q], g[3, q]
+                s0, s1, s2 = s[j, o:o + c_out], s[6 + j, o:o + c_out], s[12 + j, o:o + c_out]
+                s3, s4, s5 = s[18 + j, o:o + c_out], s[24 + j, o:o + c_out], s[30 + j, o:o + c_out]
                 for c in range(c_out):
-                    s[j, o + c], s[6 + j, o + c], s[12 + j, o + c], s[18 + j, o + c], s[24 + j, o + c], \
-                        s[30 + j, o + c] = _a(c2, c4, c8, g0[c], g1[c], g2[c], g3[c])
+                    s0[c], s1[c], s2[c], s3[c], s4[c], s5[c] = _a(c2, c4, c8, g0[c], g1[c], g2[c], g3[c])
         start = (n * tiles + ti * t_w) * c_out
         for a in range(6):
             end = start + span
