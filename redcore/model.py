@@ -235,7 +235,7 @@ class REDNet:
                 if j in self.skips:
                     if self.relu:
                         be.relu_backward_(g, c["skip_out"][j])
-                    skip_grad[self.skips[j]] = g.copy()   # the sum's gradient reaches both summands
+                    skip_grad[self.skips[j]] = g.copy(order="K")   # to both summands; g's layout
                 if self.relu:
                     be.relu_backward_(g, c["relu_out"][j])
             g, dw, db = conv_transpose2d_backward(be, g, c["stage_in"][j], p[f"deconv{j}.weight"],

@@ -3,6 +3,7 @@ Formulas: redcore/ops/activation.py and redcore/optim.py."""
 import math
 
 import numba as nb
+import numpy as np
 
 
 @nb.njit(parallel=True, cache=True)
@@ -32,6 +33,40 @@ def bias_backward(db, dy):
             for t in range(h * w):
                 acc += plane[t]
         db[o] = acc
+
+
+@nb.njit(parallel=True, cache=True)
+def bias_add_channels_last(y, b, relu):
+    """bias_add for y: (N, H, W, C) in memory (a channels-last activation): y[n, i, j, :] += b, then
+    max(., 0) when relu.  prange over the rows (n, i); the inner loop runs along the channels."""
+    n_img, h, w, c = y.shape
+    for ni in nb.prange(n_img * h):
+        n, i = ni // h, ni % h
+        for j in range(w):
+            yj = y[n, i, j]
+            for o in range(c):
+                value = yj[o] + b[o]
+                yj[o] = max(value, 0) if relu else value
+
+
+@nb.njit(parallel=True, cache=True, fastmath={"reassoc"})
+def bias_backward_channels_last(db, dy):
+    """bias_backward for dy: (N, H, W, C) in memory: db[o] = sum_{n,i,j} dy[n, i, j, o].  prange over the
+    images, each summing its pixels' channel vectors into its own row of partial sums (float64)."""
+    n_img, h, w, c = dy.shape
+    partial = np.zeros((n_img, c))
+    for n in nb.prange(n_img):
+        acc = partial[n]
+        for i in range(h):
+            for j in range(w):
+                dj = dy[n, i, j]
+                for o in range(c):
+                    acc[o] += dj[o]
+    for o in range(c):
+        total = 0.0
+        for n in range(n_img):
+            total += partial[n, o]
+        db[o] = total
 
 
 @nb.njit(parallel=True, cache=True)

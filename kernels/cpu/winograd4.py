@@ -23,9 +23,11 @@ g_p the 4x4 block of dy at tile p.
 Layout: channels last in the Winograd domain.  The transformed input is V: (36, tiles, C), the GEMM per position
 is M[pos] (tiles, C_out) = V[pos] (tiles, C_in) @ U[pos] (C_in, C_out), and the transforms' inner loops run
 over the channels: 64 or 128 contiguous values that the compiler vectorises, where a row of 4x4 tiles (5 to 13
-tiles on RED-Net's maps) is too short to.  Activations stay (N, C, H, W): each kernel turns the few rows it
-works on channels-last in a small scratch array.  On one core this took a 64-channel 48x48 image's input
-transform from 317 to about 100 us (bench/README.md).
+tiles on RED-Net's maps) is too short to.  Activations in (N, C, H, W) are turned channels-last a few rows at
+a time in a small scratch array (a scalar transposition, about half of the transform's time); with
+`channels_last` the activations themselves are (N, H, W, C) in memory (the cpu backend hands them on as
+(N, C, H, W)-shaped views) and the kernels read and write whole channel vectors.  On one core, a 64-channel
+48x48 image's input transform took 317 us in the first layout ((36, C, tiles), vectorised along rows of tiles).
 
 Every kernel keeps the array's dtype: the coefficients are read from a small array of that dtype (a float32
 kernel never widens to float64).
@@ -33,7 +35,7 @@ kernel never widens to float64).
 import numba as nb
 import numpy as np
 
-CHANNELS_LAST = True                  # V: (36, tiles, C); U: (36, C_in, C_out)
+CHANNELS_LAST = True                  # V: (36, tiles, C); the GEMM's U: (36, C_in, C_out)
 TILE, ALPHA = 4, 6                    # output tile m x m from input tile (m + 2) x (m + 2)
 POSITIONS = ALPHA * ALPHA
 G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
@@ -46,20 +48,31 @@ AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0,
 GG = np.kron(G, G)                    # (36, 9): (G w G^T)[a, b] = sum_{i,j} G[a, i] G[b, j] w[i, j]
 
 
+def _kron_gg(dtype):
+    """kron(G, G) in the filters' dtype: the transforms below are small GEMMs in that precision."""
+    return GG.astype(dtype)
+
+
 def filter_transform(w):
-    """U: (36, C_in, C_out) = G w G^T per filter, flattened over the 6x6 Winograd domain: one GEMM of
-    kron(G, G) with every filter's 9 taps (in float64, rounded once to w's dtype)."""
+    """U: (36, C_out, C_in) = G w G^T per filter, flattened over the 6x6 Winograd domain: one GEMM of
+    kron(G, G) with every filter's 9 taps.  The forward's GEMM takes it transposed, U[pos]^T: (C_in, C_out)."""
     c_out, c_in = w.shape[:2]
-    u = GG @ w.transpose(1, 0, 2, 3).reshape(c_in * c_out, 9).T.astype(np.float64)
-    return u.reshape(POSITIONS, c_in, c_out).astype(w.dtype)
+    return (_kron_gg(w.dtype) @ w.reshape(c_out * c_in, 9).T).reshape(POSITIONS, c_out, c_in)
+
+
+def input_gradient_filter_transform(w):
+    """The U of the stride-1 input gradient dx = conv(dy, w'), w'[c, o] = w[o, c] flipped in both axes, as the
+    GEMM takes it: (36, C_out, C_in) of w, which is (36, C_in, C_out) of w'.  Flipping the 3x3 taps reverses
+    their row-major order, so this is kron(G, G) with its columns reversed: no flipped copy of w is made."""
+    c_out, c_in = w.shape[:2]
+    return (_kron_gg(w.dtype)[:, ::-1] @ w.reshape(c_out * c_in, 9).T).reshape(POSITIONS, c_out, c_in)
 
 
 def weight_gradient_from_winograd(wh):
     """dW: (C_out, C_in, 3, 3) = G^T Wh[o, c] G from the Winograd-domain sums Wh: (36, C_out, C_in), as one
-    GEMM with kron(G, G)^T."""
+    GEMM with kron(G, G)."""
     c_out, c_in = wh.shape[1:]
-    dw = wh.reshape(POSITIONS, c_out * c_in).T.astype(np.float64) @ GG
-    return dw.reshape(c_out, c_in, 3, 3).astype(wh.dtype)
+    return (wh.reshape(POSITIONS, c_out * c_in).T @ _kron_gg(wh.dtype)).reshape(c_out, c_in, 3, 3)
 
 
 @nb.njit(inline="always")
@@ -85,14 +98,18 @@ BAND = 4                              # rows of tiles per job of input_transform
 
 
 @nb.njit(parallel=True, cache=True)
-def input_transform(v, x, padding, t_h, t_w):
-    """v: (36, N*t_h*t_w, C) <- B^T d B of every 6x6 tile d of x: (N, C, H, W) zero-padded by `padding`, tile
+def input_transform(v, x, padding, t_h, t_w, channels_last):
+    """v: (36, N*t_h*t_w, C) <- B^T d B of every 6x6 tile d of x: (N, C, H, W), or (N, H, W, C) when
+    channels_last (then the copy below is contiguous, not a transposition), zero-padded by `padding`, tile
     (ti, tj) starting at padded row 4 ti, column 4 tj.  prange over bands of BAND rows of tiles: disjoint rows
     of v.  Each band first copies its 4 BAND + 2 padded input rows channels-last, d[r, q, c] (neighbouring
     rows of tiles share 2 rows), so that both passes run their inner loop over the channels, contiguous in
     memory and as long as C (a row of tiles is too short to vectorise along): B^T over the rows of every tile
     column, then B over the columns into v."""
-    n_img, c_in, h, w = x.shape
+    if channels_last:
+        n_img, h, w, c_in = x.shape
+    else:
+        n_img, c_in, h, w = x.shape
     tiles, wp, span = t_h * t_w, 4 * t_w + 2, t_w * c_in
     bands = -(-t_h // BAND)
     c2, c4, c5, _ = _constants(v)
@@ -106,8 +123,13 @@ def input_transform(v, x, padding, t_h, t_w):
             if 0 <= r < h:
                 for q in range(padding, min(wp, w + padding)):
                     da = d[a, q]
-                    for c in range(c_in):
-                        da[c] = x[n, c, r, q - padding]
+                    if channels_last:
+                        xq = x[n, r, q - padding]
+                        for c in range(c_in):
+                            da[c] = xq[c]
+                    else:
+                        for c in range(c_in):
+                            da[c] = x[n, c, r, q - padding]
         s = np.empty((POSITIONS, span), x.dtype)               # s[6 a + j, tj C + c] = (B^T d)[a, j] of tile tj
         for ti in range(t0, t1):
             r = 4 * (ti - t0)
@@ -140,12 +162,16 @@ def _at(c2, c4, c8, m0, m1, m2, m3, m4, m5):
 
 
 @nb.njit(parallel=True, cache=True)
-def output_transform(y, m, t_h, t_w):
-    """y: (N, C_out, H_o, W_o) <- A^T m A of every tile, m: (36, N*t_h*t_w, C_out); rows/columns of the last
-    tiles beyond H_o, W_o are dropped.  prange over the rows of tiles (n, ti): each owns 4 rows of y.  A^T over
+def output_transform(y, m, t_h, t_w, channels_last):
+    """y: (N, C_out, H_o, W_o), or (N, H_o, W_o, C_out) when channels_last (no transposition at the end), <-
+    A^T m A of every tile, m: (36, N*t_h*t_w, C_out); rows/columns of the last tiles beyond H_o, W_o are
+    dropped.  prange over the rows of tiles (n, ti): each owns 4 rows of y.  A^T over
     the 6 rows of every tile, then A over the columns into 4 output rows held channels-last (inner loops over
     the channels, as input_transform), copied into y's planes."""
-    n_img, c_out, h_out, w_out = y.shape
+    if channels_last:
+        n_img, h_out, w_out, c_out = y.shape
+    else:
+        n_img, c_out, h_out, w_out = y.shape
     tiles, span = t_h * t_w, t_w * c_out
     c2, c4, _, c8 = _constants(m)
     mf = m.reshape(POSITIONS, m.shape[1] * c_out)
@@ -170,10 +196,16 @@ def output_transform(y, m, t_h, t_w):
                     r0[c], r1[c], r2[c], r3[c] = _at(c2, c4, c8, s0[c], s1[c], s2[c], s3[c], s4[c], s5[c])
         for a in range(min(4, h_out - 4 * ti)):
             i = 4 * ti + a
-            for c in range(c_out):                             # y's rows are written contiguously
-                yc = y[n, c, i]
+            if channels_last:
                 for j in range(w_out):
-                    yc[j] = rows[a, j, c]
+                    yj, rj = y[n, i, j], rows[a, j]
+                    for c in range(c_out):
+                        yj[c] = rj[c]
+            else:
+                for c in range(c_out):                         # y's rows are written contiguously
+                    yc = y[n, c, i]
+                    for j in range(w_out):
+                        yc[j] = rows[a, j, c]
 
 
 @nb.njit(inline="always")
@@ -184,11 +216,15 @@ def _a(c2, c4, c8, g0, g1, g2, g3):
 
 
 @nb.njit(parallel=True, cache=True)
-def gradient_transform(gh, dy, t_h, t_w):
-    """gh: (36, N*t_h*t_w, C_out) <- A g A^T of every 4x4 block g of dy: (N, C_out, H_o, W_o) at (4 ti, 4 tj)
+def gradient_transform(gh, dy, t_h, t_w, channels_last):
+    """gh: (36, N*t_h*t_w, C_out) <- A g A^T of every 4x4 block g of dy: (N, C_out, H_o, W_o), or
+    (N, H_o, W_o, C_out) when channels_last, at (4 ti, 4 tj)
     (0 beyond the last row/column).  prange over the rows of blocks (n, ti); the 4 rows copied channels-last,
     then A over the rows of every block column and A over the columns into gh (as input_transform)."""
-    n_img, c_out, h_out, w_out = dy.shape
+    if channels_last:
+        n_img, h_out, w_out, c_out = dy.shape
+    else:
+        n_img, c_out, h_out, w_out = dy.shape
     tiles, span = t_h * t_w, t_w * c_out
     c2, c4, _, c8 = _constants(gh)
     gf = gh.reshape(POSITIONS, gh.shape[1] * c_out)
@@ -196,10 +232,16 @@ def gradient_transform(gh, dy, t_h, t_w):
         n, ti = job // t_h, job % t_h
         g = np.zeros((4, 4 * t_w, c_out), dy.dtype)            # rows 4 ti .. 4 ti + 3 of dy, channels-last
         for a in range(min(4, h_out - 4 * ti)):
-            for c in range(c_out):
-                dr = dy[n, c, 4 * ti + a]
+            if channels_last:
                 for j in range(w_out):
-                    g[a, j, c] = dr[j]
+                    ga, dj = g[a, j], dy[n, 4 * ti + a, j]
+                    for c in range(c_out):
+                        ga[c] = dj[c]
+            else:
+                for c in range(c_out):
+                    dr = dy[n, c, 4 * ti + a]
+                    for j in range(w_out):
+                        g[a, j, c] = dr[j]
         s = np.empty((POSITIONS, span), dy.dtype)              # s[6 a + j, tj C + c] = (A g)[a, j] of block tj
         for j in range(4):
             for tj in range(t_w):

@@ -7,12 +7,19 @@ about `cols_budget` bytes: images are processed in groups, or a large image in b
 An Im2colBackend is an array module `xp` (NumPy or CuPy, for the GEMMs and allocation) and a kernel set `K`
 with the data-movement and element-wise kernels under fixed names and out-first signatures:
 
-    im2col(cols, x, k, stride, padding, h_out, w_out, i_start)    col2im(x, cols, k, stride, padding, h_out, w_out, i_start)
+    im2col(cols, x, k, stride, padding, h_out, w_out, i_start)
+    col2im(x, cols, k, stride, padding, h_out, w_out, i_start)
     bias_add(y, b, relu)   bias_backward(db, dy)   relu(y)   relu_add(out, a, skip)   relu_backward(dy, y)
     adam_update(p, g, m, v, step_size, beta1, beta2, eps)
 
 "cpu" takes the Numba kernels of kernels/cpu (redcore.kernels) and the BLAS that NumPy links; "cuda"
 (cuda_backend.py) takes the CUDA kernels of kernels/cuda and cuBLAS through CuPy.
+
+Layout.  Arrays are (N, C, H, W) to every caller.  On the cpu backend, a layer whose output feeds the
+channels-last Winograd F(4x4) kernels returns it as an (N, C, H, W)-shaped view of (N, H, W, C) memory
+(`is_channels_last`): the next layer's transforms then read whole channel vectors instead of transposing, and
+the element-wise kernels (bias_add_channels_last, bias_backward_channels_last, and the flat ones over memory
+order) take either layout.  NumPy code on such a view sees ordinary (N, C, H, W) values.
 """
 import os
 
@@ -23,6 +30,12 @@ from ..ops.conv import conv_output_size
 from .numpy_backend import NumpyBackend
 
 COLS_BUDGET = 8 * 2**20   # one image's columns of a 128-filter layer at 50x50 stay near the 32 MiB L3
+
+
+def is_channels_last(a):
+    """True for an (N, C, H, W)-shaped view of (N, H, W, C) memory, the layout in which the cpu backend's
+    Winograd F(4x4) layers hand on their outputs; False for a C-contiguous array (and so for one channel)."""
+    return a.ndim == 4 and not a.flags.c_contiguous and a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
 class Im2colBackend(NumpyBackend):
@@ -66,6 +79,11 @@ class Im2colBackend(NumpyBackend):
     # GEMMs cost what the saved multiplications save).
     winograd_min_channels = 96
     winograd_tile = 2     # 2: F(2x2, 3x3); 4: F(4x4, 3x3), where the kernel set has it
+    # Outputs of the channels-last Winograd kernels with at least this many channels are returned as
+    # (N, C, H, W) views of (N, H, W, C) memory, so the next layer's transforms read whole channel vectors
+    # instead of transposing (every method below takes either layout; NumPy code sees only the shape).
+    channels_last = False
+    channels_last_min_channels = 4
 
     def _use_winograd(self, stride, k, c_in, c_out):
         # The input side decides: im2col writes 9 values per input value, whatever C_out; with one output
@@ -85,6 +103,13 @@ class Im2colBackend(NumpyBackend):
         h_out, w_out = conv_output_size(h, k, stride, padding), conv_output_size(wd, k, stride, padding)
         rows = c_in * k * k
         wm = w.reshape(c_out, rows)
+        if self._channels_last_output(c_out):       # y[n]^T = im2col(x[n])^T W^T: (pixels, C_out)
+            y = xp.empty((n_img, h_out * w_out, c_out), dtype=x.dtype)
+            for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, x.itemsize):
+                cols = self._columns(b - a, rows, (j - i) * w_out, x.dtype)
+                K.im2col(cols, x[a:b], k, stride, padding, h_out, w_out, i)
+                self._matmul_into(y[a:b, i * w_out:j * w_out], cols.transpose(0, 2, 1), wm.T)
+            return y.reshape(n_img, h_out, w_out, c_out).transpose(0, 3, 1, 2)
         y = xp.empty((n_img, c_out, h_out * w_out), dtype=x.dtype)
         for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, x.itemsize):
             cols = self._columns(b - a, rows, (j - i) * w_out, x.dtype)
@@ -92,43 +117,58 @@ class Im2colBackend(NumpyBackend):
             self._matmul_into(y[a:b, :, i * w_out:j * w_out], wm, cols)
         return y.reshape(n_img, c_out, h_out, w_out)
 
+    def _channels_last_output(self, c_out):
+        """Whether a layer with c_out output channels returns them channels-last: where the next layer, taking
+        c_out channels in, runs the channels-last Winograd kernels (elsewhere it would transpose them back)."""
+        return (self.channels_last and self.winograd and self.winograd_tile == 4
+                and c_out >= max(self.winograd_min_channels, self.channels_last_min_channels))
+
     def _winograd_kernels(self):
         """The Winograd transforms in use: F(4x4, 3x3) (kernels/cpu/winograd4.py) or F(2x2, 3x3) (winograd.py)."""
         return self.K.winograd4 if self.winograd_tile == 4 else self.K.winograd
 
-    def conv2d_winograd(self, x, w, padding):
+    def conv2d_winograd(self, x, w, padding, u_in_out=None):
         """The stride-1 3x3 convolution by Winograd F(m x m, 3x3): transform the input tiles and the filters,
         one batched GEMM per group of images over the (m+2)^2 Winograd positions, transform back.  Groups of
-        images keep the transformed tiles within cols_budget."""
+        images keep the transformed tiles within cols_budget.  u_in_out: the transformed filters as the
+        channels-last GEMM takes them, (positions, C_in, C_out), where the caller has them (w is then unused)."""
         xp, W = self.xp, self._winograd_kernels()
-        x = xp.ascontiguousarray(x)
         n_img, c_in, h, wd = x.shape
-        c_out = w.shape[0]
         h_out, w_out = conv_output_size(h, 3, 1, padding), conv_output_size(wd, 3, 1, padding)
         t_h, t_w = -(-h_out // W.TILE), -(-w_out // W.TILE)
-        u = W.filter_transform(w)
-        y = xp.empty((n_img, c_out, h_out, w_out), dtype=x.dtype)
+        if W.CHANNELS_LAST:
+            u = W.filter_transform(w).transpose(0, 2, 1) if u_in_out is None else u_in_out
+            c_out = u.shape[2]
+        else:
+            u, c_out = W.filter_transform(w), w.shape[0]
+        x_cl = W.CHANNELS_LAST and is_channels_last(x)
+        xm = x.transpose(0, 2, 3, 1) if x_cl else xp.ascontiguousarray(x)      # x as laid out in memory
+        y_cl = W.CHANNELS_LAST and self._channels_last_output(c_out)
+        y = xp.empty((n_img, h_out, w_out, c_out) if y_cl else (n_img, c_out, h_out, w_out), dtype=x.dtype)
         for a, b in self._image_groups(n_img, W.POSITIONS * max(c_in, c_out) * t_h * t_w * x.itemsize):
             tiles = (b - a) * t_h * t_w
             if W.CHANNELS_LAST:
                 v = self._columns(W.POSITIONS, tiles, c_in, x.dtype)
-                W.input_transform(v, x[a:b], padding, t_h, t_w)
+                W.input_transform(v, xm[a:b], padding, t_h, t_w, x_cl)
                 m = xp.matmul(v, u)                              # (positions, tiles, C_out): the GEMMs
+                W.output_transform(y[a:b], m, t_h, t_w, y_cl)
             else:
                 v = self._columns(W.POSITIONS, c_in, tiles, x.dtype)
-                W.input_transform(v, x[a:b], padding, t_h, t_w)
+                W.input_transform(v, xm[a:b], padding, t_h, t_w)
                 m = xp.matmul(u, v)                              # (positions, C_out, tiles)
-            W.output_transform(y[a:b], m, t_h, t_w)
-        return y
+                W.output_transform(y[a:b], m, t_h, t_w)
+        return y.transpose(0, 3, 1, 2) if y_cl else y
 
     def conv2d_backward_weight_winograd(self, dy, x, padding):
         """dW of a stride-1 3x3 convolution by F(3x3, m x m), Winograd's dual of the forward's: transform the
         input tiles and the m x m blocks of dy, one batched GEMM per group of images summing over the tiles,
         transform back."""
         xp, W = self.xp, self._winograd_kernels()
-        dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
+        dy_cl, x_cl = W.CHANNELS_LAST and is_channels_last(dy), W.CHANNELS_LAST and is_channels_last(x)
         n_img, c_out, h_out, w_out = dy.shape
         c_in = x.shape[1]
+        dy = dy.transpose(0, 2, 3, 1) if dy_cl else xp.ascontiguousarray(dy)   # as laid out in memory
+        x = x.transpose(0, 2, 3, 1) if x_cl else xp.ascontiguousarray(x)
         t_h, t_w = -(-h_out // W.TILE), -(-w_out // W.TILE)
         wh = xp.zeros((W.POSITIONS, c_out, c_in), dtype=dy.dtype)
         for a, b in self._image_groups(n_img, W.POSITIONS * (c_in + c_out) * t_h * t_w * x.itemsize):
@@ -137,8 +177,8 @@ class Im2colBackend(NumpyBackend):
             if W.CHANNELS_LAST:                                  # v: (positions, tiles, C_in), gh: (.., C_out)
                 v = buf.reshape(-1)[:W.POSITIONS * tiles * c_in].reshape(W.POSITIONS, tiles, c_in)
                 gh = buf.reshape(-1)[W.POSITIONS * tiles * c_in:].reshape(W.POSITIONS, tiles, c_out)
-                W.input_transform(v, x[a:b], padding, t_h, t_w)
-                W.gradient_transform(gh, dy[a:b], t_h, t_w)
+                W.input_transform(v, x[a:b], padding, t_h, t_w, x_cl)
+                W.gradient_transform(gh, dy[a:b], t_h, t_w, dy_cl)
                 wh += xp.matmul(gh.transpose(0, 2, 1), v)       # (positions, C_out, C_in): sums over the tiles
             else:
                 v, gh = buf[:, :c_in], buf[:, c_in:]
@@ -156,6 +196,9 @@ class Im2colBackend(NumpyBackend):
         """
         k = w.shape[2]
         if stride == 1 and padding <= k - 1 and tuple(input_hw) == tuple(s + k - 1 - 2 * padding for s in dy.shape[2:]):
+            if self._use_winograd(1, k, w.shape[0], w.shape[1]) and self._winograd_kernels().CHANNELS_LAST:
+                u = self._winograd_kernels().input_gradient_filter_transform(w)   # w' transformed, no copy
+                return self.conv2d_winograd(dy, None, k - 1 - padding, u_in_out=u)
             w_flipped = self.xp.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
             return self.conv2d(dy, w_flipped, 1, k - 1 - padding)
         xp, K = self.xp, self.K
@@ -178,11 +221,14 @@ class Im2colBackend(NumpyBackend):
         if self._use_winograd(stride, k, x.shape[1], dy.shape[1]):
             return self.conv2d_backward_weight_winograd(dy, x, padding)
         xp, K = self.xp, self.K
-        dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
         n_img, c_out, h_out, w_out = dy.shape
+        if is_channels_last(dy):                    # dy[n] as (C_out, pixels): a transposed view, no copy
+            dyf = dy.transpose(0, 2, 3, 1).reshape(n_img, h_out * w_out, c_out).transpose(0, 2, 1)
+        else:
+            dyf = xp.ascontiguousarray(dy).reshape(n_img, c_out, h_out * w_out)
+        x = xp.ascontiguousarray(x)
         c_in = x.shape[1]
         rows = c_in * k * k
-        dyf = dy.reshape(n_img, c_out, h_out * w_out)
         dw = xp.zeros((c_out, rows), dtype=dy.dtype)
         for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, x.itemsize):
             cols = self._columns(b - a, rows, (j - i) * w_out, x.dtype)
@@ -196,26 +242,54 @@ class Im2colBackend(NumpyBackend):
         self.xp.matmul(a, b, out=out)
 
     def add_bias(self, y, b, relu=False):
-        self.K.bias_add(y, b, bool(relu))
+        if is_channels_last(y):
+            self.K.bias_add_channels_last(y.transpose(0, 2, 3, 1), b, bool(relu))
+        else:
+            self.K.bias_add(y, b, bool(relu))
         return y
 
     def bias_backward(self, dy):
         db = self.xp.empty(dy.shape[1], dtype=dy.dtype)
-        self.K.bias_backward(db, self.xp.ascontiguousarray(dy))
+        if is_channels_last(dy):
+            self.K.bias_backward_channels_last(db, dy.transpose(0, 2, 3, 1))
+        else:
+            self.K.bias_backward(db, self.xp.ascontiguousarray(dy))
         return db
+
+    # ---- element-wise kernels over flat views, in memory order -----------------------------------
+    @staticmethod
+    def _flat(a):
+        """a's elements in memory order as a 1-D view: a C-contiguous or a channels-last array (an in-place
+        kernel on anything else would write into a copy)."""
+        if a.flags.c_contiguous:
+            return a.reshape(-1)
+        if is_channels_last(a):
+            return a.transpose(0, 2, 3, 1).reshape(-1)
+        raise ValueError(f"an element-wise kernel takes a C-contiguous or channels-last array; got strides "
+                         f"{a.strides} for shape {a.shape}")
+
+    def _laid_out_like(self, a, ref):
+        """a in ref's memory layout (C-contiguous or channels-last), copied only where it differs, so that
+        the two flat views pair the same elements."""
+        if is_channels_last(ref):
+            if is_channels_last(a):
+                return a
+            return self.xp.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        return self.xp.ascontiguousarray(a)
 
     # ---- activations -------------------------------------------------------------------------------
     def relu_(self, y):
-        self.K.relu(y.reshape(-1))
+        self.K.relu(self._flat(y))
         return y
 
     def add_relu(self, a, skip):
-        out = self.xp.empty_like(a)
-        self.K.relu_add(out.reshape(-1), a.reshape(-1), self.xp.ascontiguousarray(skip).reshape(-1))
+        a = a if is_channels_last(a) else self.xp.ascontiguousarray(a)
+        out = self.xp.empty_like(a)                  # a's layout
+        self.K.relu_add(self._flat(out), self._flat(a), self._flat(self._laid_out_like(skip, a)))
         return out
 
     def relu_backward_(self, dy, y):
-        self.K.relu_backward(dy.reshape(-1), self.xp.ascontiguousarray(y).reshape(-1))
+        self.K.relu_backward(self._flat(dy), self._flat(self._laid_out_like(y, dy)))
         return dy
 
     # ---- optimizer ---------------------------------------------------------------------------------
@@ -247,6 +321,7 @@ class CpuBackend(Im2colBackend):
             self.winograd_min_channels = 64
             self.cols_budget = 2 * 2**20
         self.winograd = os.environ.get("REDCORE_CONV", "auto") != "direct"
+        self.channels_last = True
         # F(4x4, 3x3): the released RED30's step on 2 threads 2.07 s instead of 2.48 s with F(2x2, 3x3), RED30-64
         # 0.43 s instead of 0.46 s (batch 16, alternating in one process); float32 error of a 128-channel layer
         # 4.5e-6 of its largest output (F(2x2): 4.8e-7, im2col: 4.8e-7).
