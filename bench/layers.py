@@ -11,7 +11,8 @@ shape are timed once and counted; the totals (count x time) are the convolutions
 and bench/train_step.py gives the whole step (element-wise work, Adam, threading) on all cores.
 
 redcore: the cpu backend's primitives as REDNet calls them (Winograd F(4x4, 3x3) from 64 channels, im2col
-below).  PyTorch: F.conv2d / F.conv_transpose2d and aten.convolution_backward with one output at a time.
+below; maps channels-last where the network keeps them so).  PyTorch: F.conv2d / F.conv_transpose2d and
+aten.convolution_backward with one output at a time.
 """
 import argparse
 import os
@@ -51,6 +52,16 @@ def median_ms(fn, repeats):
     return 1e3 * sorted(times)[len(times) // 2]
 
 
+def redcore_layer(be, kind, x, w, dy, h, h_out, pad):
+    """(forward, input gradient, weight gradient) of one layer as REDNet calls the backend."""
+    if kind == "conv":
+        return (lambda: be.conv2d(x, w, 1, pad), lambda: be.conv2d_backward_input(dy, w, (h, h), 1, pad),
+                lambda: be.conv2d_backward_weight(dy, x, 3, 1, pad))
+    # the transposed conv is the conv's adjoint (ops/conv.py)
+    return (lambda: be.conv2d_backward_input(x, w, (h_out, h_out), 1, pad), lambda: be.conv2d(dy, w, 1, pad),
+            lambda: be.conv2d_backward_weight(x, dy, 3, 1, pad))
+
+
 def time_layers(framework, shapes, images, repeats):
     """{(kind, c_in, c_out, h, pad): (forward, input gradient, weight gradient) ms} for one framework."""
     import numpy as np
@@ -79,12 +90,12 @@ def time_layers(framework, shapes, images, repeats):
                                          kind == "deconv", [0, 0], 1, mask)
             fns = (lambda: op(xt, wt, padding=pad), lambda: back([True, False, False]),
                    lambda: back([False, True, False]))
-        elif kind == "conv":
-            fns = (lambda: be.conv2d(x, w, 1, pad), lambda: be.conv2d_backward_input(dy, w, (h, h), 1, pad),
-                   lambda: be.conv2d_backward_weight(dy, x, 3, 1, pad))
-        else:                                        # the transposed conv is the conv's adjoint (ops/conv.py)
-            fns = (lambda: be.conv2d_backward_input(x, w, (h_out, h_out), 1, pad), lambda: be.conv2d(dy, w, 1, pad),
-                   lambda: be.conv2d_backward_weight(x, dy, 3, 1, pad))
+        else:
+            # the maps in the layout the network hands them on in (cpu_backend: channels-last where the layer
+            # taking them runs the channels-last Winograd kernels)
+            x, dy = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+                     if be._channels_last_output(a.shape[1]) else a for a in (x, dy))
+            fns = redcore_layer(be, kind, x, w, dy, h, h_out, pad)
         result[key] = tuple(median_ms(fn, repeats) for fn in fns)
     return result
 

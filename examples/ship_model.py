@@ -50,6 +50,8 @@ def main(argv=None):
     p.add_argument("--data", help="training data, where the checkpoint predates its record")
     p.add_argument("--fine-tuned-from", default=None,
                    help="the model it started from (default: the checkpoint's --init, as given to train.py)")
+    p.add_argument("--schedule", help="how batch and step size changed across resumes (default: from the "
+                   "checkpoint's record of its resumes, where it has one)")
     p.add_argument("--best", action="store_true",
                    help="ship best.npz beside the checkpoint (the best validation) instead of its last weights")
     args = p.parse_args(argv)
@@ -78,6 +80,10 @@ def main(argv=None):
                           if args.train_seconds or "seconds" in state else None),
         "hardware": args.hardware, "command": args.command, "tests": [],
     }
+    schedule = args.schedule or "; ".join(f"from step {r['step']}: batch {r['batch']}, lr {r['lr']:g}"
+                                          for r in state.get("resumes", []))
+    if schedule:
+        card["schedule"] = schedule
     for set_name in TEST_SETS[task.name]:
         names, images = load_test_set(set_name, mode="y" if task.color == "y" else "as read")
         cached = cached_baseline(task, level, set_name, args.seed)

@@ -211,6 +211,8 @@ def main(argv=None):
                 state = load_checkpoint(ckpt, net, opt)
                 if args.lr:                   # a step size given with --resume replaces the checkpoint's
                     opt.lr = args.lr
+                # state["args"] stays the first run's; each resume records what it changed
+                state.setdefault("resumes", []).append({"step": state["step"], "batch": args.batch, "lr": opt.lr})
             except ValueError as e:
                 problem = str(e)
     if args.distributed:             # every rank starts from rank 0's weights, moments and state

@@ -152,12 +152,16 @@ def test_ship_model_adds_a_card_and_restore_finds_it(tmp_path, monkeypatch, caps
     run = tmp_path / "run"
     assert script("train").main(["--task", "jpeg", "--level", "10", "--depth", "4", "--filters", "4", "--batch", "2",
                                  "--patch", "24", "--steps", "2", "--no-progress", "--out", str(run)]) == 0
+    assert script("train").main(["--task", "jpeg", "--level", "10", "--depth", "4", "--filters", "4", "--batch", "4",
+                                 "--patch", "24", "--steps", "3", "--lr", "5e-5", "--resume", "--no-progress",
+                                 "--out", str(run)]) == 0
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", str(tmp_path / "weights"))
     monkeypatch.setattr(zoo, "INDEX", str(tmp_path / "weights" / "models.json"))
     assert script("ship_model").main([str(run / "checkpoint.npz"), "--name", "tiny-jpeg-q10",
                                       "--hardware", "test machine", "--command", "the test"]) == 0
     card = zoo.cards()["tiny-jpeg-q10"]
-    assert card["task"] == "jpeg" and card["level"] == 10 and card["steps"] == 2 and card["train_seconds"] is not None
+    assert card["task"] == "jpeg" and card["level"] == 10 and card["steps"] == 3 and card["train_seconds"] is not None
+    assert card["batch"] == 2 and card["schedule"] == "from step 2: batch 4, lr 5e-05"     # the resume's changes
     test = card["tests"][0]
     assert test["set"] == "classic5" and test["images"] == 5 and abs(test["input_psnr"] - 27.82) < 0.01
     img = (np.random.default_rng(0).random((32, 32)) * 255).astype(np.uint8)
