@@ -93,7 +93,8 @@ class Im2colBackend(NumpyBackend):
 
     def conv2d(self, x, w, stride, padding):
         """x: (N, C, H, W), w: (O, C, k, k) -> (N, O, H_o, W_o): y[n] = W (O, C k^2) @ im2col(x[n]);
-        3x3 stride-1 layers by Winograd F(2x2, 3x3) where the backend enables it."""
+        3x3 stride-1 layers by Winograd (conv2d_winograd) where the backend enables it; an output that feeds the
+        channels-last Winograd kernels is returned channels-last (see the module docstring)."""
         if self._use_winograd(stride, w.shape[2], w.shape[1], w.shape[0]):
             return self.conv2d_winograd(x, w, padding)
         xp, K = self.xp, self.K
@@ -217,7 +218,7 @@ class Im2colBackend(NumpyBackend):
 
     def conv2d_backward_weight(self, dy, x, k, stride, padding):
         """dy: (N, O, H_o, W_o), x: (N, C, H, W) -> dw: (O, C, k, k) = sum_n dy[n] @ im2col(x[n])^T;
-        3x3 stride-1 layers by Winograd F(3x3, 2x2) where the backend enables it."""
+        3x3 stride-1 layers by Winograd (F(3x3, m x m)) where the backend enables it."""
         if self._use_winograd(stride, k, x.shape[1], dy.shape[1]):
             return self.conv2d_backward_weight_winograd(dy, x, padding)
         xp, K = self.xp, self.K
