@@ -94,8 +94,9 @@ def cmd_models(args):
         print("no shipped models yet: train one with examples/train.py and load it by path")
     elif args.markdown:
         print(card_table(known))
-    for name, card in sorted(known.items()) if not args.markdown else ():
-        print(card_line(name, card))
+    else:
+        for name, card in sorted(known.items()):
+            print(card_line(name, card))
     return 0
 
 

@@ -70,8 +70,8 @@ def card_table(known):
                     else "= input (bicubic)" if card["task"] == "sr" else "")
             ens = f"{t['psnr_x8']:.2f}" if "psnr_x8" in t else ""
             if "psnr_mask_known" in t:           # inpainting with the intact pixels kept (evaluate.py)
-                known = score({"psnr": t["psnr_mask_known"], "ssim": t.get("ssim_mask_known")}, "")
-                ens += ("; " if ens else "") + f"mask known: {known}"
+                masked = score({"psnr": t["psnr_mask_known"], "ssim": t.get("ssim_mask_known")}, "")
+                ens += ("; " if ens else "") + f"mask known: {masked}"
             rows.append(f"| {' | '.join(first)} | {t['set']} | **{score(t, '')}** | {ens} | {score(t, 'input_')} | "
                         f"{base} |")
     return "\n".join(rows)

@@ -178,10 +178,11 @@ def output_transform(y, m, t_h, t_w, channels_last):
     for job in nb.prange(n_img * t_h):
         n, ti = job // t_h, job % t_h
         start = (n * tiles + ti * t_w) * c_out
+        end = start + span
         s = np.empty((24, span), m.dtype)                      # s[6 k + b, tj C + o] = (A^T m)[k, b] of tile tj
         for b in range(6):
-            m0, m1, m2 = mf[b, start:start + span], mf[6 + b, start:start + span], mf[12 + b, start:start + span]
-            m3, m4, m5 = mf[18 + b, start:start + span], mf[24 + b, start:start + span], mf[30 + b, start:start + span]
+            m0, m1, m2 = mf[b, start:end], mf[6 + b, start:end], mf[12 + b, start:end]
+            m3, m4, m5 = mf[18 + b, start:end], mf[24 + b, start:end], mf[30 + b, start:end]
             for k in range(span):
                 s[b, k], s[6 + b, k], s[12 + b, k], s[18 + b, k] = _at(c2, c4, c8, m0[k], m1[k], m2[k], m3[k], m4[k],
                                                                        m5[k])
@@ -252,8 +253,8 @@ def gradient_transform(gh, dy, t_h, t_w, channels_last):
                 for c in range(c_out):
                     s0[c], s1[c], s2[c], s3[c], s4[c], s5[c] = _a(c2, c4, c8, g0[c], g1[c], g2[c], g3[c])
         start = (n * tiles + ti * t_w) * c_out
+        end = start + span
         for a in range(6):
-            end = start + span
             e0, e1, e2 = gf[6 * a, start:end], gf[6 * a + 1, start:end], gf[6 * a + 2, start:end]
             e3, e4, e5 = gf[6 * a + 3, start:end], gf[6 * a + 4, start:end], gf[6 * a + 5, start:end]
             for k in range(span):

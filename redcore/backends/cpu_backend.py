@@ -121,7 +121,7 @@ class Im2colBackend(NumpyBackend):
     def _channels_last_output(self, c_out):
         """Whether a layer with c_out output channels returns them channels-last: where the next layer, taking
         c_out channels in, runs the channels-last Winograd kernels (elsewhere it would transpose them back)."""
-        return (self.channels_last and self.winograd and self.winograd_tile == 4
+        return (self.channels_last and self.winograd and self._winograd_kernels().CHANNELS_LAST
                 and c_out >= max(self.winograd_min_channels, self.channels_last_min_channels))
 
     def _winograd_kernels(self):
@@ -144,7 +144,7 @@ class Im2colBackend(NumpyBackend):
             u, c_out = W.filter_transform(w), w.shape[0]
         x_cl = W.CHANNELS_LAST and is_channels_last(x)
         xm = x.transpose(0, 2, 3, 1) if x_cl else xp.ascontiguousarray(x)      # x as laid out in memory
-        y_cl = W.CHANNELS_LAST and self._channels_last_output(c_out)
+        y_cl = self._channels_last_output(c_out)
         y = xp.empty((n_img, h_out, w_out, c_out) if y_cl else (n_img, c_out, h_out, w_out), dtype=x.dtype)
         for a, b in self._image_groups(n_img, W.POSITIONS * max(c_in, c_out) * t_h * t_w * x.itemsize):
             tiles = (b - a) * t_h * t_w
