@@ -59,6 +59,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=None,
                    help="Adam step size alpha (default 1e-4 as in the paper; with --resume: the checkpoint's, "
                         "unless given)")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="raise the step size linearly over this run's first N steps (use with --init or a new --batch: "
+                        "fresh or stale Adam moments move every weight by the full step size at first)")
     p.add_argument("--data", default=None,
                    help="folder of training images; default: train400 of the shared data folder "
                         "(REDCORE_DATA or ../shared/data) if present, else the built-in image set")
@@ -174,6 +177,8 @@ def main(argv=None):
         args.out = args.out or os.path.join("runs", f"{task.name}-{tasks.level_label(level)}")
         if args.distributed:
             comm = distributed.init(args.backend, args.comm_timeout)
+        if args.warmup < 0:
+            raise ValueError(f"--warmup {args.warmup} is negative: give the number of steps (0: none)")
         if args.batch % comm.size:
             raise ValueError(f"--batch {args.batch} does not split over {comm.size} ranks: give a multiple of {comm.size}")
         preset_skip = PRESETS.get(f"red{args.depth}", {}).get("skip_step", 2)
@@ -212,7 +217,8 @@ def main(argv=None):
                 if args.lr:                   # a step size given with --resume replaces the checkpoint's
                     opt.lr = args.lr
                 # state["args"] stays the first run's; each resume records what it changed
-                state.setdefault("resumes", []).append({"step": state["step"], "batch": args.batch, "lr": opt.lr})
+                state.setdefault("resumes", []).append({"step": state["step"], "batch": args.batch, "lr": opt.lr,
+                                                        "warmup": args.warmup})
             except ValueError as e:
                 problem = str(e)
     if args.distributed:             # every rank starts from rank 0's weights, moments and state
@@ -246,7 +252,11 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
     threads = batch_threads(net, args.threads)
     t_last, loss, strip = time.perf_counter(), float("nan"), None
     t_saved = t_last                 # training wall time accumulates in state["seconds"] across resumes
+    lr = opt.lr
     for step in bar:
+        # Adam's first steps (Eq. 5-7 with bias correction) move every weight by about the full step size,
+        # whatever its gradient: a trained network given fresh moments (--init) is thrown off by that.
+        opt.lr = lr * min(1.0, (step - start + 1) / args.warmup) if args.warmup > 0 else lr
         noisy, clean = sampler.task_batch(step, task, level, shard=shard)
         try:
             loss = distributed.train_step(net, opt, comm, noisy, clean, threads)   # Eq. 4, backward, all-reduce, Eq. 5-7
@@ -283,7 +293,9 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
             state["step"] = step + 1
             state["seconds"] = state.get("seconds", 0.0) + (time.perf_counter() - t_saved)
             t_saved = time.perf_counter()
+            opt.lr, warm_lr = lr, opt.lr          # the checkpoint keeps the run's step size, not a warm-up's
             save_checkpoint(ckpt, net, opt, state)
+            opt.lr = warm_lr
             if strip is not None:
                 save_pictures(args.out, state["history"], strip)
     bar.close()

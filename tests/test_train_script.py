@@ -103,3 +103,27 @@ def test_init_starts_from_trained_weights_and_refuses_another_network(tmp_path, 
                               "--out", str(tmp_path / "other")]) == 2
     err = capsys.readouterr().err
     assert "is another network: filters 4 (this run: 8)" in err and err.count("\n") == 1
+
+
+def test_warmup_keeps_fine_tuning_from_throwing_a_trained_network_off(tmp_path, capsys):
+    """Adam's first step moves every weight with a gradient by about the full step size (Eq. 5-7: m_hat/sqrt(v_hat)
+    = +-1).  --warmup N scales the step size by (i + 1)/N over the run's first N steps, so the first step of a
+    fine-tuning run moves no weight by more than lr/N; the checkpoint keeps the run's step size."""
+    argv = ["--task", "denoise", "--level", "25", "--depth", "4", "--filters", "4", "--batch", "2", "--patch", "20",
+            "--val-crop", "32", "--val-every", "1", "--ckpt-every", "1", "--no-progress", "--lr", "1e-3"]
+    source = tmp_path / "source"
+    assert train.main(argv + ["--steps", "2", "--out", str(source)]) == 0
+    start = redcore.load(str(source / "model.npz"))
+    moved = {}
+    for warmup in (0, 10):
+        out = tmp_path / f"warmup{warmup}"
+        assert train.main(argv + ["--steps", "1", "--warmup", str(warmup), "--init", str(source / "model.npz"),
+                                  "--out", str(out)]) == 0
+        tuned = redcore.load(str(out / "model.npz"))
+        moved[warmup] = max(np.abs(tuned.params[k] - start.params[k]).max() for k in start.params)
+        with np.load(out / "checkpoint.npz") as ck:
+            assert float(ck["optim.lr"]) == 1e-3
+    assert 0.9e-3 < moved[0] < 1.1e-3          # the full step size
+    assert 0.9e-4 < moved[10] < 1.1e-4         # a tenth of it
+    assert train.main(argv + ["--steps", "1", "--warmup", "-1", "--out", str(tmp_path / "bad")]) == 2
+    assert "--warmup -1 is negative" in capsys.readouterr().err
