@@ -252,7 +252,7 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
     threads = batch_threads(net, args.threads)
     t_last, loss, strip = time.perf_counter(), float("nan"), None
     t_saved = t_last                 # training wall time accumulates in state["seconds"] across resumes
-    lr = opt.lr
+    lr = opt.lr                      # the run's step size; a warm-up scales it inside one step at a time
     for step in bar:
         # Adam's first steps (Eq. 5-7 with bias correction) move every weight by about the full step size,
         # whatever its gradient: a trained network given fresh moments (--init) is thrown off by that.
@@ -266,6 +266,7 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
                 raise FloatingPointError(message) from None
             print(f"error {message}", file=sys.stderr)
             return 3
+        opt.lr = lr                  # outside the step (checkpoints) the step size is the run's, not a warm-up's
         if args.distributed and (step + 1) % args.check_every == 0:
             if not comm.all_equal(distributed.checksum(net.backend, net.params.flat)):
                 raise RuntimeError(f"the ranks' parameters differ after step {step + 1}: stopping")
@@ -293,9 +294,7 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
             state["step"] = step + 1
             state["seconds"] = state.get("seconds", 0.0) + (time.perf_counter() - t_saved)
             t_saved = time.perf_counter()
-            opt.lr, warm_lr = lr, opt.lr          # the checkpoint keeps the run's step size, not a warm-up's
             save_checkpoint(ckpt, net, opt, state)
-            opt.lr = warm_lr
             if strip is not None:
                 save_pictures(args.out, state["history"], strip)
     bar.close()
