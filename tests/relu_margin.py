@@ -21,9 +21,9 @@ CLEAR_OF_KINK = 2e-6
 
 class _PreActivationRecorder(NumpyBackend):
     """The float64 NumPy reference, noting for every conv's or deconv's ReLU the smallest |z| / max |z| of its
-    units (z: the ReLU's input).  float32 errors of a layer's z are measured up to 8e-7 of its largest |z| on such
-    nets, the earlier layers' errors carried along.  A unit whose terms b + sum_k w_k x_k are all exactly 0 is
-    exactly 0 in any precision and order, so it is not ambiguous and not noted (a dead channel fed by dead ones).
+    units (z: the ReLU's input; CLEAR_OF_KINK says how far float32 moves it).  A unit whose terms
+    b + sum_k w_k x_k are all exactly 0 is exactly 0 in any precision and order, so it is not ambiguous and not
+    noted (a dead channel fed by dead ones).
 
     The skip sums' ReLU (add_relu) is not noted: with ReLU on, both of its summands are ReLU outputs (>= 0), so
     their sum is near 0 only where each summand is, and each summand's own ReLU was noted."""
