@@ -5,6 +5,11 @@ from hypothesis import settings
 
 sys.path.insert(0, os.path.dirname(__file__))   # tests/gradcheck.py
 
+# The parity tests measure float32 arithmetic against the float64 reference (rtol 1e-4).  CuPy's TF32 mode
+# (CUPY_TF32=1, worth setting for training) rounds matmul inputs to 10 mantissa bits: on an H200 it put
+# conv2d_backward_weight 6.3e-4 off.  CuPy reads the variable at its first float32 matmul, so pin it off here.
+os.environ["CUPY_TF32"] = "0"
+
 # JIT compilation makes the first example slow: no deadline.  CI runs the profile "ci" (derandomized, so a
 # CI failure reproduces); HYPOTHESIS_PROFILE=thorough runs 200 examples per property locally.
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
