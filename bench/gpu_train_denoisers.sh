@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Train the two shipped denoisers on from checkpoints/ on a lent GPU, side by side, for TRAIN_S seconds, and
+# bring back their checkpoints (what the 2026-11-26 lease did; the model cards' commands record each run).
+#   TRAIN_S=530 OUT=/some/dir bash bench/gpu_train_denoisers.sh      # REDCORE_DATA: train400 and test/Set12
+#   (BACKEND=cpu runs the same on the CPU, to try the script without a GPU)
+# Writes 8 files to $OUT (d25.log, d25-checkpoint.npz, d25-best.npz where validation improved, the same for d50,
+# gpu.txt, parity.log), refreshed every 30 s, so a call cut short still returns the latest.  Then, here:
+#   mkdir -p runs/g25 && cp OUT/d25-checkpoint.npz runs/g25/checkpoint.npz && cp OUT/d25-best.npz runs/g25/best.npz
+#   python examples/ship_model.py runs/g25/checkpoint.npz --best --ensemble --name red20-denoise-sigma25 ...
+# The device tool carries at most 64 MiB of working tree: move the checkpoints this does not need out of the
+# checkout for the call, and carry the data in a git-excluded folder.
+set -u
+TRAIN_S=${TRAIN_S:-530}
+OUT=${OUT:?set OUT to the folder that comes back}
+t0=$(date +%s)
+# Without `pip install -e .` (it needs the network): the two links setup.py's package_dir makes.
+python3 -c "import redcore.kernels" 2>/dev/null || { ln -sfn ../kernels/cpu redcore/kernels; ln -sfn ../kernels/cuda redcore/cuda_kernels; }
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
+# Parity first, with TF32 off (tests/conftest.py pins it too).
+timeout 150 python3 -m pytest -q tests/test_backend_parity.py tests/test_cuda_kernels.py -rs > "$OUT/parity.log" 2>&1
+echo "parity rc $? at $(( $(date +%s) - t0 )) s" >> "$OUT/parity.log"
+R=${RUNS:-/tmp/runs}; mkdir -p "$R/d25" "$R/d50"
+[ -f "$R/d25/checkpoint.npz" ] || cp checkpoints/red20-denoise-25.npz "$R/d25/checkpoint.npz"
+[ -f "$R/d50/checkpoint.npz" ] || cp checkpoints/red20-denoise-50.npz "$R/d50/checkpoint.npz"
+common="--task denoise --depth 20 --filters 64 --backend ${BACKEND:-cuda} --batch 128 --warmup 100 --val-every 100 --ckpt-every 100
+        --resume --no-progress --threads 6 --steps 1000000"
+CUPY_TF32=1 python3 examples/train.py $common --level 25 --lr "${LR25:-2e-5}" --out "$R/d25" > "$OUT/d25.log" 2>&1 &
+p25=$!
+CUPY_TF32=1 python3 examples/train.py $common --level 50 --lr "${LR50:-1e-5}" --out "$R/d50" > "$OUT/d50.log" 2>&1 &
+p50=$!
+sync_out() {
+  for r in d25 d50; do
+    [ -f "$R/$r/checkpoint.npz" ] && cp "$R/$r/checkpoint.npz" "$OUT/$r-checkpoint.npz"
+    [ -f "$R/$r/best.npz" ] && cp "$R/$r/best.npz" "$OUT/$r-best.npz"
+  done
+  return 0
+}
+n=0
+while [ $(( $(date +%s) - t0 )) -lt "$TRAIN_S" ] && { kill -0 $p25 2>/dev/null || kill -0 $p50 2>/dev/null; }; do
+  sleep 5; n=$((n + 1))
+  [ $((n % 6)) -eq 0 ] && sync_out
+  [ $n -eq 24 ] && nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv >> "$OUT/gpu.txt" 2>&1
+done
+kill $p25 $p50 2>/dev/null; wait
+sync_out
+echo "done at $(( $(date +%s) - t0 )) s" >> "$OUT/parity.log"
