@@ -17,7 +17,7 @@ t0=$(date +%s)
 python3 -c "import redcore.kernels" 2>/dev/null || { ln -sfn ../kernels/cpu redcore/kernels; ln -sfn ../kernels/cuda redcore/cuda_kernels; }
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
-# Parity first, with TF32 off (tests/conftest.py pins it too).
+# Parity first: TF32 stays off there (tests/conftest.py pins CUPY_TF32=0), on only for the trainings below.
 timeout 150 python3 -m pytest -q tests/test_backend_parity.py tests/test_cuda_kernels.py -rs > "$OUT/parity.log" 2>&1
 echo "parity rc $? at $(( $(date +%s) - t0 )) s" >> "$OUT/parity.log"
 R=${RUNS:-/tmp/runs}; mkdir -p "$R/d25" "$R/d50"
