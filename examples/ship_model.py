@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import redcore  # noqa: E402
-from redcore import tasks, zoo  # noqa: E402
+from redcore import baselines, tasks, zoo  # noqa: E402
 from redcore.data import load_test_set  # noqa: E402
 from redcore.evaluate import evaluate  # noqa: E402
 from redcore.tasks import level_label  # noqa: E402
@@ -33,9 +33,12 @@ def cached_baseline(task, level, set_name, seed):
     if not os.path.isfile(path):
         return None
     result = json.load(open(path))
-    if result.get("seed") != seed or len(result["methods"]) < 2:
+    # The file is also what `redcore.evaluate --no-baseline --weights ...` writes: only a run that scored this
+    # task's baseline (its method is named after it) is one.
+    base = baselines.BASELINES.get(task.name)
+    if result.get("seed") != seed or base is None or base[0] not in result["methods"]:
         return None
-    return result["methods"][1], result["average"][result["methods"][1]]
+    return base[0], result["average"][base[0]]
 
 
 def main(argv=None):

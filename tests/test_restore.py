@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import redcore
-from redcore import cli, zoo
+from redcore import cli, tasks, zoo
 from redcore.tasks.resize import imresize
 
 
@@ -166,3 +166,24 @@ def test_ship_model_adds_a_card_and_restore_finds_it(tmp_path, monkeypatch, caps
     assert test["set"] == "classic5" and test["images"] == 5 and abs(test["input_psnr"] - 27.82) < 0.01
     img = (np.random.default_rng(0).random((32, 32)) * 255).astype(np.uint8)
     assert redcore.restore(img, "jpeg", 10).shape == (32, 32)
+
+
+def test_ship_model_reads_a_cached_baseline_only_where_one_was_scored(tmp_path, monkeypatch):
+    """runs/eval/<task>-<level>-<set>.json is written by every `redcore.evaluate`; one written with --no-baseline
+    and --weights has the net in the place of the baseline, and must not become the card's baseline column."""
+    from conftest import load_example as script
+    ship = script("ship_model")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "eval").mkdir(parents=True)
+    path = tmp_path / "runs" / "eval" / "denoise-50-Set12.json"
+    average = {"input": {"psnr": 14.16, "ssim": 0.18}, "BM3D": {"psnr": 26.78, "ssim": 0.77},
+               "RED-Net": {"psnr": 26.59, "ssim": 0.75}}
+    denoise = tasks.get("denoise")
+
+    def cache(methods, seed=0):
+        path.write_text(json.dumps({"seed": seed, "methods": methods, "average": average}))
+        return ship.cached_baseline(denoise, 50, "Set12", 0)
+
+    assert cache(["input", "RED-Net"]) is None
+    assert cache(["input", "BM3D", "RED-Net"]) == ("BM3D", average["BM3D"])
+    assert cache(["input", "BM3D"], seed=1) is None                                # another corruption draw
