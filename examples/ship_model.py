@@ -20,8 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import redcore  # noqa: E402
 from redcore import baselines, tasks, zoo  # noqa: E402
 from redcore.data import load_test_set  # noqa: E402
-from redcore.evaluate import evaluate  # noqa: E402
-from redcore.tasks import level_label  # noqa: E402
+from redcore.evaluate import evaluate, result_stem  # noqa: E402
 from redcore.io import atomic_write, load_arrays  # noqa: E402
 
 TEST_SETS = {"denoise": ["Set12", "BSD68"], "sr": ["Set5"], "jpeg": ["classic5"], "deblur": ["Set12"],
@@ -29,12 +28,13 @@ TEST_SETS = {"denoise": ["Set12", "BSD68"], "sr": ["Set5"], "jpeg": ["classic5"]
 
 
 def cached_baseline(task, level, set_name, seed):
-    path = os.path.join("runs", "eval", f"{task.name}-{level_label(level)}-{set_name}.json")
+    path = os.path.join("runs", "eval", result_stem(task, level, set_name) + ".json")
     if not os.path.isfile(path):
         return None
     result = json.load(open(path))
-    # The file is also what `redcore.evaluate --no-baseline --weights ...` writes: only a run that scored this
-    # task's baseline (its method is named after it) is one.
+    # A network's evaluation is written beside it (result_stem), but one from before that change, or a
+    # --no-baseline run of no network, may hold no baseline: take only a run that scored this task's baseline
+    # (its method is named after it).
     base = baselines.BASELINES.get(task.name)
     if result.get("seed") != seed or base is None or base[0] not in result["methods"]:
         return None

@@ -121,6 +121,16 @@ def save_images(result, folder):
                 atomic_write(path, lambda f, img=img: Image.fromarray(to_uint8(img)).save(f, format="PNG"))
 
 
+def result_stem(task, level, set_name, weights=None, ensemble=False):
+    """The results' file name, without extension: <task>-<level>-<set> for the input and the baseline, and
+    -<weights>[-x8] added where a network was scored, so that evaluating a network never overwrites the
+    baseline's file (examples/ship_model.py reads that one instead of running BM3D again)."""
+    stem = f"{task.name}-{level_label(level)}-{set_name}"
+    if weights:
+        stem += "-" + os.path.splitext(os.path.basename(os.path.normpath(weights)))[0] + ("-x8" if ensemble else "")
+    return stem
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m redcore.evaluate",
@@ -138,7 +148,8 @@ def build_parser():
     p.add_argument("--no-baseline", action="store_true", help="leave out the classical baseline (BM3D is slow)")
     p.add_argument("--limit", type=int, help="only the first N images of the set")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption (image i uses (seed, i))")
-    p.add_argument("--out", default=os.path.join("runs", "eval"), help="folder for the CSV/JSON (default runs/eval)")
+    p.add_argument("--out", default=os.path.join("runs", "eval"),
+                   help="folder for the CSV/JSON (default runs/eval), named <task>-<level>-<set>[-<weights>[-x8]]")
     p.add_argument("--save-images", action="store_true", help="also write every input and output as PNG")
     return p
 
@@ -165,7 +176,7 @@ def main(argv=None):
     title = (f"{task.name} {level_label(level)} on {set_name} ({len(names)} images): PSNR (dB) / SSIM"
              + (f", {task.shave(level)} border pixels shaved" if task.shave(level) else ""))
     print(format_table(result, title))
-    stem = os.path.join(args.out, f"{task.name}-{level_label(level)}-{set_name}")
+    stem = os.path.join(args.out, result_stem(task, level, set_name, args.weights, args.ensemble))
     write_results(result, stem)
     if args.save_images:
         save_images(result, stem + "-images")

@@ -119,15 +119,33 @@ def test_harness_end_to_end_with_an_identity_model(two_images, tmp_path, capsys)
                    "--out", str(out), "--save-images", "--no-baseline"]) == 0
     printed = capsys.readouterr().out
     assert "jpeg 10 on set (2 images)" in printed and "average" in printed
-    result = json.loads((out / "jpeg-10-set.json").read_text())
+    result = json.loads((out / "jpeg-10-set-identity.json").read_text())
     assert result["methods"] == ["input", "RED-Net"] and len(result["images"]) == 2
     for row in result["images"]:                 # the identity model gives back its input
         assert row["RED-Net"]["psnr"] == pytest.approx(row["input"]["psnr"], abs=1e-4)
         assert 12 < row["input"]["psnr"] < 45      # lossy, not garbage
-    rows = list(csv.reader((out / "jpeg-10-set.csv").open()))
+    rows = list(csv.reader((out / "jpeg-10-set-identity.csv").open()))
     assert rows[0] == ["image", "input psnr", "input ssim", "RED-Net psnr", "RED-Net ssim"]
     assert [r[0] for r in rows[1:]] == ["img0", "img1", "average"]
-    assert (out / "jpeg-10-set-images" / "img0_RED-Net.png").exists()
+    assert (out / "jpeg-10-set-identity-images" / "img0_RED-Net.png").exists()
+
+
+def test_a_network_run_keeps_the_baseline_file(two_images, tmp_path):
+    """The baseline's file is the cache examples/ship_model.py reads; scoring a network (with or without the
+    baseline, with or without the ensemble) writes beside it, named after the weights, and leaves it as it was."""
+    weights = str(tmp_path / "identity.npz")
+    identity_net(weights)
+    out = tmp_path / "results"
+    common = ["--task", "deblur", "--level", "gaussian", "--data", str(two_images), "--out", str(out)]
+    assert E.main(common) == 0
+    baseline = (out / "deblur-gaussian-set.json").read_bytes()
+    assert json.loads(baseline)["methods"] == ["input", "CLS deconv."]
+    assert E.main(common + ["--weights", weights, "--no-baseline"]) == 0
+    assert E.main(common + ["--weights", weights, "--ensemble"]) == 0
+    assert (out / "deblur-gaussian-set.json").read_bytes() == baseline
+    assert json.loads((out / "deblur-gaussian-set-identity.json").read_text())["methods"] == ["input", "RED-Net"]
+    assert json.loads((out / "deblur-gaussian-set-identity-x8.json").read_text())["methods"] == \
+        ["input", "CLS deconv.", "RED-Net x8"]
 
 
 @pytest.mark.parametrize("task,level,column", [("denoise", "25", "BM3D"), ("sr", "2", None),

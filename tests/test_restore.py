@@ -169,8 +169,9 @@ def test_ship_model_adds_a_card_and_restore_finds_it(tmp_path, monkeypatch, caps
 
 
 def test_ship_model_reads_a_cached_baseline_only_where_one_was_scored(tmp_path, monkeypatch):
-    """runs/eval/<task>-<level>-<set>.json is written by every `redcore.evaluate`; one written with --no-baseline
-    and --weights has the net in the place of the baseline, and must not become the card's baseline column."""
+    """runs/eval/<task>-<level>-<set>.json is the baselines' file; one written there by an older
+    `redcore.evaluate --no-baseline --weights` has the net in the place of the baseline, and must not become
+    the card's baseline column."""
     from conftest import load_example as script
     ship = script("ship_model")
     monkeypatch.chdir(tmp_path)
