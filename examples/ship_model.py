@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import redcore  # noqa: E402
 from redcore import baselines, tasks, zoo  # noqa: E402
 from redcore.data import load_test_set  # noqa: E402
-from redcore.evaluate import evaluate, result_stem  # noqa: E402
+from redcore.evaluate import RESULTS_FOLDER, evaluate, result_stem  # noqa: E402
 from redcore.io import atomic_write, load_arrays  # noqa: E402
 
 TEST_SETS = {"denoise": ["Set12", "BSD68"], "sr": ["Set5"], "jpeg": ["classic5"], "deblur": ["Set12"],
@@ -28,7 +28,7 @@ TEST_SETS = {"denoise": ["Set12", "BSD68"], "sr": ["Set5"], "jpeg": ["classic5"]
 
 
 def cached_baseline(task, level, set_name, seed):
-    path = os.path.join("runs", "eval", result_stem(task, level, set_name) + ".json")
+    path = os.path.join(RESULTS_FOLDER, result_stem(task, level, set_name) + ".json")
     if not os.path.isfile(path):
         return None
     result = json.load(open(path))

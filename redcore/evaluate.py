@@ -121,6 +121,9 @@ def save_images(result, folder):
                 atomic_write(path, lambda f, img=img: Image.fromarray(to_uint8(img)).save(f, format="PNG"))
 
 
+RESULTS_FOLDER = os.path.join("runs", "eval")      # --out's default; examples/ship_model.py reads baselines there
+
+
 def result_stem(task, level, set_name, weights=None, ensemble=False):
     """The results' file name, without extension: <task>-<level>-<set> for the input and the baseline, and
     -<weights>[-x8] added where a network was scored, so that evaluating a network never overwrites the
@@ -148,7 +151,7 @@ def build_parser():
     p.add_argument("--no-baseline", action="store_true", help="leave out the classical baseline (BM3D is slow)")
     p.add_argument("--limit", type=int, help="only the first N images of the set")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption (image i uses (seed, i))")
-    p.add_argument("--out", default=os.path.join("runs", "eval"),
+    p.add_argument("--out", default=RESULTS_FOLDER,
                    help="folder for the CSV/JSON (default runs/eval), named <task>-<level>-<set>[-<weights>[-x8]]")
     p.add_argument("--save-images", action="store_true", help="also write every input and output as PNG")
     return p
