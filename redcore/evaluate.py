@@ -152,7 +152,7 @@ def build_parser():
     p.add_argument("--limit", type=int, help="only the first N images of the set")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption (image i uses (seed, i))")
     p.add_argument("--out", default=RESULTS_FOLDER,
-                   help="folder for the CSV/JSON (default runs/eval), named <task>-<level>-<set>[-<weights>[-x8]]")
+                   help="folder for the CSV/JSON (default %(default)s), named <task>-<level>-<set>[-<weights>[-x8]]")
     p.add_argument("--save-images", action="store_true", help="also write every input and output as PNG")
     return p
 
