@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Train the two shipped denoisers on from checkpoints/ on a lent GPU, side by side, for TRAIN_S seconds, and
-# bring back their checkpoints (what the 2026-11-26 lease did; the model cards' commands record each run).
+# bring back their checkpoints (what the 2026-11-26 leases did; the model cards' commands record each run).
 #   TRAIN_S=530 OUT=/some/dir bash bench/gpu_train_denoisers.sh      # REDCORE_DATA: train400 and test/Set12
 #   (BACKEND=cpu runs the same on the CPU, to try the script without a GPU)
+# Each denoiser runs a chain of phases, "LR:STEPS:WARMUP" (STEPS beyond the checkpoint's step; the last phase's
+# STEPS may be empty: until TRAIN_S), so a lease can end a warm-restart cycle with a decayed step size:
+#   PHASES25="7e-6:600:50 2e-6::0" PHASES50="2e-5:400:100 7e-6:400:0 2e-6::0"
 # Writes 8 files to $OUT (d25.log, d25-checkpoint.npz, d25-best.npz where validation improved, the same for d50,
 # gpu.txt, parity.log), refreshed every 30 s, so a call cut short still returns the latest.  Then, here:
 #   mkdir -p runs/g25 && cp OUT/d25-checkpoint.npz runs/g25/checkpoint.npz && cp OUT/d25-best.npz runs/g25/best.npz
@@ -12,6 +15,8 @@
 set -u
 TRAIN_S=${TRAIN_S:-530}
 OUT=${OUT:?set OUT to the folder that comes back}
+PHASES25=${PHASES25:-2e-5::100}
+PHASES50=${PHASES50:-1e-5::100}
 t0=$(date +%s)
 # Without `pip install -e .` (it needs the network): the two links setup.py's package_dir makes.
 python3 -c "import redcore.kernels" 2>/dev/null || { ln -sfn ../kernels/cpu redcore/kernels; ln -sfn ../kernels/cuda redcore/cuda_kernels; }
@@ -23,11 +28,24 @@ echo "parity rc $? at $(( $(date +%s) - t0 )) s" >> "$OUT/parity.log"
 R=${RUNS:-/tmp/runs}; mkdir -p "$R/d25" "$R/d50"
 [ -f "$R/d25/checkpoint.npz" ] || cp checkpoints/red20-denoise-25.npz "$R/d25/checkpoint.npz"
 [ -f "$R/d50/checkpoint.npz" ] || cp checkpoints/red20-denoise-50.npz "$R/d50/checkpoint.npz"
-common="--task denoise --depth 20 --filters 64 --backend ${BACKEND:-cuda} --batch 128 --warmup 100 --val-every 100 --ckpt-every 100
-        --resume --no-progress --threads 6 --steps 1000000"
-CUPY_TF32=1 python3 examples/train.py $common --level 25 --lr "${LR25:-2e-5}" --out "$R/d25" > "$OUT/d25.log" 2>&1 &
+common="--task denoise --depth 20 --filters 64 --backend ${BACKEND:-cuda} --batch 128 --val-every 100 --ckpt-every 100
+        --resume --no-progress --threads 6"
+checkpoint_step() {  # the training step a checkpoint was saved at (its header's state)
+  python3 -c "import sys; from redcore.io import load_arrays; print(load_arrays(sys.argv[1])[0]['state']['step'])" "$1"
+}
+run_phases() {  # LEVEL "LR:STEPS:WARMUP ..." -> one train.py per phase, each resuming the last one's checkpoint
+  local level=$1 phase lr n warmup start
+  for phase in $2; do
+    IFS=: read -r lr n warmup <<< "$phase"
+    start=$(checkpoint_step "$R/d$level/checkpoint.npz")
+    echo "phase lr $lr warmup ${warmup:-0} from step $start for ${n:-all remaining} steps"
+    CUPY_TF32=1 python3 examples/train.py $common --level "$level" --lr "$lr" --warmup "${warmup:-0}" \
+      --steps $(( ${n:-1000000} + start )) --out "$R/d$level" || return
+  done
+}
+run_phases 25 "$PHASES25" > "$OUT/d25.log" 2>&1 &
 p25=$!
-CUPY_TF32=1 python3 examples/train.py $common --level 50 --lr "${LR50:-1e-5}" --out "$R/d50" > "$OUT/d50.log" 2>&1 &
+run_phases 50 "$PHASES50" > "$OUT/d50.log" 2>&1 &
 p50=$!
 sync_out() {
   for r in d25 d50; do
@@ -42,6 +60,6 @@ while [ $(( $(date +%s) - t0 )) -lt "$TRAIN_S" ] && { kill -0 $p25 2>/dev/null |
   [ $((n % 6)) -eq 0 ] && sync_out
   [ $n -eq 24 ] && nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv >> "$OUT/gpu.txt" 2>&1
 done
-kill $p25 $p50 2>/dev/null; wait
+kill $p25 $p50 2>/dev/null; pkill -f "examples/train.py .*--out $R/d" 2>/dev/null; wait
 sync_out
 echo "done at $(( $(date +%s) - t0 )) s" >> "$OUT/parity.log"
