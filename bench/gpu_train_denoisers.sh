@@ -6,6 +6,9 @@
 # Each denoiser runs a chain of phases, "LR:STEPS:WARMUP" (STEPS beyond the checkpoint's step; the last phase's
 # STEPS may be empty: until TRAIN_S), so a lease can end a warm-restart cycle with a decayed step size:
 #   PHASES25="7e-6:600:50 2e-6::0" PHASES50="2e-5:400:100 7e-6:400:0 2e-6::0"
+# An empty PHASES50 (or PHASES25) leaves that denoiser out, so the other has the GPU to itself; CKPT25 / CKPT50
+# start from another training state than checkpoints/ (e.g. a CPU run's, carried in the data folder); PARITY=0
+# leaves the parity tests out.
 # Writes 8 files to $OUT (d25.log, d25-checkpoint.npz, d25-best.npz where validation improved, the same for d50,
 # gpu.txt, parity.log), refreshed every 30 s, so a call cut short still returns the latest.  Then, here:
 #   mkdir -p runs/g25 && cp OUT/d25-checkpoint.npz runs/g25/checkpoint.npz && cp OUT/d25-best.npz runs/g25/best.npz
@@ -15,19 +18,23 @@
 set -u
 TRAIN_S=${TRAIN_S:-530}
 OUT=${OUT:?set OUT to the folder that comes back}
-PHASES25=${PHASES25:-2e-5::100}
-PHASES50=${PHASES50:-1e-5::100}
+PHASES25=${PHASES25-2e-5::100}
+PHASES50=${PHASES50-1e-5::100}
+CKPT25=${CKPT25:-checkpoints/red20-denoise-25.npz}
+CKPT50=${CKPT50:-checkpoints/red20-denoise-50.npz}
 t0=$(date +%s)
 # Without `pip install -e .` (it needs the network): the two links setup.py's package_dir makes.
 python3 -c "import redcore.kernels" 2>/dev/null || { ln -sfn ../kernels/cpu redcore/kernels; ln -sfn ../kernels/cuda redcore/cuda_kernels; }
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
 # Parity first: TF32 stays off there (tests/conftest.py pins CUPY_TF32=0), on only for the trainings below.
-timeout 150 python3 -m pytest -q tests/test_backend_parity.py tests/test_cuda_kernels.py -rs > "$OUT/parity.log" 2>&1
-echo "parity rc $? at $(( $(date +%s) - t0 )) s" >> "$OUT/parity.log"
-R=${RUNS:-/tmp/runs}; mkdir -p "$R/d25" "$R/d50"
-[ -f "$R/d25/checkpoint.npz" ] || cp checkpoints/red20-denoise-25.npz "$R/d25/checkpoint.npz"
-[ -f "$R/d50/checkpoint.npz" ] || cp checkpoints/red20-denoise-50.npz "$R/d50/checkpoint.npz"
+if [ "${PARITY:-1}" != 0 ]; then
+  timeout 150 python3 -m pytest -q tests/test_backend_parity.py tests/test_cuda_kernels.py -rs > "$OUT/parity.log" 2>&1
+  echo "parity rc $? at $(( $(date +%s) - t0 )) s" >> "$OUT/parity.log"
+fi
+R=${RUNS:-/tmp/runs}
+[ -n "$PHASES25" ] && mkdir -p "$R/d25" && { [ -f "$R/d25/checkpoint.npz" ] || cp "$CKPT25" "$R/d25/checkpoint.npz"; }
+[ -n "$PHASES50" ] && mkdir -p "$R/d50" && { [ -f "$R/d50/checkpoint.npz" ] || cp "$CKPT50" "$R/d50/checkpoint.npz"; }
 common="--task denoise --depth 20 --filters 64 --backend ${BACKEND:-cuda} --batch 128 --val-every 100 --ckpt-every 100
         --resume --no-progress --threads 6"
 checkpoint_step() {  # the training step a checkpoint was saved at (its header's state)
@@ -43,10 +50,9 @@ run_phases() {  # LEVEL "LR:STEPS:WARMUP ..." -> one train.py per phase, each re
       --steps $(( ${n:-1000000} + start )) --out "$R/d$level" || return
   done
 }
-run_phases 25 "$PHASES25" > "$OUT/d25.log" 2>&1 &
-p25=$!
-run_phases 50 "$PHASES50" > "$OUT/d50.log" 2>&1 &
-p50=$!
+p25=; p50=
+[ -n "$PHASES25" ] && { run_phases 25 "$PHASES25" > "$OUT/d25.log" 2>&1 & p25=$!; }
+[ -n "$PHASES50" ] && { run_phases 50 "$PHASES50" > "$OUT/d50.log" 2>&1 & p50=$!; }
 sync_out() {
   for r in d25 d50; do
     [ -f "$R/$r/checkpoint.npz" ] && cp "$R/$r/checkpoint.npz" "$OUT/$r-checkpoint.npz"
@@ -55,7 +61,7 @@ sync_out() {
   return 0
 }
 n=0
-while [ $(( $(date +%s) - t0 )) -lt "$TRAIN_S" ] && { kill -0 $p25 2>/dev/null || kill -0 $p50 2>/dev/null; }; do
+while [ $(( $(date +%s) - t0 )) -lt "$TRAIN_S" ] && { kill -0 ${p25:-none} 2>/dev/null || kill -0 ${p50:-none} 2>/dev/null; }; do
   sleep 5; n=$((n + 1))
   [ $((n % 6)) -eq 0 ] && sync_out
   [ $n -eq 24 ] && nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv >> "$OUT/gpu.txt" 2>&1
