@@ -33,8 +33,6 @@ if [ "${PARITY:-1}" != 0 ]; then
   echo "parity rc $? at $(( $(date +%s) - t0 )) s" >> "$OUT/parity.log"
 fi
 R=${RUNS:-/tmp/runs}
-[ -n "$PHASES25" ] && mkdir -p "$R/d25" && { [ -f "$R/d25/checkpoint.npz" ] || cp "$CKPT25" "$R/d25/checkpoint.npz"; }
-[ -n "$PHASES50" ] && mkdir -p "$R/d50" && { [ -f "$R/d50/checkpoint.npz" ] || cp "$CKPT50" "$R/d50/checkpoint.npz"; }
 common="--task denoise --depth 20 --filters 64 --backend ${BACKEND:-cuda} --batch 128 --val-every 100 --ckpt-every 100
         --resume --no-progress --threads 6"
 checkpoint_step() {  # the training step a checkpoint was saved at (its header's state)
@@ -50,9 +48,20 @@ run_phases() {  # LEVEL "LR:STEPS:WARMUP ..." -> one train.py per phase, each re
       --steps $(( ${n:-1000000} + start )) --out "$R/d$level" || return
   done
 }
-p25=; p50=
-[ -n "$PHASES25" ] && { run_phases 25 "$PHASES25" > "$OUT/d25.log" 2>&1 & p25=$!; }
-[ -n "$PHASES50" ] && { run_phases 50 "$PHASES50" > "$OUT/d50.log" 2>&1 & p50=$!; }
+pids=()
+for level in 25 50; do
+  phases=PHASES$level; checkpoint=CKPT$level
+  [ -n "${!phases}" ] || continue
+  mkdir -p "$R/d$level"
+  [ -f "$R/d$level/checkpoint.npz" ] || cp "${!checkpoint}" "$R/d$level/checkpoint.npz"
+  run_phases "$level" "${!phases}" > "$OUT/d$level.log" 2>&1 &
+  pids+=($!)
+done
+any_running() {
+  local pid
+  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
+}
 sync_out() {
   for r in d25 d50; do
     [ -f "$R/$r/checkpoint.npz" ] && cp "$R/$r/checkpoint.npz" "$OUT/$r-checkpoint.npz"
@@ -61,11 +70,12 @@ sync_out() {
   return 0
 }
 n=0
-while [ $(( $(date +%s) - t0 )) -lt "$TRAIN_S" ] && { kill -0 ${p25:-none} 2>/dev/null || kill -0 ${p50:-none} 2>/dev/null; }; do
+while [ $(( $(date +%s) - t0 )) -lt "$TRAIN_S" ] && any_running; do
   sleep 5; n=$((n + 1))
   [ $((n % 6)) -eq 0 ] && sync_out
   [ $n -eq 24 ] && nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv >> "$OUT/gpu.txt" 2>&1
 done
-kill $p25 $p50 2>/dev/null; pkill -f "examples/train.py .*--out $R/d" 2>/dev/null; wait
+# A phase's train.py first (its run_phases then returns on the failed status), then the chain itself.
+for pid in "${pids[@]}"; do pkill -P "$pid" 2>/dev/null; kill "$pid" 2>/dev/null; done; wait
 sync_out
 echo "done at $(( $(date +%s) - t0 )) s" >> "$OUT/parity.log"
