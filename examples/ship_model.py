@@ -41,6 +41,18 @@ def cached_baseline(task, level, set_name, seed):
     return base[0], result["average"][base[0]]
 
 
+def patch_sizes(train_args, resumes):
+    """The training patches in words, e.g. '50x50 patches, 100x100 from step 38500': a resume may change
+    --patch (resumes recorded before the patch was kept in the record count as unchanged)."""
+    size = train_args.get("patch", 50)
+    words = f"{size}x{size} patches"
+    for r in resumes:
+        if r.get("patch", size) != size:
+            size = r["patch"]
+            words += f", {size}x{size} from step {r['step']}"
+    return words
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a checkpoint.npz or model.npz written by examples/train.py")
@@ -76,7 +88,7 @@ def main(argv=None):
         "network": (f"RED{cfg['depth']}, {cfg['filters']} filters of {cfg['kernel_size']}x{cfg['kernel_size']}, "
                     f"skip step {cfg['skip_step']}, padding {cfg['padding']}, {net.num_params:,} parameters"),
         "data": f"{os.path.basename(args.data or train_args.get('data_used') or train_args.get('data') or '(not recorded)')} "
-                f"({train_args.get('patch', 50)}x{train_args.get('patch', 50)} patches, x8 augmentation)",
+                f"({patch_sizes(train_args, state.get('resumes', []))}, x8 augmentation)",
         "fine_tuned_from": args.fine_tuned_from or train_args.get("init"),
         "steps": steps, "batch": train_args.get("batch"), "lr": train_args.get("lr"),
         "train_seconds": (round(args.train_seconds or state["seconds"], 1)

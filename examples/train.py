@@ -218,7 +218,7 @@ def main(argv=None):
                     opt.lr = args.lr
                 # state["args"] stays the first run's; each resume records what it changed
                 state.setdefault("resumes", []).append({"step": state["step"], "batch": args.batch, "lr": opt.lr,
-                                                        "warmup": args.warmup})
+                                                        "warmup": args.warmup, "patch": args.patch})
             except ValueError as e:
                 problem = str(e)
     if args.distributed:             # every rank starts from rank 0's weights, moments and state

@@ -127,3 +127,19 @@ def test_warmup_keeps_fine_tuning_from_throwing_a_trained_network_off(tmp_path, 
     assert 0.9e-4 < moved[10] < 1.1e-4         # a tenth of it
     assert train.main(argv + ["--steps", "1", "--warmup", "-1", "--out", str(tmp_path / "bad")]) == 2
     assert "--warmup -1 is negative" in capsys.readouterr().err
+
+
+def test_a_resume_on_bigger_patches_is_recorded_for_the_model_card(tmp_path):
+    """Fine-tuning on bigger patches (--resume with a new --patch) is kept in the checkpoint's record of
+    resumes, and examples/ship_model.py's card says from which step they were used."""
+    ship_model = load_example("ship_model")
+    argv = ["--task", "denoise", "--level", "25", "--depth", "4", "--filters", "4", "--val-crop", "32",
+            "--val-every", "2", "--ckpt-every", "1", "--no-progress", "--out", str(tmp_path)]
+    assert train.main(argv + ["--batch", "4", "--patch", "20", "--steps", "2"]) == 0
+    assert train.main(argv + ["--batch", "1", "--patch", "40", "--steps", "3", "--resume"]) == 0
+    header, _ = redcore.io.load_arrays(str(tmp_path / "checkpoint.npz"))
+    state = header["state"]
+    assert [(r["step"], r["batch"], r["patch"]) for r in state["resumes"]] == [(2, 1, 40)]
+    assert ship_model.patch_sizes(state["args"], state["resumes"]) == "20x20 patches, 40x40 from step 2"
+    # a record from before the patch was kept in it: the first run's size throughout
+    assert ship_model.patch_sizes({"patch": 50}, [{"step": 9, "batch": 64}]) == "50x50 patches"
