@@ -10,11 +10,12 @@ MATLAB's bicubic; JPEG: encoded at the quality; deblur: the kernel; inpaint: tex
 task's colour (the Y channel for SR and JPEG).  examples/train_denoise.py is this script for denoising, with
 --sigma.
 
-Patches of 50x50 with the x8 flip/rotation augmentation; a PSNR validation every --val-every steps on
-fixed noisy crops (Set12 when the data folder has it, else held-out built-in images), printed beside the noisy
-input's PSNR; a checkpoint (atomic, no pickle) every --ckpt-every steps that --resume continues exactly: the
-patches and noise of step s depend only on (--seed, s).  Pictures: a loss/PSNR curve and a noisy | restored |
-clean strip at each validation, beside the checkpoint.
+Patches of 50x50 with the x8 flip/rotation augmentation (--patch; a --resume may change it: fine-tuning on
+bigger patches, whose pixels see less of the zero padding, as most of a whole test image's do); a PSNR
+validation every --val-every steps on fixed noisy crops (Set12 when the data folder has it, else held-out
+built-in images), printed beside the noisy input's PSNR; a checkpoint (atomic, no pickle) every --ckpt-every
+steps that --resume continues exactly: the patches and noise of step s depend only on (--seed, s).  Pictures:
+a loss/PSNR curve and a noisy | restored | clean strip at each validation, beside the checkpoint.
 
 --distributed (under mpiexec or srun): every rank draws its shard of the --batch patches (seeds (seed, step,
 rank)), the gradients are averaged by one all-reduce per step (MPI; NCCL with --backend cuda, one GPU per
