@@ -8,7 +8,9 @@ The card records the network, the training data, steps and wall time (from the c
 the command given here, and, per test set, the network's PSNR/SSIM beside the corrupted input and the task's
 classical baseline (the baseline column is read from runs/eval/<task>-<level>-<set>.json when
 bench/eval_baselines.sh wrote it with the same seed, else computed).  The weights are stored without the
-optimizer state (an .npz with a JSON header, no pickle).
+optimizer state (an .npz with a JSON header, no pickle).  A training that went on in a run started by --init
+from an earlier one (e.g. after a move between machines) is shipped from the last run's checkpoint with
+--steps-before (the earlier steps), --batch and --lr (the first run's settings) and --train-seconds (the total).
 """
 import argparse
 import json
@@ -41,7 +43,13 @@ def cached_baseline(task, level, set_name, seed):
     return base[0], result["average"][base[0]]
 
 
-def patch_sizes(train_args, resumes):
+def step_words(step, steps_before=0):
+    """A step of the checkpoint's own count as the card writes it: '30200', or '1500 + 30200' where the
+    network had trained steps_before steps before that count began (a run started by --init from another)."""
+    return f"{steps_before} + {step}" if steps_before else f"{step}"
+
+
+def patch_sizes(train_args, resumes, steps_before=0):
     """The training patches in words, e.g. '50x50 patches, 100x100 from step 38500': a resume may change
     --patch (resumes recorded before the patch was kept in the record count as unchanged)."""
     size = train_args.get("patch", 50)
@@ -49,7 +57,7 @@ def patch_sizes(train_args, resumes):
     for r in resumes:
         if r.get("patch", size) != size:
             size = r["patch"]
-            words += f", {size}x{size} from step {r['step']}"
+            words += f", {size}x{size} from step {step_words(r['step'], steps_before)}"
     return words
 
 
@@ -67,9 +75,18 @@ def main(argv=None):
                    help="the model it started from (default: the checkpoint's --init, as given to train.py)")
     p.add_argument("--schedule", help="how batch and step size changed across resumes (default: from the "
                    "checkpoint's record of its resumes, where it has one)")
+    p.add_argument("--steps-before", type=int, default=0,
+                   help="steps the network trained before the checkpoint's count began (where its run started "
+                   "by --init from an earlier run of the same training): added to the card's steps, and written "
+                   "'N + step' where the card names a step")
+    p.add_argument("--batch", type=int, help="the batch size the training began with, where that was an earlier "
+                   "run than the checkpoint's (default: the checkpoint's first run)")
+    p.add_argument("--lr", type=float, help="the step size the training began with (the same)")
     p.add_argument("--best", action="store_true",
                    help="ship best.npz beside the checkpoint (the best validation) instead of its last weights")
     args = p.parse_args(argv)
+    if args.steps_before < 0:
+        p.error(f"--steps-before {args.steps_before} is negative")
 
     header, _ = load_arrays(args.checkpoint)
     state = header.get("state", {})
@@ -82,21 +99,23 @@ def main(argv=None):
         steps = state.get("best_step", steps)
     else:
         net = redcore.load(args.checkpoint)
+    if steps is not None:
+        steps += args.steps_before
     cfg = net.config
     card = {
         "file": f"{args.name}.npz", "task": task.name, "level": level, "channels": cfg["channels"],
         "network": (f"RED{cfg['depth']}, {cfg['filters']} filters of {cfg['kernel_size']}x{cfg['kernel_size']}, "
                     f"skip step {cfg['skip_step']}, padding {cfg['padding']}, {net.num_params:,} parameters"),
         "data": f"{os.path.basename(args.data or train_args.get('data_used') or train_args.get('data') or '(not recorded)')} "
-                f"({patch_sizes(train_args, state.get('resumes', []))}, x8 augmentation)",
+                f"({patch_sizes(train_args, state.get('resumes', []), args.steps_before)}, x8 augmentation)",
         "fine_tuned_from": args.fine_tuned_from or train_args.get("init"),
-        "steps": steps, "batch": train_args.get("batch"), "lr": train_args.get("lr"),
+        "steps": steps, "batch": args.batch or train_args.get("batch"), "lr": args.lr or train_args.get("lr"),
         "train_seconds": (round(args.train_seconds or state["seconds"], 1)
                           if args.train_seconds or "seconds" in state else None),
         "hardware": args.hardware, "command": args.command, "tests": [],
     }
-    schedule = args.schedule or "; ".join(f"from step {r['step']}: batch {r['batch']}, lr {r['lr']:g}"
-                                          for r in state.get("resumes", []))
+    schedule = args.schedule or "; ".join(f"from step {step_words(r['step'], args.steps_before)}: "
+                                          f"batch {r['batch']}, lr {r['lr']:g}" for r in state.get("resumes", []))
     if schedule:
         card["schedule"] = schedule
     for set_name in TEST_SETS[task.name]:

@@ -162,6 +162,13 @@ def test_ship_model_adds_a_card_and_restore_finds_it(tmp_path, monkeypatch, caps
     card = zoo.cards()["tiny-jpeg-q10"]
     assert card["task"] == "jpeg" and card["level"] == 10 and card["steps"] == 3 and card["train_seconds"] is not None
     assert card["batch"] == 2 and card["schedule"] == "from step 2: batch 4, lr 5e-05"     # the resume's changes
+    # a run that began by --init from an earlier one: the card counts from that one's start, with its settings
+    assert script("ship_model").main([str(run / "checkpoint.npz"), "--name", "tiny-jpeg-q10", "--steps-before", "5",
+                                      "--batch", "8", "--lr", "1e-3", "--hardware", "test machine",
+                                      "--command", "the test"]) == 0
+    card = zoo.cards()["tiny-jpeg-q10"]
+    assert (card["steps"], card["batch"], card["lr"]) == (8, 8, 1e-3)
+    assert card["schedule"] == "from step 5 + 2: batch 4, lr 5e-05"
     test = card["tests"][0]
     assert test["set"] == "classic5" and test["images"] == 5 and abs(test["input_psnr"] - 27.82) < 0.01
     img = (np.random.default_rng(0).random((32, 32)) * 255).astype(np.uint8)

@@ -141,5 +141,6 @@ def test_a_resume_on_bigger_patches_is_recorded_for_the_model_card(tmp_path):
     state = header["state"]
     assert [(r["step"], r["batch"], r["patch"]) for r in state["resumes"]] == [(2, 1, 40)]
     assert ship_model.patch_sizes(state["args"], state["resumes"]) == "20x20 patches, 40x40 from step 2"
+    assert ship_model.patch_sizes(state["args"], state["resumes"], 1500) == "20x20 patches, 40x40 from step 1500 + 2"
     # a record from before the patch was kept in it: the first run's size throughout
     assert ship_model.patch_sizes({"patch": 50}, [{"step": 9, "batch": 64}]) == "50x50 patches"
