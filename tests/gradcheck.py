@@ -22,10 +22,27 @@ def numerical_gradient(loss_of, x, indices, h=1e-6):
     return out
 
 
-def check_gradient(name, loss_of, x, analytic, rng, samples=40, rtol=1e-6, atol=1e-8):
-    """Assert that `analytic` (dL/dx, x's shape) matches central differences at `samples` coordinates."""
+def covering_indices(shape, rng):
+    """Flat indices into an array of `shape` that hit every index of axis 0, every index of axis 1 and every
+    spatial position (the kernel taps of a weight (C_out, C_in, k, k) or (C_in, C_out, k, k)) at least once.
+
+    max(shape[0], shape[1], k * k) coordinates: the i-th takes the i-th entry (cyclically) of a random
+    permutation of each of the three, so a bug confined to one output channel, one input channel or one tap
+    of a tensor is always sampled, and another rng samples other combinations."""
+    if len(shape) == 1:
+        return rng.permutation(shape[0])
+    lead, taps = shape[:2], int(np.prod(shape[2:], dtype=int))
+    count = max(*lead, taps)
+    picks = [rng.permutation(n)[np.arange(count) % n] for n in (*lead, taps)]
+    return np.ravel_multi_index((picks[0], picks[1], picks[2]), (*lead, taps))
+
+
+def check_gradient(name, loss_of, x, analytic, rng, samples=40, rtol=1e-6, atol=1e-8, indices=None):
+    """Assert that `analytic` (dL/dx, x's shape) matches central differences at `samples` random coordinates,
+    or at the flat `indices` given (e.g. covering_indices(x.shape, rng))."""
     assert analytic.shape == x.shape, f"{name}: gradient shape {analytic.shape} != input shape {x.shape}"
-    indices = rng.choice(x.size, size=min(samples, x.size), replace=False)
+    if indices is None:
+        indices = rng.choice(x.size, size=min(samples, x.size), replace=False)
     numeric = numerical_gradient(loss_of, x, indices)
     got = analytic.reshape(-1)[indices]
     err = np.abs(got - numeric)

@@ -1,9 +1,15 @@
 """Finite-difference checks of the whole RED-Net in float64 on the NumPy reference: every layer's weights
-and biases, and the input, for each architectural variant of the paper."""
+and biases, and the input, for each architectural variant of the paper.
+
+Each variant draws its own coordinates (its own seed), and every tensor is checked at coordinates that hit
+each of its output channels, input channels and kernel taps (gradcheck.covering_indices): a bug confined to
+one tap or one channel of one layer fails (test_a_bug_in_one_tap_or_one_channel_is_caught)."""
+import zlib
+
 import numpy as np
 import pytest
 
-from gradcheck import check_gradient
+from gradcheck import check_gradient, covering_indices
 from redcore import REDNet
 
 VARIANTS = {
@@ -17,11 +23,11 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
-def test_network_gradients(name):
+def network_and_gradients(name):
+    """A float64 net of the variant, a random loss L = <g, net(x)> and backward's gradients of it."""
     cfg = dict(depth=10, filters=4, backend="numpy", dtype="float64", seed=3, **VARIANTS[name])
     net = REDNet(**cfg)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))     # each variant samples its own coordinates
     for p in net.params.values():          # non-zero biases too, so their gradients are exercised
         p[...] = p + 0.05 * rng.standard_normal(p.shape)
     c = cfg.get("channels", 1)
@@ -31,9 +37,34 @@ def test_network_gradients(name):
     dx = net.backward(g)
     grads = {k: v.copy() for k, v in net.grads.items()}
     loss = lambda: float((g * net.forward(x)).sum())
+    return net, x, dx, grads, loss, rng
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_network_gradients(name):
+    net, x, dx, grads, loss, rng = network_and_gradients(name)
     for pname, p in net.params.items():
-        check_gradient(f"{name}: {pname}", loss, p, grads[pname], rng, samples=6, rtol=1e-5)
+        check_gradient(f"{name}: {pname}", loss, p, grads[pname], rng, rtol=1e-5,
+                       indices=covering_indices(p.shape, rng))
     check_gradient(f"{name}: input", loss, x, dx, rng, samples=10, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pname", ["conv3.weight", "deconv2.weight"])
+def test_a_bug_in_one_tap_or_one_channel_is_caught(pname):
+    """The check of test_network_gradients fails on a gradient wrong in one kernel tap only, or in one
+    output channel only (axis 0 of a conv weight, axis 1 of a deconv weight), whichever tap or channel.
+    The planted error is 1e-3 of the tensor's largest gradient, 100x the check's tolerance (rtol 1e-5)."""
+    net, x, dx, grads, loss, rng = network_and_gradients("skips, same")
+    p, right = net.params[pname], grads[pname]
+    out_axis = 1 if pname.startswith("deconv") else 0
+    slices = [(slice(None), slice(None), a, b) for a in range(p.shape[2]) for b in range(p.shape[3])]
+    slices += [tuple(o if axis == out_axis else slice(None) for axis in range(4)) for o in range(p.shape[out_axis])]
+    for where in slices:
+        wrong = right.copy()
+        wrong[where] += 1e-3 * np.abs(right).max()
+        with pytest.raises(AssertionError, match="max abs error"):
+            check_gradient(pname, loss, p, wrong, rng, rtol=1e-5, indices=covering_indices(p.shape, rng))
+    check_gradient(pname, loss, p, right, rng, rtol=1e-5, indices=covering_indices(p.shape, rng))
 
 
 def test_output_keeps_input_size_in_every_variant():
