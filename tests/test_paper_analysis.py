@@ -51,13 +51,64 @@ def test_eq11_output_is_sum_of_deconvolved_features_of_every_level(cfg):
         assert np.abs(t).max() > 1e-6
 
 
+def forward_with_two_copies(net, x, i, w_main, w_skip):
+    """The net's output with conv{i} computed twice: with w_main for the main path (conv{i+1} onwards) and
+    with w_skip for its skip into the decoder.  With w_main = w_skip it is net.forward(x); perturbing one of
+    them moves the loss through that path alone.  Written from the paper's description (§3.1, Eq. 2-3), not
+    from REDNet.forward."""
+    be, p, n = net.backend, net.params, net.n
+    sizes = net.plan(*x.shape[2:])
+    h, conv_out = x, {}
+    for layer in range(1, n + 1):
+        args = (p[f"conv{layer}.bias"], net.stride[layer], net.pad)
+        if layer == i:
+            conv_out[layer] = conv2d_forward(be, h, w_skip, *args, relu=True)
+            h = conv2d_forward(be, h, w_main, *args, relu=True)
+        else:
+            h = conv_out[layer] = conv2d_forward(be, h, p[f"conv{layer}.weight"], *args, relu=True)
+    for j in range(1, n + 1):
+        mirror = n + 1 - j
+        op = tuple(output_padding_to_restore(s, net.k, net.stride[mirror], net.pad) for s in sizes[mirror - 1])
+        h = conv_transpose2d_forward(be, h, p[f"deconv{j}.weight"], p[f"deconv{j}.bias"], net.stride[mirror],
+                                     net.pad, op, relu=j < n)
+        if j in net.skips:
+            h = np.maximum(h + conv_out[net.skips[j]], 0)
+    return h + x
+
+
 def test_eq12_13_bottom_gradient_is_skip_path_plus_main_path():
+    """conv2's weight gradient splits into what reaches the loss through conv3 (main path) and through the
+    skip into deconv3 (skip path).  Each part recorded by backward(record_paths=True) is checked on its own
+    against central differences through a forward in which only that path sees the perturbed weight, and the
+    two parts sum to the full gradient.  (A skip gradient that aliases the main one, say, changes the recorded
+    parts but not their sum.)  Tolerance: central differences with h = 1e-6 in float64 are exact to O(h^2)
+    plus rounding of ~1e-16 / h, far below 1e-6 of the largest entry."""
     net = redcore.REDNet(depth=10, filters=4, backend="numpy", dtype="float64", seed=5)
     rng = np.random.default_rng(1)
     x = rng.random((2, 1, 16, 16))
-    loss, dy = redcore.mse_loss(net.forward(x), np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1))
+    target = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1)
+    loss, dy = redcore.mse_loss(net.forward(x), target)
     net.backward(dy, record_paths=True)
     assert 2 in net.path_grads, "conv2 has a skip in a 10-layer net with skip_step 2"
-    parts = net.path_weight_grads(2)
-    np.testing.assert_allclose(parts[0] + parts[1], net.grads["conv2.weight"], rtol=1e-10, atol=1e-14)
-    assert np.linalg.norm(parts[0]) > 0 and np.linalg.norm(parts[1]) > 0
+    main, skip = net.path_weight_grads(2)
+    w = net.params["conv2.weight"].copy()
+    np.testing.assert_allclose(forward_with_two_copies(net, x, 2, w, w), net.forward(x), rtol=1e-12, atol=1e-14)
+
+    def path_gradient(path):
+        """dL/dW_conv2 by central differences, the perturbed weight seen by one path only."""
+        grad, h = np.zeros_like(w), 1e-6
+        for idx in np.ndindex(w.shape):
+            moved = []
+            for sign in (1, -1):
+                w_moved = w.copy()
+                w_moved[idx] += sign * h
+                pair = (w_moved, w) if path == "main" else (w, w_moved)
+                moved.append(redcore.mse_loss(forward_with_two_copies(net, x, 2, *pair), target)[0])
+            grad[idx] = (moved[0] - moved[1]) / (2 * h)
+        return grad
+
+    for name, recorded, numeric in (("main", main, path_gradient("main")), ("skip", skip, path_gradient("skip"))):
+        assert np.linalg.norm(numeric) > 1e-3 * np.linalg.norm(net.grads["conv2.weight"]), name
+        np.testing.assert_allclose(recorded, numeric, rtol=0, atol=1e-6 * np.abs(numeric).max(),
+                                   err_msg=f"the {name} path's part of dL/dW_conv2")
+    np.testing.assert_allclose(main + skip, net.grads["conv2.weight"], rtol=1e-10, atol=1e-14)
