@@ -187,12 +187,28 @@ def test_inpainting_masks_cover_a_part_and_leave_the_rest(level):
     assert rgb.shape == (128, 128, 3) and info["mask"].shape == (128, 128)
 
 
-def test_bigger_text_covers_more_pixels_per_letter():
+def inked_row_runs(mask):
+    """Heights of the bands of consecutive rows that hold ink: one per line of text."""
+    rows = np.concatenate([[False], mask.any(axis=1), [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(rows))
+    return edges[1::2] - edges[::2]
+
+
+@pytest.mark.parametrize("font_size", [10, 20, 30])
+def test_text_level_is_its_height_in_pixels(font_size):
+    """text10 / text20 mean letters 10 / 20 pixels high (paper §5.6): every whole line of text (not cut by
+    the image's top or bottom) spans 0.75..1.15 x font_size rows from the tops of its tallest letters to the
+    bottoms of its descenders (the font's ascent + descent is about font_size), and the letters themselves
+    (connected components of the mask) grow in proportion."""
     clean = np.zeros((200, 200), np.float32)
-    small, _ = tasks.overlay_text(clean, np.random.default_rng(0), font_size=10)
-    big, _ = tasks.overlay_text(clean, np.random.default_rng(0), font_size=20)
-    # Per text line, size 20 strokes are taller: count rows with ink between lines.
-    assert (np.abs(big) > 0).mean() != (np.abs(small) > 0).mean()
+    _, mask = tasks.overlay_text(clean, np.random.default_rng(0), font_size=font_size)
+    lines = inked_row_runs(mask)[1:-1]                 # the first and last lines may be cut by the border
+    assert len(lines) >= 2
+    assert np.all((lines >= 0.75 * font_size) & (lines <= 1.15 * font_size)), (font_size, lines)
+    _, small = tasks.overlay_text(clean, np.random.default_rng(0), font_size=font_size // 2)
+    letter_height = lambda m: np.median([s[0].stop - s[0].start
+                                        for s in scipy.ndimage.find_objects(scipy.ndimage.label(m)[0])])
+    assert 1.5 <= letter_height(mask) / letter_height(small) <= 2.5
 
 
 # ---- the registry ------------------------------------------------------------------------------------
