@@ -12,7 +12,6 @@ and, under 2 ranks, the time of one all-reduce of a float32 buffer of the releas
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ ROOT = os.path.join(HERE, "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
+from redcore.distributed import find_mpiexec  # noqa: E402
 from train_step import CONFIGS  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def run(ranks, threads, args):
            "--batch", str(args.batch), "--size", str(args.size), "--steps", str(args.steps),
            "--repeats", str(args.repeats)]
     if ranks > 1:
-        cmd = [shutil.which("mpiexec"), "-n", str(ranks)] + cmd
+        cmd = [find_mpiexec(), "-n", str(ranks)] + cmd
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{ranks} ranks failed:\n{done.stderr[-2000:]}")
@@ -84,8 +84,8 @@ def main():
     args = p.parse_args()
     if args.worker:
         return worker(args)
-    if shutil.which("mpiexec") is None:
-        sys.exit("error: no mpiexec here: pip install mpich mpi4py")
+    if find_mpiexec() is None:
+        sys.exit(f"error: no mpiexec on PATH nor beside {sys.executable}: pip install mpich mpi4py")
     one = run(1, args.threads, args)
     two = run(2, max(1, args.threads // 2), args)
     print(f"{args.config}, global batch {args.batch} of {args.size}x{args.size}, {args.threads} cores, "

@@ -17,6 +17,9 @@ Failures end the job instead of hanging: a rank that raises calls MPI Abort (whi
 every blocking collective is posted non-blocking and waited for at most `timeout` seconds, after which the
 rank reports which collective did not complete and aborts.
 """
+import os
+import shutil
+import sys
 import time
 import zlib
 
@@ -146,6 +149,13 @@ class NcclCommunicator(MpiCommunicator):
         self.nccl_comm.allReduce(ptr, ptr, array.size, self._dtype(array), self.nccl.NCCL_SUM, stream)
         array *= array.dtype.type(1.0 / self.size)
         return array
+
+
+def find_mpiexec():
+    """The path of `mpiexec`: on PATH, else beside the running interpreter, where MPICH's wheel puts it in a
+    virtualenv that is not activated (`venv/bin/python ...`); None when there is neither."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return shutil.which("mpiexec") or (beside if os.access(beside, os.X_OK) else None)
 
 
 def init(backend_name, timeout=DEFAULT_TIMEOUT):

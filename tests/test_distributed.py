@@ -3,7 +3,6 @@ batch 16 on the same patches; the NCCL code path over a CPU stand-in of NCCL; fa
 with a clear message; the training script with --distributed, checksums and exact resume."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -11,8 +10,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install mpich mpi4py)")
-MPIEXEC = shutil.which("mpiexec")
-pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on this machine (pip install mpich)")
+from redcore.distributed import find_mpiexec  # noqa: E402  (after the skip: a clear reason first)
+MPIEXEC = find_mpiexec()
+pytestmark = pytest.mark.skipif(MPIEXEC is None, reason=f"no mpiexec on PATH nor beside {sys.executable} "
+                                                        "(pip install mpich)")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "mpi_worker.py")
