@@ -52,11 +52,28 @@ def test_tiles_are_exact_for_a_receptive_radius_within_a_quarter_overlap():
     assert np.abs(restore_array(net, image, tile=40, overlap=8) - full).max() > 1e-4
 
 
+# The eight symmetries of a rectangle's pixel grid and their inverses, written with NumPy's flips and
+# transposes: independent of redcore's rot90-then-mirror helpers, which the ensemble uses.
+SYMMETRIES = [
+    (lambda a: a, lambda a: a),
+    (lambda a: a[:, ::-1].T, lambda a: a.T[:, ::-1]),         # rotate 90 degrees anticlockwise
+    (lambda a: a[::-1, ::-1], lambda a: a[::-1, ::-1]),       # rotate 180
+    (lambda a: a.T[:, ::-1], lambda a: a[:, ::-1].T),         # rotate 270
+    (lambda a: a[:, ::-1], lambda a: a[:, ::-1]),             # mirror left-right
+    (lambda a: a[::-1, :], lambda a: a[::-1, :]),             # mirror top-bottom
+    (lambda a: a.T, lambda a: a.T),                           # transpose
+    (lambda a: a[::-1, ::-1].T, lambda a: a[::-1, ::-1].T),   # anti-transpose
+]
+
+
 def test_ensemble_averages_the_eight_symmetries():
     net = small_net(seed=4)
     image = D.builtin_images(count=1, size=40)[0][:40, :33]
-    manual = np.mean([D.inverse_dihedral(np.clip(net.forward(D.dihedral(image, t)[None, None].copy()), -9, 9)[0, 0], t)
-                      for t in range(8)], axis=0)
+    for forward, inverse in SYMMETRIES:
+        assert np.array_equal(inverse(forward(image)), image)
+    assert len({forward(image).tobytes() for forward, _ in SYMMETRIES}) == 8
+    manual = np.mean([inverse(net.forward(np.ascontiguousarray(forward(image))[None, None])[0, 0])
+                      for forward, inverse in SYMMETRIES], axis=0)
     np.testing.assert_allclose(restore_array(net, image, ensemble=True), np.clip(manual, 0, 1), atol=1e-6)
     assert not np.allclose(restore_array(net, image), restore_array(net, image, ensemble=True), atol=1e-4)
     assert count_tiles((40, 33), ensemble=True) == 8
