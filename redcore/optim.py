@@ -24,10 +24,18 @@ class Adam:
     """
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8):
-        if lr <= 0 or not 0 <= betas[0] < 1 or not 0 <= betas[1] < 1 or eps < 0:
-            raise ValueError(f"Adam needs lr > 0, betas in [0, 1) and eps >= 0; got lr={lr}, betas={betas}, eps={eps}")
+        try:
+            lr, beta1, beta2, eps = float(lr), float(betas[0]), float(betas[1]), float(eps)
+            good = math.isfinite(lr) and lr > 0 and 0 <= beta1 < 1 and 0 <= beta2 < 1 and math.isfinite(eps) and eps >= 0
+        except (TypeError, ValueError, IndexError):
+            good = False
+        if not good:
+            raise ValueError(f"Adam needs a finite lr > 0, betas in [0, 1) and a finite eps >= 0; "
+                             f"got lr={lr!r}, betas={betas!r}, eps={eps!r}")
+        if not hasattr(params, "items") or not params:
+            raise ValueError(f"Adam needs a non-empty dict of parameter arrays (e.g. net.params); got {params!r:.80}")
         self.params = params
-        self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
+        self.lr, self.betas, self.eps = lr, (beta1, beta2), eps
         self.backend = getattr(params, "backend", None) or backend_of(next(iter(params.values())))
         self.t = 0
         flat = getattr(params, "flat", None)
@@ -46,8 +54,25 @@ class Adam:
         beta1, beta2 = self.betas
         return self.lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
 
+    def check_grads(self, grads):
+        """Every parameter has a gradient of its shape and dtype, C-contiguous (the kernels run over flat
+        buffers: a smaller or strided gradient would make them read the wrong memory)."""
+        if not hasattr(grads, "items"):
+            raise ValueError(f"Adam.step takes a dict of gradients like its parameters; got {type(grads).__name__}")
+        missing = [k for k in self.params if k not in grads]
+        if missing:
+            raise ValueError(f"Adam.step: no gradient for {missing[:4]}{'...' if len(missing) > 4 else ''}")
+        for name, p in self.params.items():
+            g = grads[name]
+            if getattr(g, "shape", None) != p.shape or getattr(g, "dtype", None) != p.dtype:
+                raise ValueError(f"Adam.step: the gradient of {name} is {getattr(g, 'dtype', type(g).__name__)} "
+                                 f"{getattr(g, 'shape', '')}, its parameter {p.dtype} {p.shape}")
+            if not g.flags.c_contiguous:
+                raise ValueError(f"Adam.step: the gradient of {name} is not C-contiguous")
+
     def step(self, grads):
         """One update of every parameter from `grads` (same names as params)."""
+        self.check_grads(grads)
         self.t += 1
         alpha_t = self.step_size(self.t)
         beta1, beta2 = self.betas

@@ -243,6 +243,9 @@ class Im2colBackend(NumpyBackend):
         self.xp.matmul(a, b, out=out)
 
     def add_bias(self, y, b, relu=False):
+        if y.ndim != 4 or b.shape != (y.shape[1],) or b.dtype != y.dtype:
+            raise ValueError(f"add_bias takes (N, C, H, W) maps and C biases of their dtype; got {y.dtype} "
+                             f"{y.shape} and {b.dtype} {b.shape}")
         if is_channels_last(y):
             self.K.bias_add_channels_last(y.transpose(0, 2, 3, 1), b, bool(relu))
         else:
@@ -271,7 +274,11 @@ class Im2colBackend(NumpyBackend):
 
     def _laid_out_like(self, a, ref):
         """a in ref's memory layout (C-contiguous or channels-last), copied only where it differs, so that
-        the two flat views pair the same elements."""
+        the two flat views pair the same elements.  Shapes and dtypes must match: the kernels walk both
+        flat views over ref's size."""
+        if a.shape != ref.shape or a.dtype != ref.dtype:
+            raise ValueError(f"an element-wise kernel pairs arrays of one shape and dtype; got {a.dtype} {a.shape} "
+                             f"and {ref.dtype} {ref.shape}")
         if is_channels_last(ref):
             if is_channels_last(a):
                 return a
@@ -295,6 +302,12 @@ class Im2colBackend(NumpyBackend):
 
     # ---- optimizer ---------------------------------------------------------------------------------
     def adam_update_(self, p, g, m, v, step_size, beta1, beta2, eps):
+        # The kernel walks four flat buffers of p's size: refuse anything else before it touches memory.
+        for name, a in (("gradient", g), ("first moment", m), ("second moment", v)):
+            if a.shape != p.shape or a.dtype != p.dtype:
+                raise ValueError(f"adam_update_: the {name} is {a.dtype} {a.shape}, the parameter {p.dtype} {p.shape}")
+        if not (p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
+            raise ValueError("adam_update_: the parameter and moment buffers must be C-contiguous (updated in place)")
         self.K.adam_update(p.reshape(-1), self.xp.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
                            float(step_size), float(beta1), float(beta2), float(eps))
 

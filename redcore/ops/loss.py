@@ -19,6 +19,8 @@ def mse_scale(pred, target, reduction):
         raise ValueError(f"unknown reduction {reduction!r}: expected one of {REDUCTIONS}")
     if pred.shape != target.shape:
         raise ValueError(f"mse_loss: prediction shape {pred.shape} differs from target shape {target.shape}")
+    if pred.size == 0:
+        raise ValueError(f"mse_loss: the prediction is empty (shape {pred.shape}): there is no error to average")
     return 1.0 / (pred.shape[0] if reduction == "batch" else pred.size)
 
 
