@@ -7,6 +7,7 @@ import tempfile
 import numpy as np
 
 HEADER_KEY = "__header__"
+TEMP_PREFIX = ".redcore-tmp-"
 FORMAT_VERSION = 1
 
 
@@ -17,7 +18,9 @@ def atomic_write(path, write):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    # A short name of its own (not the target's name plus a prefix, which may pass the 255-byte limit);
+    # TEMP_PREFIX lets a later run find and remove what a killed one left.
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -49,23 +52,32 @@ def load_arrays(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such weight file: {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":            # the zip signature every .npz starts with
+            raise ValueError(f"{path} is not a redcore weight file: it is not an .npz archive")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:
-        raise ValueError(f"{path} is not a redcore weight file (an .npz archive): {e}") from None
+        raise ValueError(f"{path} is not a readable redcore weight file (a damaged .npz archive?): {e}") from None
     if HEADER_KEY not in arrays:
         raise ValueError(f"{path} is an .npz archive but not a redcore file: it has no header")
-    header = json.loads(str(arrays.pop(HEADER_KEY)))
-    if header.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path} was written by a newer redcore (format {header['format_version']})")
+    try:
+        header = json.loads(str(arrays.pop(HEADER_KEY)))
+    except ValueError:
+        raise ValueError(f"{path} has a damaged header: it is not JSON") from None
+    version = header.get("format_version", 0) if isinstance(header, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path} has a damaged header: not a JSON object with an integer format_version")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer redcore (format {version})")
     return header, arrays
 
 
 def load(name_or_path, backend="cpu"):
     """A REDNet on `backend`: a shipped model by name (see `redcore models`), or a file saved by `REDNet.save`
     (or a training checkpoint).  An unknown name lists the shipped ones."""
-    from .model import REDNet
+    from .model import REDNet, check_config
     path = os.fspath(name_or_path)
     if not os.path.exists(path) and not path.endswith(".npz") and os.sep not in path:
         from .zoo import path_of
@@ -73,10 +85,32 @@ def load(name_or_path, backend="cpu"):
     header, arrays = load_arrays(path)
     if "config" not in header:
         raise ValueError(f"{path} holds no network config")
-    net = REDNet(**header["config"], backend=backend)
-    net.load_state_dict({k[len("model."):] if k.startswith("model.") else k: v
-                         for k, v in arrays.items() if not k.startswith("optim.")})
+    config = check_config(header["config"], f"the network config of {path}")
+    weights = {k[len("model."):] if k.startswith("model.") else k: v
+               for k, v in arrays.items() if not k.startswith("optim.")}
+    check_weights(weights, config, path)
+    net = REDNet(**config, backend=backend)
+    net.load_state_dict(weights)
     return net
+
+
+def check_weights(weights, config, path):
+    """The arrays a weight file must hold for its config, each of its shape and dtype and finite; checked
+    before the network is built, so a bad file costs no allocation and gets one sentence."""
+    from .model import config_param_shapes
+    shapes, dtype = config_param_shapes(config), np.dtype(config.get("dtype", "float32"))
+    missing = [k for k in shapes if k not in weights]
+    unexpected = [k for k in weights if k not in shapes]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not hold the weights its config declares: missing {missing[:3]}"
+                         f"{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
+                         f"{'...' if len(unexpected) > 3 else ''}")
+    for name, shape in shapes.items():
+        a = weights[name]
+        if a.shape != shape or a.dtype != dtype:
+            raise ValueError(f"{path}: {name} is {a.dtype} {a.shape}, its config declares {dtype} {shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{path}: {name} holds NaN or infinite values (a diverged training?)")
 
 
 def save_checkpoint(path, net, optimizer, state):
@@ -87,15 +121,80 @@ def save_checkpoint(path, net, optimizer, state):
 
 
 def load_checkpoint(path, net, optimizer):
-    """Load a checkpoint written by `save_checkpoint` into net and optimizer; returns its training state."""
+    """Load a checkpoint written by `save_checkpoint` into net and optimizer; returns its training state.
+    Anything missing or of the wrong shape is one ValueError, and net and optimizer are then untouched."""
     header, arrays = load_arrays(path)
     if header.get("kind") != "redcore.checkpoint":
         raise ValueError(f"{path} is not a training checkpoint")
+    if not isinstance(header.get("config"), dict) or not isinstance(header.get("state"), dict):
+        raise ValueError(f"{path} is an incomplete checkpoint: its header lacks the network config or the state")
     # The architecture must match; the initialisation seed need not (the weights are replaced).
     diff = {k: (header["config"].get(k), v) for k, v in net.config.items()
             if k != "seed" and header["config"].get(k) != v}
     if diff:
         raise ValueError(f"{path} was saved for another network: (checkpoint, now) differ in {diff}")
-    net.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
-    optimizer.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim.")})
+    weights = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
+    check_weights(weights, net.config, path)
+    moments = {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")}
+    missing = [f"{m}.{name}" for name in net.params for m in "mv" if f"{m}.{name}" not in moments]
+    missing += [k for k in ("t", "lr", "betas", "eps") if k not in moments]
+    if missing:
+        raise ValueError(f"{path} is an incomplete checkpoint: it has no optimizer state {missing[:3]}")
+    net.load_state_dict(weights)
+    optimizer.load_state_dict(moments)
     return header["state"]
+
+
+def lock_folder(folder):
+    """Claim `folder` for one training: create folder/.lock holding this process's id, or refuse with a
+    sentence while another live process holds it.  A lock left by a process that is gone (killed) is
+    taken over.  Returns a function that releases the lock."""
+    path = os.path.join(folder, ".lock")
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise RuntimeError(f"{folder} is in use by another training (process {pid}): wait for it, or "
+                                   "give another --out") from None
+            os.unlink(path)                 # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    else:
+        raise RuntimeError(f"could not lock {folder}: its .lock keeps reappearing")
+
+    def release():
+        try:
+            with open(path) as f:
+                if f.read().strip() == str(os.getpid()):
+                    os.unlink(path)
+        except OSError:
+            pass
+    return release
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:             # someone else's live process
+        return True
+    return True
+
+
+def remove_orphans(folder):
+    """Delete the temporary files that a killed writer left in `folder` (call it holding the folder's lock)."""
+    for name in os.listdir(folder):
+        if name.startswith(TEMP_PREFIX):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass

@@ -35,6 +35,62 @@ PRESETS = {
 }
 
 
+# The fields of a network's config (REDNet.config, the header of a weight file) and their JSON types.
+CONFIG_FIELDS = dict(depth=int, filters=int, kernel_size=int, channels=int, skip_step=int, padding=str,
+                     residual=bool, downsample=list, dtype=str, seed=int, relu=bool)
+# A weight file may declare at most this many parameters (400 MB in float32; the released RED30 has 4.1M):
+# a corrupt or hostile header is refused before anything is allocated.
+MAX_PARAMETERS = 100_000_000
+MAX_DEPTH = 1000
+SIZE_DEFAULTS = dict(depth=30, filters=128, kernel_size=3, channels=1)     # REDNet's defaults: the release
+
+
+def param_shapes(depth, filters, kernel_size, channels):
+    """name -> shape of every parameter: conv weight (C_out, C_in, k, k), deconv weight (C_in, C_out, k, k)."""
+    n, k, shapes = depth // 2, kernel_size, {}
+    for i in range(1, n + 1):
+        c_in = channels if i == 1 else filters
+        shapes[f"conv{i}.weight"], shapes[f"conv{i}.bias"] = (filters, c_in, k, k), (filters,)
+    for j in range(1, n + 1):
+        c_out = channels if j == n else filters
+        shapes[f"deconv{j}.weight"], shapes[f"deconv{j}.bias"] = (filters, c_out, k, k), (c_out,)
+    return shapes
+
+
+def config_param_shapes(config):
+    """param_shapes of a (checked) config, REDNet's defaults filling the fields it leaves out."""
+    return param_shapes(**{**SIZE_DEFAULTS, **{k: config[k] for k in SIZE_DEFAULTS if k in config}})
+
+
+def check_config(config, source="the config"):
+    """The keyword arguments of REDNet for a config read from a file, or ValueError with one sentence naming
+    the field that has the wrong type or range.  Nothing is allocated."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{source} must be a JSON object of network settings; got {type(config).__name__}")
+    unknown = sorted(set(config) - set(CONFIG_FIELDS))
+    if unknown:
+        raise ValueError(f"{source} has unknown fields {unknown}")
+    for field, value in config.items():
+        kind = CONFIG_FIELDS[field]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if field == "downsample" and ok:
+            ok = all(isinstance(i, int) and not isinstance(i, bool) for i in value)
+        if not ok:
+            raise ValueError(f"{source}: {field} must be {'a list of integers' if kind is list else kind.__name__}; "
+                             f"got {value!r:.40}")
+    if "dtype" in config and config["dtype"] not in ("float32", "float64"):
+        raise ValueError(f"{source}: dtype must be 'float32' or 'float64'; got {config['dtype']!r:.40}")
+    sizes = {**SIZE_DEFAULTS, **{k: config[k] for k in SIZE_DEFAULTS if k in config}}
+    if min(sizes.values()) < 1 or sizes["depth"] > MAX_DEPTH:
+        raise ValueError(f"{source}: depth must be 1..{MAX_DEPTH}, and filters, kernel_size and channels >= 1; "
+                         f"got {sizes}")
+    count = sum(float(np.prod(shape, dtype=np.float64)) for shape in config_param_shapes(config).values())
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"{source} declares a network of {count:.3g} parameters (depth {sizes['depth']}, "
+                         f"filters {sizes['filters']}), more than the {MAX_PARAMETERS:.0e} redcore loads")
+    return dict(config)
+
+
 class ParamDict(dict):
     """name -> array, every array a view into one flat buffer `flat` (so Adam and all-reduce see one array)."""
 
@@ -101,13 +157,7 @@ class REDNet:
         self.backend = get_backend(backend)
         self.dtype = self.backend.check_dtype(dtype)
 
-        shapes = {}
-        for i in range(1, n + 1):
-            c_in = channels if i == 1 else filters
-            shapes[f"conv{i}.weight"], shapes[f"conv{i}.bias"] = (filters, c_in, self.k, self.k), (filters,)
-        for j in range(1, n + 1):
-            c_out = channels if j == n else filters
-            shapes[f"deconv{j}.weight"], shapes[f"deconv{j}.bias"] = (filters, c_out, self.k, self.k), (c_out,)
+        shapes = param_shapes(depth, filters, self.k, channels)
         self.params = ParamDict(self.backend, shapes, self.dtype)
         self.grads = ParamDict(self.backend, shapes, self.dtype)
         self._init_weights(seed)
