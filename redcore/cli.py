@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from .argtypes import count
 
 FORMATS = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 
@@ -31,15 +32,25 @@ def _check_writable(path):
         raise PermissionError(f"cannot write {path}: the folder {folder} is not writable")
 
 
-def _write_image(path, array):
-    """Write an 8-bit image atomically; the format follows the extension."""
+def _write_image(path, array, icc_profile=None):
+    """Write an 8-bit image atomically (gray, gray + alpha, RGB or RGBA by its channels); the format follows
+    the extension; an ICC colour profile read from the input is embedded unchanged."""
     from PIL import Image
 
     from .io import atomic_write
     _check_writable(path)
     ext = os.path.splitext(path)[1].lower()
     options = {"quality": 95} if FORMATS[ext] == "JPEG" else {}
+    if icc_profile:
+        options["icc_profile"] = icc_profile
     atomic_write(path, lambda f: Image.fromarray(array).save(f, format=FORMATS[ext], **options))
+
+
+def _icc_profile(path):
+    """The ICC colour profile embedded in an image file, or None."""
+    from PIL import Image
+    with Image.open(path) as im:
+        return im.info.get("icc_profile")
 
 
 def _side_by_side(before, after):
@@ -58,11 +69,20 @@ def cmd_restore(args):
 
     from . import tasks
     from .data import read_image
-    from .restore import passes, restore
+    from .restore import passes, restore, restore_level
     task = tasks.get(args.task)
-    level = task.parse_level(task.default_level if args.level is None else args.level)
+    level = restore_level(task, args.level)
     _check_writable(args.output)
-    image = np.floor(read_image(args.input, "as read") * 255 + 0.5).astype(np.uint8)
+    if not os.path.isfile(args.input):
+        raise FileNotFoundError(f"no such image: {args.input}")
+    if not args.overwrite and os.path.exists(args.output) and os.path.exists(args.input) \
+            and os.path.samefile(args.input, args.output):
+        raise ValueError(f"the output {args.output} is the input: refusing to replace it (pass --overwrite to)")
+    image = np.floor(read_image(args.input, "with alpha") * 255 + 0.5).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] in (2, 4) and FORMATS[os.path.splitext(args.output)[1].lower()] == "JPEG":
+        raise ValueError(f"{args.input} has an alpha channel, which a JPEG cannot hold: write {args.output} as "
+                         ".png or .tif to keep it")
+    icc_profile = _icc_profile(args.input)
     tile = None if args.tile == 0 else (args.tile or "auto")
     total = passes(image.shape, task.name, level, ensemble=args.ensemble, tile=tile)
     with tqdm(total=total, unit="tile", disable=args.quiet or total < 2, dynamic_ncols=True) as bar:
@@ -76,11 +96,11 @@ def cmd_restore(args):
                              f"{out.shape[1]}x{out.shape[0]}")
         keep = ~mask if out.ndim == 2 else ~mask[..., None]
         out = np.where(keep, image if image.shape == out.shape else out, out)
-    _write_image(args.output, out)
+    _write_image(args.output, out, icc_profile)
     written = [args.output]
     if args.compare:
         stem, ext = os.path.splitext(args.output)
-        _write_image(stem + "_compare" + ext, _side_by_side(image, out))
+        _write_image(stem + "_compare" + ext, _side_by_side(image, out), icc_profile)
         written.append(stem + "_compare" + ext)
     if not args.quiet:
         print(f"wrote {' and '.join(written)}")
@@ -112,11 +132,12 @@ def build_parser():
                                    "text10|text20|scratches (default: the task's usual level)")
     r.add_argument("--model", help="a shipped model name or a weight file (default: the shipped model for the task)")
     r.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (slower, a little better)")
-    r.add_argument("--tile", type=int, help="tile size in pixels (default: 512 for larger images; 0: full frame)")
+    r.add_argument("--tile", type=count, help="tile size in pixels (default: 512 for larger images; 0: full frame)")
     r.add_argument("--backend", default="cpu", choices=["cpu", "numpy", "cuda"])
     r.add_argument("--mask", help="inpainting: a PNG, white where the image is damaged; pixels outside stay as they are")
     r.add_argument("--compare", action="store_true", help="also write OUTPUT_compare: input | result side by side")
     r.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    r.add_argument("--overwrite", action="store_true", help="allow OUTPUT to be the INPUT file itself")
     r.set_defaults(run=cmd_restore)
     m = sub.add_parser("models", help="list the shipped models and their model cards")
     m.add_argument("--markdown", action="store_true", help="one Markdown table (the README's)")
@@ -136,6 +157,9 @@ def main(argv=None):
     except (ValueError, OSError, RuntimeError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:           # files are written atomically: nothing half-written is left
+        print("interrupted: no file was left half-written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

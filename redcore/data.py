@@ -36,26 +36,56 @@ def read_image(path, mode="gray"):
 
     mode "gray": (H, W), colour converted to luma by Pillow (ITU-R BT.601 weights, full range);
     "y": (H, W), the studio-range Y of BT.601 rounded to 8 bits, as MATLAB's rgb2ycbcr of a uint8 image (the
-    SR and JPEG protocols), a gray file as it is; "rgb": (H, W, 3), a gray file repeated; "as read": (H, W) for gray files, (H, W, 3) for colour.
+    SR and JPEG protocols), a gray file as it is; "rgb": (H, W, 3), a gray file repeated; "as read": (H, W) for
+    gray files, (H, W, 3) for colour; "with alpha": "as read" with the alpha channel of a file that has one
+    appended, (H, W, 2) or (H, W, 4).  16-bit files are read at their scale (x / 65535); an EXIF orientation
+    is applied, so the array is upright as viewers show it.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
     if mode not in READ_MODES:
         raise ValueError(f"unknown image mode {mode!r}: choose one of {', '.join(READ_MODES)}")
     try:
-        with Image.open(path) as im:
-            is_gray = im.mode in ("L", "I", "I;16", "1", "F", "LA") or (
-                im.mode == "P" and all(r == g == b for r, g, b in _palette_rgb(im)))
-            if mode == "gray" or (is_gray and mode in ("y", "as read")):
+        with Image.open(path) as opened:
+            im = ImageOps.exif_transpose(opened)
+            if im.mode in WIDE_GRAY_MODES:
+                gray = _wide_gray(im, path)
+                return np.repeat(gray[..., None], 3, axis=2) if mode == "rgb" else gray
+            is_gray = im.mode in ("L", "1", "LA") or (
+                im.mode in ("P", "PA") and all(r == g == b for r, g, b in _palette_rgb(im)))
+            has_alpha = im.mode in ("LA", "RGBA", "PA", "La", "RGBa") or "transparency" in im.info
+            if mode == "with alpha" and has_alpha:
+                return np.asarray(im.convert("LA" if is_gray else "RGBA"), dtype=np.float32) / np.float32(255.0)
+            if mode == "gray" or (is_gray and mode in ("y", "as read", "with alpha")):
                 return np.asarray(im.convert("L"), dtype=np.float32) / np.float32(255.0)
             rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / np.float32(255.0)
     except FileNotFoundError:
         raise FileNotFoundError(f"no such image: {path}") from None
+    except Image.DecompressionBombError:
+        raise ValueError(f"{path} declares more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} million pixels: refused "
+                         "as a possible decompression bomb") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{path} is not a readable image: {e}") from None
     return to_uint8(rgb_to_y(rgb)).astype(np.float32) / np.float32(255.0) if mode == "y" else rgb
 
 
-READ_MODES = ("gray", "y", "rgb", "as read")
+READ_MODES = ("gray", "y", "rgb", "as read", "with alpha")
+# Gray images of more than 8 bits as Pillow opens them: 16-bit PNG / TIFF ("I;16*"; "I" from older Pillows
+# and 32-bit integer TIFFs) and 32-bit float TIFF ("F").  Pillow's convert("L") would clip them at 255.
+WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _wide_gray(im, path):
+    """A 16-bit gray image scaled by 1/65535, a float one taken as it is if it lies in [0, 1]; (H, W) float32."""
+    a = np.asarray(im)
+    if im.mode == "F":
+        if not (np.all(np.isfinite(a)) and a.min() >= 0 and a.max() <= 1):
+            raise ValueError(f"{path} is a float image with values outside [0, 1] (or NaN): redcore reads "
+                             "float images in [0, 1] only")
+        return a.astype(np.float32)
+    if a.min() < 0 or a.max() > 65535:
+        raise ValueError(f"{path} holds integers outside 0..65535 (a {im.mode} image): only 8- and 16-bit "
+                         "images are read")
+    return (a.astype(np.float64) / 65535.0).astype(np.float32)
 
 
 def _palette_rgb(im):

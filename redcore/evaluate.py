@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from . import baselines, tasks
+from .argtypes import positive_int
 from .tasks import level_label
 from .data import load_test_set
 from .inference import restore_array
@@ -146,10 +147,10 @@ def build_parser():
                                   "(default: the paper's set for the task: Set12, Set5 or classic5)")
     p.add_argument("--weights", help="a network saved by REDNet.save or a training checkpoint (.npz)")
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (paper §3.5)")
-    p.add_argument("--tile", type=int, help="restore in overlapping tiles of this size (default: full frame)")
+    p.add_argument("--tile", type=positive_int, help="restore in overlapping tiles of this size (default: full frame)")
     p.add_argument("--backend", default="cpu", help="cpu (default), numpy or cuda")
     p.add_argument("--no-baseline", action="store_true", help="leave out the classical baseline (BM3D is slow)")
-    p.add_argument("--limit", type=int, help="only the first N images of the set")
+    p.add_argument("--limit", type=positive_int, help="only the first N images of the set")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption (image i uses (seed, i))")
     p.add_argument("--out", default=RESULTS_FOLDER,
                    help="folder for the CSV/JSON (default %(default)s), named <task>-<level>-<set>[-<weights>[-x8]]")

@@ -62,8 +62,8 @@ def test_bad_input_is_one_sentence(tmp_path):
     model = net_file(tmp_path)
     with pytest.raises(ValueError, match="unknown task 'unblur'"):
         redcore.restore(np.zeros((8, 8)), "unblur", model=model)
-    with pytest.raises(ValueError, match="must be \\(H, W\\) gray or \\(H, W, 3\\) colour"):
-        redcore.restore(np.zeros((8, 8, 4)), "denoise", model=model)
+    with pytest.raises(ValueError, match="must be \\(H, W\\) gray or \\(H, W, 3\\) colour, with an alpha channel"):
+        redcore.restore(np.zeros((8, 8, 5)), "denoise", model=model)     # (8, 8, 4) is RGBA, restored
     with pytest.raises(ValueError, match="NaN"):
         redcore.restore(np.full((8, 8), np.nan), "denoise", model=model)
     with pytest.raises(ValueError, match="uint8 or float"):

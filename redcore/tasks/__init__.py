@@ -15,6 +15,7 @@
 Every corruption is a function of a clean image in [0, 1] and a seeded numpy Generator, so a pair is
 reproducible from its seed.
 """
+import math
 from .blur import BLURS, blur, blur_kernel
 from .inpaint import overlay_text, scratches
 from .jpeg import jpeg_compress
@@ -72,22 +73,24 @@ class Denoise(Task):
     level_help = "a noise sigma on the 8-bit scale (paper: 10, 30, 50, 70) or a blind range like '0-55'"
 
     def parse_level(self, level):
+        if isinstance(level, tuple) and len(level) == 2:       # already parsed: a blind range
+            level = f"{level[0]}-{level[1]}"
         text = str(level).strip()
         try:
             if "-" in text.lstrip("-"):
                 low, high = (float(v) for v in text.split("-", 1))
-                if 0 <= low <= high:
+                if 0 <= low <= high < math.inf:
                     return (low, high)
             else:
                 sigma = float(text)
-                if sigma >= 0:
+                if 0 <= sigma < math.inf:
                     return int(sigma) if sigma == int(sigma) else sigma
         except ValueError:
             pass
         raise self._bad_level(level)
 
     def corrupt(self, clean, level, rng):
-        level = self.parse_level(level) if not isinstance(level, tuple) else level
+        level = self.parse_level(level)
         if isinstance(level, tuple):
             noisy, sigmas = add_blind_noise(clean[None], level, rng)
             return noisy[0], {"sigma": float(sigmas[0])}
