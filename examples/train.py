@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 from redcore import data as D  # noqa: E402
 from redcore import distributed  # noqa: E402
 from redcore import tasks  # noqa: E402
-from redcore.io import atomic_write, load_checkpoint, save_checkpoint  # noqa: E402
+from redcore.argtypes import count, positive_float, positive_int  # noqa: E402
+from redcore.io import atomic_write, load_checkpoint, lock_folder, remove_orphans, save_checkpoint  # noqa: E402
 from redcore.metrics import psnr  # noqa: E402
 from redcore.model import PRESETS  # noqa: E402
 
@@ -48,43 +49,45 @@ def parse_args(argv=None):
     p.add_argument("--level", default=None, help="the corruption's level (default: the task's usual one)")
     p.add_argument("--backend", default="cpu", choices=["cpu", "numpy", "cuda", "cuda-emulation"],
                    help="compute backend (cuda-emulation: the CUDA kernels compiled for the CPU, slow, for testing)")
-    p.add_argument("--depth", type=int, default=10, help="layers (even): 10, 20, 30 are the paper's RED10/20/30")
-    p.add_argument("--filters", type=int, default=64, help="feature maps per layer (the release uses 128)")
-    p.add_argument("--kernel-size", type=int, default=3)
-    p.add_argument("--skip-step", type=int, default=None,
+    p.add_argument("--depth", type=positive_int, default=10, help="layers (even): 10, 20, 30 are the paper's RED10/20/30")
+    p.add_argument("--filters", type=positive_int, default=64, help="feature maps per layer (the release uses 128)")
+    p.add_argument("--kernel-size", type=positive_int, default=3, help="k of every k x k layer")
+    p.add_argument("--skip-step", type=count, default=None,
                    help="skip from every n-th conv layer; default: the paper's preset (RED10: none, else 2)")
     p.add_argument("--padding", default="same", choices=["same", "valid"])
-    p.add_argument("--batch", type=int, default=16, help="patches per step")
-    p.add_argument("--patch", type=int, default=50, help="patch size (the paper uses 50x50)")
-    p.add_argument("--steps", type=int, default=300, help="total training steps")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--batch", type=positive_int, default=16, help="patches per step")
+    p.add_argument("--patch", type=positive_int, default=50, help="patch size (the paper uses 50x50)")
+    p.add_argument("--steps", type=positive_int, default=300, help="total training steps")
+    p.add_argument("--lr", type=positive_float, default=None,
                    help="Adam step size alpha (default 1e-4 as in the paper; with --resume: the checkpoint's, "
                         "unless given)")
-    p.add_argument("--warmup", type=int, default=0,
+    p.add_argument("--warmup", type=count, default=0,
                    help="raise the step size linearly over this run's first N steps (use with --init or a new --batch: "
                         "fresh or stale Adam moments move every weight by the full step size at first)")
     p.add_argument("--data", default=None,
                    help="folder of training images; default: train400 of the shared data folder "
                         "(REDCORE_DATA or ../shared/data) if present, else the built-in image set")
     p.add_argument("--val", default=None, help="folder of validation images (default: Set12 beside --data, or built-in)")
-    p.add_argument("--val-every", type=int, default=100, help="steps between validations")
-    p.add_argument("--val-crop", type=int, default=128, help="validate on the central crop of this size (0: whole images)")
-    p.add_argument("--ckpt-every", type=int, default=100, help="steps between checkpoints")
+    p.add_argument("--val-every", type=positive_int, default=100, help="steps between validations")
+    p.add_argument("--val-crop", type=count, default=128, help="validate on the central crop of this size (0: whole images)")
+    p.add_argument("--ckpt-every", type=positive_int, default=100, help="steps between checkpoints")
     p.add_argument("--out", default=None, help="folder for checkpoint, model, log and pictures (default runs/TASK-LEVEL)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --out that holds another run's checkpoint, replacing it")
     p.add_argument("--init", default=None,
                    help="start from these weights instead of random ones (fine-tuning): a shipped model's name or a "
                         ".npz saved by REDNet.save or train.py, of the same network (depth, filters, ...)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, patches and noise")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="cpu backend: split each batch over this many threads, one core each (redcore.threads); "
                         "default: NUMBA_NUM_THREADS (the cores); 1: one slice, the kernels' own threads")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the ranks of mpiexec/srun (MPI; NCCL with --backend cuda)")
-    p.add_argument("--check-every", type=int, default=100,
+    p.add_argument("--check-every", type=positive_int, default=100,
                    help="with --distributed: steps between checks that every rank holds the same parameters")
-    p.add_argument("--comm-timeout", type=float, default=distributed.DEFAULT_TIMEOUT,
+    p.add_argument("--comm-timeout", type=positive_float, default=distributed.DEFAULT_TIMEOUT,
                    help="with --distributed: seconds a collective may wait before the job is ended")
     return p.parse_args(argv)
 
@@ -165,8 +168,9 @@ def save_pictures(out, history, strip):
         py = top + h - 20 - (ys - y0) / (y1 - y0) * (h - 40)
         d.line(list(zip(px, py)), fill=color, width=2)
         d.text((m + 5, top + 22), f"{pts[-1][1]:.4g} at step {pts[-1][0]}", fill=color)
-    canvas.save(os.path.join(out, "curves.png"))
-    Image.fromarray((np.clip(strip, 0, 1) * 255 + 0.5).astype(np.uint8)).save(os.path.join(out, "validation.png"))
+    atomic_write(os.path.join(out, "curves.png"), lambda f: canvas.save(f, format="PNG"))
+    picture = Image.fromarray((np.clip(strip, 0, 1) * 255 + 0.5).astype(np.uint8))
+    atomic_write(os.path.join(out, "validation.png"), lambda f: picture.save(f, format="PNG"))
 
 
 def main(argv=None):
@@ -178,8 +182,6 @@ def main(argv=None):
         args.out = args.out or os.path.join("runs", f"{task.name}-{tasks.level_label(level)}")
         if args.distributed:
             comm = distributed.init(args.backend, args.comm_timeout)
-        if args.warmup < 0:
-            raise ValueError(f"--warmup {args.warmup} is negative: give the number of steps (0: none)")
         if args.batch % comm.size:
             raise ValueError(f"--batch {args.batch} does not split over {comm.size} ranks: give a multiple of {comm.size}")
         preset_skip = PRESETS.get(f"red{args.depth}", {}).get("skip_step", 2)
@@ -207,21 +209,12 @@ def main(argv=None):
     shave = task.shave(level)
     noisy_psnr = float(np.mean([psnr(n, c, shave) for n, c in val_pairs]))
 
-    state, problem = {"step": 0, "history": [], "args": vars(args)}, None
+    state, problem, release = {"step": 0, "history": [], "args": vars(args)}, None, lambda: None
     if lead:
-        os.makedirs(args.out, exist_ok=True)
-        if args.resume and not os.path.isfile(ckpt):
-            problem = f"--resume found no checkpoint at {ckpt}"
-        elif args.resume:
-            try:
-                state = load_checkpoint(ckpt, net, opt)
-                if args.lr:                   # a step size given with --resume replaces the checkpoint's
-                    opt.lr = args.lr
-                # state["args"] stays the first run's; each resume records what it changed
-                state.setdefault("resumes", []).append({"step": state["step"], "batch": args.batch, "lr": opt.lr,
-                                                        "warmup": args.warmup, "patch": args.patch})
-            except ValueError as e:
-                problem = str(e)
+        try:
+            state, release = open_run(args, net, opt, task, level, ckpt, state)
+        except (OSError, ValueError, RuntimeError) as e:
+            problem = str(e)
     if args.distributed:             # every rank starts from rank 0's weights, moments and state
         problem = comm.broadcast_object(problem)
         if problem is None:
@@ -229,6 +222,7 @@ def main(argv=None):
     if problem is not None:
         if lead:
             print(f"error: {problem}", file=sys.stderr)
+        release()
         return 2
     start = state["step"]
     if lead:
@@ -237,11 +231,78 @@ def main(argv=None):
               + (f"\nresuming at step {start}" if start else ""))
     try:
         return train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt)
+    except KeyboardInterrupt:
+        if lead:
+            print(f"interrupted: the last checkpoint ({ckpt}) is kept", file=sys.stderr)
+        return 130
     except Exception as e:           # in a distributed job one rank's failure must end every rank
-        if not args.distributed:
-            raise
-        comm.abort(f"rank {comm.rank}: {type(e).__name__}: {e}")
-        return 1
+        if args.distributed:
+            comm.abort(f"rank {comm.rank}: {type(e).__name__}: {e}")
+            return 1
+        if isinstance(e, OSError):   # a full disk, say: every file is written atomically, the old ones stand
+            print(f"error: could not write to {args.out} ({e.strerror or e}); the previous checkpoint is kept",
+                  file=sys.stderr)
+            return 4
+        raise
+    finally:
+        release()
+
+
+def open_run(args, net, opt, task, level, ckpt, state):
+    """Claim --out for this process (a lock, released by the function returned) and load what --resume
+    continues: (state, release).  Refuses with one sentence a folder another training is using, an existing
+    checkpoint without --resume or --overwrite, and a checkpoint of another task, level or network."""
+    os.makedirs(args.out, exist_ok=True)
+    release = lock_folder(args.out)
+    try:
+        remove_orphans(args.out)             # temporary files of a run that was killed mid-write
+        if not args.resume:
+            if os.path.isfile(ckpt) and not args.overwrite:
+                raise ValueError(f"{args.out} holds another run's checkpoint: pass --resume to continue it, "
+                                 "--overwrite to start afresh and replace it, or give another --out")
+            return state, release
+        if not os.path.isfile(ckpt):
+            raise ValueError(f"--resume found no checkpoint at {ckpt}")
+        state = load_checkpoint(ckpt, net, opt)
+        check_same_task(state, task, level, ckpt)
+        if args.lr:                          # a step size given with --resume replaces the checkpoint's
+            opt.lr = args.lr
+        # state["args"] stays the first run's; each resume records what it changed
+        state.setdefault("resumes", []).append({"step": state["step"], "batch": args.batch, "lr": opt.lr,
+                                                "warmup": args.warmup, "patch": args.patch})
+        return state, release
+    except BaseException:
+        release()
+        raise
+
+
+def check_same_task(state, task, level, ckpt):
+    """ValueError unless the checkpoint trained this task at this level (its network is checked on loading)."""
+    first = state.get("args", {})
+    try:
+        saved_task = tasks.get(first.get("task", "denoise"))
+        saved_level = saved_task.parse_level(saved_task.default_level if first.get("level") is None
+                                             else first["level"])
+    except ValueError:
+        raise ValueError(f"{ckpt} names a task or level this redcore does not know "
+                         f"({first.get('task')} {first.get('level')})") from None
+    if (saved_task.name, saved_level) != (task.name, level):
+        raise ValueError(f"{ckpt} trains {saved_task.name} {tasks.level_label(saved_level)}, not {task.name} "
+                         f"{tasks.level_label(level)}: give the same --task and --level, or another --out")
+
+
+def what_is_kept(ckpt):
+    """The end of a stop's sentence: which checkpoint survives it."""
+    return f"the last checkpoint ({ckpt}) is kept" if os.path.isfile(ckpt) else "no checkpoint was written"
+
+
+def weights_are_sound(net, probe):
+    """The parameters are finite and the net gives a finite output for the image `probe` (H, W): an update
+    that blew the weights up (to 1e38, say) is caught before it is written anywhere."""
+    xp = net.backend.xp
+    if not bool(xp.isfinite(net.params.flat).all()):
+        return False
+    return bool(xp.isfinite(net.forward(probe[None, None], keep=False)).all())
 
 
 def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt):
@@ -262,7 +323,7 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
         try:
             loss = distributed.train_step(net, opt, comm, noisy, clean, threads)   # Eq. 4, backward, all-reduce, Eq. 5-7
         except FloatingPointError as e:
-            message = f"at step {step + 1} on rank {comm.rank}: {e}; the last checkpoint ({ckpt}) is kept"
+            message = f"at step {step + 1} on rank {comm.rank}: {e}; {what_is_kept(ckpt)}"
             if args.distributed:
                 raise FloatingPointError(message) from None
             print(f"error {message}", file=sys.stderr)
@@ -292,6 +353,13 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
                 net.save(os.path.join(args.out, "best.npz"))
         state["history"].append(entry)
         if (step + 1) % args.ckpt_every == 0 or done:
+            if not weights_are_sound(net, val_pairs[0][0]):
+                message = f"at step {step + 1}: the update gave NaN/Inf weights or outputs (lower --lr); " \
+                          f"{what_is_kept(ckpt)}"
+                if args.distributed:         # ends every rank (the others wait in the next all-reduce)
+                    raise FloatingPointError(message)
+                print(f"error {message}", file=sys.stderr)
+                return 3
             state["step"] = step + 1
             state["seconds"] = state.get("seconds", 0.0) + (time.perf_counter() - t_saved)
             t_saved = time.perf_counter()

@@ -45,13 +45,13 @@ def test_a_failing_or_hanging_rank_ends_the_job(tmp_path, mode, message):
     assert not (tmp_path / "r.json").exists()
 
 
-def run_script(ranks, out, *extra):
+def run_script(ranks, out, *extra, timeout=120):
     env = dict(os.environ, REDCORE_DATA="/nonexistent-data-folder")
     args = [TRAIN, "--depth", "4", "--filters", "4", "--batch", "4", "--patch", "20", "--val-crop", "32",
             "--val-every", "3", "--ckpt-every", "3", "--check-every", "1", "--no-progress", "--out", str(out), *extra]
     if ranks:
-        return mpirun(ranks, *args, "--distributed", env=env)
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, env=env)
+        return mpirun(ranks, *args, "--distributed", env=env, timeout=timeout)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_training_script_distributed_resumes_exactly(tmp_path):
@@ -74,3 +74,21 @@ def test_training_script_refuses_a_batch_that_does_not_split(tmp_path):
     done = run_script(2, tmp_path / "x", "--steps", "2", "--batch", "5")
     assert done.returncode == 2
     assert done.stderr.strip() == "error: --batch 5 does not split over 2 ranks: give a multiple of 2"
+
+
+def test_a_blown_up_update_ends_every_rank_without_writing_it(tmp_path):
+    """Rank 0 finds the NaN/Inf weights before its checkpoint; the other ranks must not wait for it in the
+    next all-reduce (here until --comm-timeout), so the job ends at once with rank 0's sentence."""
+    done = run_script(2, tmp_path / "run", "--steps", "6", "--lr", "1e30", "--ckpt-every", "1", "--comm-timeout", "60",
+                      timeout=50)
+    assert done.returncode != 0
+    assert "NaN/Inf weights or outputs" in done.stderr and "no checkpoint was written" in done.stderr
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_a_run_folder_in_use_refuses_every_rank(tmp_path):
+    out = tmp_path / "run"
+    assert run_script(2, out, "--steps", "3").returncode == 0
+    done = run_script(2, out, "--steps", "3")
+    assert done.returncode == 2
+    assert done.stderr.count("holds another run's checkpoint") == 1              # rank 0 alone speaks
