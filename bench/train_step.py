@@ -98,16 +98,19 @@ def worker(args):
                 with torch.no_grad():
                     return net(torch.from_numpy(x).to(device)).cpu().numpy()
     else:
-        # "cpu": what examples/train.py runs, each batch split over the threads (redcore.threads);
-        # "cpu-prange": the whole batch at once, on the Numba kernels' and the BLAS's own threads.
-        net = redcore.REDNet(backend=args.framework.replace("-prange", ""), **cfg)
+        # "cpu": the README's plain loop (REDNet.forward, mse_loss, backward, Adam.step), which on --threads > 1
+        # splits each batch over the threads inside REDNet (redcore.threads), as examples/train.py does;
+        # "cpu-batchthreads": the same split through redcore.threads.BatchThreads; "cpu-prange": the whole
+        # batch at once (threads=1), on the Numba kernels' and the BLAS's own threads.
+        backend = args.framework.replace("-prange", "").replace("-batchthreads", "")
+        net = redcore.REDNet(backend=backend, threads=1 if args.framework == "cpu-prange" else args.threads, **cfg)
         opt = redcore.Adam(net.params)
         be = net.backend
         x = be.asarray(x, net.dtype)
         target = be.asarray(target, net.dtype) if args.mode == "train" else None
         sync = be.runtime.synchronize if hasattr(be, "runtime") else (lambda: None)
         runner = None
-        if args.framework == "cpu" and args.threads > 1:
+        if args.framework == "cpu-batchthreads":
             from redcore.threads import BatchThreads
             runner = BatchThreads(net, args.threads)
 
@@ -161,8 +164,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--configs", default="red10,red30,red30-release")
     p.add_argument("--backends", default="cpu,cpu-prange",
-                   help="redcore backends to time: cpu (batch split over the threads, as examples/train.py), "
-                        "cpu-prange (whole batch, kernel threads), numpy (very slow)")
+                   help="redcore backends to time: cpu (the plain loop; REDNet splits the batch over the threads), "
+                        "cpu-batchthreads (the split through BatchThreads), cpu-prange (whole batch, kernel "
+                        "threads), numpy (very slow)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--size", type=int, default=50, help="patch size")
     p.add_argument("--repeats", type=int, default=5)

@@ -178,15 +178,12 @@ def checksum(backend, flat):
     return zlib.crc32(np.ascontiguousarray(backend.to_numpy(flat)).view(np.uint8)) & 0xFFFFFFFF
 
 
-def train_step(net, optimizer, comm, noisy, clean, batch_threads=None):
+def train_step(net, optimizer, comm, noisy, clean):
     """Forward, loss (Eq. 4), backward, gradient all-reduce, Adam (Eq. 5-7).  Returns the mean loss.
-    batch_threads: a redcore.threads.BatchThreads of net, to split this rank's batch over its cores."""
+    (On the cpu backend REDNet splits this rank's batch over its threads: REDNet(threads=...).)"""
     from .ops.loss import mse_loss
-    if batch_threads is not None:
-        loss = batch_threads.loss_and_backward(noisy, clean)
-    else:
-        loss, dy = mse_loss(net.forward(noisy), clean, backend=net.backend)
-        net.backward(dy, input_grad=False)
+    loss, dy = mse_loss(net.forward(noisy), clean, backend=net.backend)
+    net.backward(dy, input_grad=False)
     comm.allreduce_mean_(net.grads.flat)
     optimizer.step(net.grads)
     return comm.mean(loss)

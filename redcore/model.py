@@ -128,10 +128,13 @@ class REDNet:
     dtype : "float32" | "float64"
     seed : int                   He initialisation is drawn from this seed
     relu : bool                  False removes every ReLU: the linear network of the paper's analysis (§4.1-4.2)
+    threads : int or None        cpu backend: a batch of N > 1 images is cut into one slice per thread, each
+                                 running the whole net on its slice (redcore.threads; what makes training fast
+                                 on a CPU); None: NUMBA_NUM_THREADS; 1: the whole batch on the kernels' threads
     """
 
     def __init__(self, depth=30, filters=128, kernel_size=3, channels=1, skip_step=2, padding="same",
-                 residual=True, downsample=(), backend="cpu", dtype="float32", seed=0, relu=True):
+                 residual=True, downsample=(), backend="cpu", dtype="float32", seed=0, relu=True, threads=None):
         if not (isinstance(depth, (int, np.integer)) and depth >= 2 and depth % 2 == 0):
             raise ValueError(f"depth must be an even integer >= 2 (L/2 conv + L/2 deconv layers); got {depth}")
         if padding not in ("same", "valid"):
@@ -163,6 +166,10 @@ class REDNet:
         self._init_weights(seed)
         self.cache = None
         self.path_grads = None
+        if threads is not None and not (isinstance(threads, (int, np.integer)) and threads >= 1):
+            raise ValueError(f"threads must be a whole number >= 1 or None; got {threads!r}")
+        self.threads = threads
+        self._batch_split = None           # made at the first batch that is split
 
     @classmethod
     def preset(cls, name, **overrides):
@@ -191,7 +198,20 @@ class REDNet:
         twin.backend = backend
         twin.grads = ParamDict(backend, self.grads.shapes, self.dtype)
         twin.cache = twin.path_grads = None
+        twin.threads, twin._batch_split = 1, None
         return twin
+
+    def _split_for(self, n):
+        """The BatchSplit that runs a batch of n images, or None where the batch runs whole."""
+        if n < 2 or self.backend.name != "cpu" or self.threads == 1:
+            return None
+        if self._batch_split is None:
+            from .threads import BatchSplit, default_threads
+            threads = self.threads or default_threads()
+            if threads < 2:
+                return None
+            self._batch_split = BatchSplit(self, threads)
+        return self._batch_split
 
     @property
     def num_params(self):
@@ -222,6 +242,10 @@ class REDNet:
                              f"got shape {getattr(x, 'shape', type(x).__name__)}")
         x = be.asarray(x, self.dtype)
         sizes = self.plan(*x.shape[2:])
+        split = self._split_for(x.shape[0])
+        if split is not None:                 # each thread runs the whole net on its slice of the batch
+            self.cache = "split" if keep else None
+            return split.forward(x, keep)
         conv_in, stage_in = [None] * (self.n + 1), [None] * (self.n + 1)   # inputs of conv{i} / deconv{j}
         relu_out, skip_out = {}, {}
         skip_sources = set(self.skips.values())
@@ -273,6 +297,11 @@ class REDNet:
         """
         if self.cache is None:
             raise RuntimeError("REDNet.backward needs a forward pass first")
+        if isinstance(self.cache, str):       # the forward was split over threads
+            if record_paths:
+                raise ValueError("record_paths needs the batch run whole: REDNet(..., threads=1), or one image")
+            self.cache = None
+            return self._batch_split.backward(dy, input_grad)
         be, p, c = self.backend, self.params, self.cache
         g = be.asarray(dy, self.dtype)
         if g.shape != c["x"].shape:

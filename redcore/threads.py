@@ -2,18 +2,21 @@ r"""Data parallelism over the cores of one process, for the "cpu" backend.
 
 On 2 cores, two single-threaded MPI ranks trained 1.22-1.34x faster than one process with two threads
 (bench/distributed.py): a step's threaded phases do not all keep both cores busy (short Numba kernels, GEMMs
-too narrow to split well, NumPy operations that run on one core).  BatchThreads does what the ranks do,
+too narrow to split well, NumPy operations that run on one core).  BatchSplit does what the ranks do,
 inside one process and without copies: the batch is cut into one slice per thread, and each thread runs the
 whole forward and backward of its slice on a replica of the network that shares the parameters and has its own
 activations, gradients and column buffer, with single-threaded Numba kernels (GIL released) and one BLAS thread.
+REDNet.forward and REDNet.backward use it for every cpu batch of more than one image (REDNet(threads=...)),
+so the plain loop forward / mse_loss / backward / Adam.step is the fast one.
 
-The loss of Eq. 4 is a mean over the batch, so with slice s holding N_s of the N samples,
+The loss of Eq. 4 is a sum over the batch's samples, so dL/dy of the whole batch, cut into the slices, is each
+slice's share of it, and the weight gradient is the sum of the slices' weight gradients:
 
-    L = sum_s (N_s / N) L_s          dL/dW = sum_s (N_s / N) dL_s/dW
+    dL/dW = sum_s sum_{n in s} (dy_n/dW)^T dL/dy_n
 
-(the same for reduction="mean": each slice's mean is over N_s C H W elements).  One Adam step on the summed
-gradient then updates the shared parameters, as in single-threaded training: the result equals the one-thread
-step up to the order of floating-point sums (tests/test_threads.py).
+(whatever the reduction: its 1/N or 1/M is already in dL/dy).  One Adam step on the summed gradient then
+updates the shared parameters, as in single-threaded training: the result equals the one-thread step up to the
+order of floating-point sums (tests/test_threads.py).
 """
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,18 +33,17 @@ def default_threads():
     return numba.config.NUMBA_NUM_THREADS
 
 
-class BatchThreads:
-    """Forward, loss and backward of a batch split over `threads` Python threads (see the module docstring).
+class BatchSplit:
+    """net's forward and backward of a batch, cut into one slice per thread (see the module docstring).
 
-        runner = BatchThreads(net)                    # net on the "cpu" backend
-        loss = runner.loss_and_backward(x, target)    # fills net.grads
-        opt.step(net.grads)
-    """
+    REDNet runs its cpu batches through one of these (REDNet(threads=...)): the caller sees one forward
+    and one backward of the whole batch.  dL/dy of the whole batch is what backward receives, so each
+    slice's gradient is already weighted by its share of the loss and the gradients simply add up."""
 
     def __init__(self, net, threads=None):
         from .backends.cpu_backend import CpuBackend
         if net.backend.name != "cpu":
-            raise ValueError(f"BatchThreads runs the cpu backend's kernels; this network is on {net.backend.name!r}")
+            raise ValueError(f"the batch split runs the cpu backend's kernels; this network is on {net.backend.name!r}")
         self.net = net
         self.threads = int(threads or default_threads())
         if self.threads < 1:
@@ -52,34 +54,64 @@ class BatchThreads:
             replica.backend.winograd_tile = net.backend.winograd_tile
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="redcore-batch")
         self.blas = ThreadpoolController()
+        self.bounds = None                       # the slices of the last forward
 
     def slices(self, n):
         """[(a, b)] of at most `threads` non-empty, near-equal slices of n samples."""
         bounds = np.linspace(0, n, min(self.threads, n) + 1).round().astype(int)
         return list(zip(bounds[:-1], bounds[1:]))
 
+    def _run(self, work):
+        """work(replica, a, b) for every slice at once, each on its thread; their results in slice order."""
+        # One BLAS thread per Python thread while the slices run: the cores are taken by the slices.
+        with self.blas.limit(limits=1, user_api="blas"):
+            return list(self.pool.map(lambda r: work(self.replicas[r], *self.bounds[r]), range(len(self.bounds))))
+
+    def forward(self, x, keep=True):
+        """The net's output for the batch x (N, C, H, W), slice by slice."""
+        self.bounds = self.slices(x.shape[0])
+        return np.concatenate(self._run(lambda replica, a, b: replica.forward(x[a:b], keep=keep)))
+
+    def backward(self, dy, input_grad=True):
+        """Fill net.grads with the sum of the slices' gradients; return dL/dx (None with input_grad=False)."""
+        if self.bounds is None:
+            raise RuntimeError("REDNet.backward needs a forward pass first")
+        dxs = self._run(lambda replica, a, b: replica.backward(dy[a:b], input_grad=input_grad))
+        total = self.net.grads.flat
+        total[...] = self.replicas[0].grads.flat
+        for replica in self.replicas[1:len(self.bounds)]:
+            total += replica.grads.flat
+        self.bounds = None
+        return np.concatenate(dxs) if input_grad else None
+
+    def close(self):
+        self.pool.shutdown()
+
+
+class BatchThreads:
+    """Forward, loss and backward of a batch split over `threads` Python threads, whatever net.threads says.
+
+        runner = BatchThreads(net)                    # net on the "cpu" backend
+        loss = runner.loss_and_backward(x, target)    # fills net.grads
+        opt.step(net.grads)
+    """
+
+    def __init__(self, net, threads=None):
+        self.net, self.split = net, BatchSplit(net, threads)
+        self.threads, self.replicas = self.split.threads, self.split.replicas
+
+    def slices(self, n):
+        return self.split.slices(n)
+
     def loss_and_backward(self, x, target, reduction="batch"):
         """The loss of Eq. 4 on (x, target), with its gradient in net.grads.  Returns the loss (a float)."""
         if getattr(x, "ndim", None) != 4 or getattr(target, "shape", None) != x.shape:
             raise ValueError(f"loss_and_backward takes (N, C, H, W) inputs and targets of one shape; got "
                              f"{getattr(x, 'shape', None)} and {getattr(target, 'shape', None)}")
-        slices = self.slices(x.shape[0])
-
-        def one_slice(r):
-            replica, (a, b) = self.replicas[r], slices[r]
-            loss, dy = mse_loss(replica.forward(x[a:b]), target[a:b], reduction, backend=replica.backend)
-            replica.backward(dy, input_grad=False)
-            return loss
-
-        # One BLAS thread per Python thread while the slices run: the cores are taken by the slices.
-        with self.blas.limit(limits=1, user_api="blas"):
-            losses = list(self.pool.map(one_slice, range(len(slices))))
-        weights = [(b - a) / x.shape[0] for a, b in slices]
-        total = self.net.grads.flat
-        np.multiply(self.replicas[0].grads.flat, total.dtype.type(weights[0]), out=total)
-        for replica, weight in zip(self.replicas[1:len(slices)], weights[1:]):
-            total += total.dtype.type(weight) * replica.grads.flat
-        return float(sum(w * loss for w, loss in zip(weights, losses)))
+        loss, dy = mse_loss(self.split.forward(np.asarray(x, self.net.dtype)), target, reduction,
+                            backend=self.net.backend)
+        self.split.backward(dy, input_grad=False)
+        return loss
 
     def close(self):
-        self.pool.shutdown()
+        self.split.close()

@@ -1,6 +1,7 @@
-"""redcore.threads.BatchThreads: the batch split over threads gives the loss and gradients of the whole batch
+"""redcore.threads: the batch split over threads gives the loss and gradients of the whole batch
 (float64: to rounding, 1e-12; float32: within 1e-4 of the float64 reference), and training with it follows
-the one-thread run."""
+the one-thread run; REDNet's own forward and backward split a cpu batch the same way (threads > 1).  The
+whole-batch references are nets with threads=1."""
 import numpy as np
 import pytest
 
@@ -25,7 +26,7 @@ def problem(n, dtype, h=17, w=19, seed=0):
 @pytest.mark.parametrize("threads,n", [(2, 5), (3, 7), (2, 1), (4, 3)])
 @pytest.mark.parametrize("winograd", [False, True])
 def test_split_batch_gives_the_whole_batch_gradient(threads, n, winograd):
-    net = redcore.REDNet(depth=6, filters=8, skip_step=1, dtype="float64", seed=3, backend=CpuBackend())
+    net = redcore.REDNet(depth=6, filters=8, skip_step=1, dtype="float64", seed=3, backend=CpuBackend(), threads=1)
     net.backend.winograd_min_channels = 1 if winograd else 10**9     # its own backend: not the shared one
     runner = BatchThreads(net, threads)
     for replica in runner.replicas:
@@ -49,7 +50,7 @@ def test_float32_split_batch_stays_near_the_float64_reference():
 
 def test_training_with_batch_threads_follows_one_thread():
     """Five Adam steps (float64): the parameters of the split run equal the whole-batch run's to 1e-10."""
-    nets = [redcore.REDNet(depth=6, filters=6, dtype="float64", seed=2) for _ in range(2)]
+    nets = [redcore.REDNet(depth=6, filters=6, dtype="float64", seed=2, threads=1) for _ in range(2)]
     opts = [redcore.Adam(n.params, lr=1e-3) for n in nets]
     runner = BatchThreads(nets[1], 2)
     for step in range(5):
@@ -95,3 +96,33 @@ def test_backward_without_input_gradient_gives_the_same_weight_gradients():
     net.forward(x)
     assert net.backward(dy, input_grad=False) is None
     assert np.array_equal(net.grads.flat, grads)
+
+
+@pytest.mark.parametrize("threads,n", [(2, 5), (3, 2), (2, 1)])
+def test_the_plain_loop_splits_the_batch_behind_forward_and_backward(threads, n):
+    """REDNet(threads=T).forward / backward on the cpu backend (the README's loop) give the output, dL/dx and
+    gradients of the whole batch (float64, to rounding), the same as BatchThreads, and a second step reuses
+    the threads; record_paths, which needs the whole batch's activations, is refused on a split batch."""
+    whole = redcore.REDNet(depth=6, filters=8, dtype="float64", seed=4, threads=1)
+    split = redcore.REDNet(depth=6, filters=8, dtype="float64", seed=4, threads=threads)
+    for step in range(2):
+        x, target = problem(n, np.float64, seed=step)
+        outputs, grads, dxs = [], [], []
+        for net in (whole, split):
+            y = net.forward(x)
+            _, dy = redcore.mse_loss(y, target, backend=net.backend)
+            net.grads.flat[:] = np.nan                       # every entry must be written
+            dxs.append(net.backward(dy))
+            outputs.append(y)
+            grads.append(net.grads.flat.copy())
+        scale = np.abs(grads[0]).max()
+        np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(dxs[1], dxs[0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(grads[1], grads[0], rtol=0, atol=1e-12 * scale)
+    assert (split._batch_split is not None) == (n > 1)
+    if n > 1:
+        split.forward(x)
+        with pytest.raises(ValueError, match="record_paths needs the batch run whole"):
+            split.backward(dy, record_paths=True)
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+        redcore.REDNet(depth=2, filters=2, threads=0)
