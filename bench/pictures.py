@@ -12,11 +12,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import redcore  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image  # noqa: E402
 from redcore import tasks, zoo  # noqa: E402
 from redcore.data import load_test_set  # noqa: E402
 from redcore.inference import restore_array  # noqa: E402
-from redcore.metrics import psnr, to_uint8  # noqa: E402
+from redcore.metrics import psnr  # noqa: E402
+from redcore.pictures import captioned_strip  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs")
 PICK = {"denoise": ("Set12", "05", (60, 40)), "sr": ("Set5", "butterfly_GT", (60, 60)),
@@ -36,12 +37,7 @@ def picture(name, card, size=128):
     panels = [np.clip(corrupted[crop], 0, 1), restored[crop], clean[crop]]
     labels = [f"{task.name} {level}: {psnr(panels[0], panels[2]):.2f} dB", f"RED-Net {psnr(panels[1], panels[2]):.2f} dB",
               "clean"]
-    gap = 6
-    canvas = Image.new("L", (3 * size + 2 * gap, size + 18), 255)
-    draw = ImageDraw.Draw(canvas)
-    for i, (panel, label) in enumerate(zip(panels, labels)):
-        canvas.paste(Image.fromarray(to_uint8(panel)), (i * (size + gap), 18))
-        draw.text((i * (size + gap) + 2, 3), label, fill=0)
+    canvas = Image.fromarray(captioned_strip(panels, labels))
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, f"{task.name}-{level}.png")
     canvas.save(path, optimize=True)

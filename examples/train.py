@@ -38,58 +38,76 @@ from redcore import tasks  # noqa: E402
 from redcore.argtypes import count, positive_float, positive_int  # noqa: E402
 from redcore.io import atomic_write, load_checkpoint, lock_folder, remove_orphans, save_checkpoint  # noqa: E402
 from redcore.metrics import psnr  # noqa: E402
+from redcore.pictures import captioned_strip  # noqa: E402
 from redcore.model import PRESETS  # noqa: E402
 
 
 def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def build_parser():
+    # Each default is said once: "(default: %(default)s)" where it is a value, in words where it depends.
     p = argparse.ArgumentParser(description="Train a RED-Net for one restoration task with redcore.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="Levels: " + "; ".join(f"{t.name}: {t.level_help}" for t in tasks.TASKS.values()))
-    p.add_argument("--task", default="denoise", help="denoise, sr, jpeg, deblur or inpaint")
-    p.add_argument("--level", default=None, help="the corruption's level (default: the task's usual one)")
+    p.add_argument("--task", default="denoise", help="denoise, sr, jpeg, deblur or inpaint (default: %(default)s)")
+    p.add_argument("--level", default=None, help="the corruption's level (default: the task's usual one; see below)")
     p.add_argument("--backend", default="cpu", choices=["cpu", "numpy", "cuda", "cuda-emulation"],
-                   help="compute backend (cuda-emulation: the CUDA kernels compiled for the CPU, slow, for testing)")
-    p.add_argument("--depth", type=positive_int, default=10, help="layers (even): 10, 20, 30 are the paper's RED10/20/30")
-    p.add_argument("--filters", type=positive_int, default=64, help="feature maps per layer (the release uses 128)")
-    p.add_argument("--kernel-size", type=positive_int, default=3, help="k of every k x k layer")
+                   help="compute backend (default: %(default)s; cuda-emulation: the CUDA kernels compiled for the "
+                        "CPU, slow, for testing)")
+    p.add_argument("--depth", type=positive_int, default=10,
+                   help="layers, even: 10, 20, 30 are the paper's RED10/20/30 (default: %(default)s)")
+    p.add_argument("--filters", type=positive_int, default=64,
+                   help="feature maps per layer; the release uses 128 (default: %(default)s)")
+    p.add_argument("--kernel-size", type=positive_int, default=3, help="k of every k x k layer (default: %(default)s)")
     p.add_argument("--skip-step", type=count, default=None,
-                   help="skip from every n-th conv layer; default: the paper's preset (RED10: none, else 2)")
-    p.add_argument("--padding", default="same", choices=["same", "valid"])
-    p.add_argument("--batch", type=positive_int, default=16, help="patches per step")
-    p.add_argument("--patch", type=positive_int, default=50, help="patch size (the paper uses 50x50)")
-    p.add_argument("--steps", type=positive_int, default=300, help="total training steps")
+                   help="skip from every n-th conv layer, 0: none (default: the paper's preset: none for RED10, "
+                        "else 2)")
+    p.add_argument("--padding", default="same", choices=["same", "valid"],
+                   help="same: pad k//2, every map keeps its size (the release); valid: pad 0, the encoder shrinks "
+                        "the maps and the decoder grows them back, paper §3.2 (default: %(default)s)")
+    p.add_argument("--batch", type=positive_int, default=16, help="patches per step (default: %(default)s)")
+    p.add_argument("--patch", type=positive_int, default=50, help="patch size in pixels (default: %(default)s, "
+                                                                    "as the paper)")
+    p.add_argument("--steps", type=positive_int, default=300, help="total training steps (default: %(default)s)")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="Adam step size alpha (default 1e-4 as in the paper; with --resume: the checkpoint's, "
-                        "unless given)")
+                   help="Adam step size alpha (default: 1e-4 as in the paper; with --resume, the checkpoint's)")
     p.add_argument("--warmup", type=count, default=0,
-                   help="raise the step size linearly over this run's first N steps (use with --init or a new --batch: "
-                        "fresh or stale Adam moments move every weight by the full step size at first)")
+                   help="raise the step size linearly over this run's first N steps: use it with --init or a new "
+                        "--batch, whose fresh or stale Adam moments move every weight by the full step size at "
+                        "first (default: %(default)s)")
     p.add_argument("--data", default=None,
-                   help="folder of training images; default: train400 of the shared data folder "
-                        "(REDCORE_DATA or ../shared/data) if present, else the built-in image set")
-    p.add_argument("--val", default=None, help="folder of validation images (default: Set12 beside --data, or built-in)")
-    p.add_argument("--val-every", type=positive_int, default=100, help="steps between validations")
-    p.add_argument("--val-crop", type=count, default=128, help="validate on the central crop of this size (0: whole images)")
-    p.add_argument("--ckpt-every", type=positive_int, default=100, help="steps between checkpoints")
-    p.add_argument("--out", default=None, help="folder for checkpoint, model, log and pictures (default runs/TASK-LEVEL)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+                   help="folder of training images (default: train400 of $REDCORE_DATA or ../shared/data if "
+                        "present, else a built-in set of synthetic images; docs/data.md)")
+    p.add_argument("--val", default=None,
+                   help="folder of validation images (default: Set12 beside --data, else 3 built-in images)")
+    p.add_argument("--val-every", type=positive_int, default=100, help="steps between validations (default: %(default)s)")
+    p.add_argument("--val-crop", type=count, default=128,
+                   help="validate on the central crop of this size, 0: whole images (default: %(default)s)")
+    p.add_argument("--ckpt-every", type=positive_int, default=100, help="steps between checkpoints (default: %(default)s)")
+    p.add_argument("--out", default=None,
+                   help="folder for the checkpoint, model, pictures and summary (default: runs/TASK-LEVEL)")
+    p.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoint.npz")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in an --out that holds another run's checkpoint, replacing it")
     p.add_argument("--init", default=None,
                    help="start from these weights instead of random ones (fine-tuning): a shipped model's name or a "
                         ".npz saved by REDNet.save or train.py, of the same network (depth, filters, ...)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, patches and noise")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initialisation, patches and noise (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar, log lines only")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="cpu backend: split each batch over this many threads, one core each (redcore.threads); "
-                        "default: NUMBA_NUM_THREADS (the cores); 1: one slice, the kernels' own threads")
+                        "1: the whole batch on the kernels' own threads (default: NUMBA_NUM_THREADS, the cores)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the ranks of mpiexec/srun (MPI; NCCL with --backend cuda)")
     p.add_argument("--check-every", type=positive_int, default=100,
-                   help="with --distributed: steps between checks that every rank holds the same parameters")
+                   help="with --distributed: steps between checks that every rank holds the same parameters "
+                        "(default: %(default)s)")
     p.add_argument("--comm-timeout", type=positive_float, default=distributed.DEFAULT_TIMEOUT,
-                   help="with --distributed: seconds a collective may wait before the job is ended")
-    return p.parse_args(argv)
+                   help="with --distributed: seconds a collective may wait before the job is ended "
+                        "(default: %(default)s)")
+    return p
 
 
 def init_weights(net, source):
@@ -100,16 +118,6 @@ def init_weights(net, source):
     if differ:
         raise ValueError(f"--init {source} is another network: {differ}")
     net.load_state_dict(src.state_dict())
-
-
-def batch_threads(net, threads):
-    """A BatchThreads splitting each batch over `threads` cores (default NUMBA_NUM_THREADS) on the cpu
-    backend, or None for one slice (other backends, or one thread)."""
-    from redcore.threads import BatchThreads, default_threads
-    threads = default_threads() if threads is None else threads
-    if net.backend.name != "cpu" or threads <= 1:
-        return None
-    return BatchThreads(net, threads)
 
 
 def load_images(args, task):
@@ -146,30 +154,14 @@ def validate(net, val_pairs, shave=0):
     return float(np.mean([psnr(r, c, shave) for r, (_, c) in zip(restored, val_pairs)])), restored
 
 
-def save_pictures(out, history, strip):
-    """loss/PSNR curves and a corrupted | restored | clean strip, as PNG (Pillow only)."""
-    from PIL import Image, ImageDraw
-    w, h, m = 640, 240, 40
-    canvas = Image.new("RGB", (w, 2 * h), "white")
-    d = ImageDraw.Draw(canvas)
-    for row, (key, color, label) in enumerate([("loss", (200, 40, 40), "training loss (log)"),
-                                                ("val_psnr", (40, 90, 200), "validation PSNR (dB)")]):
-        pts = [(e["step"], e[key]) for e in history if e.get(key) is not None]
-        top = row * h
-        d.text((m, top + 5), label, fill="black")
-        d.rectangle([m, top + 20, w - 10, top + h - 20], outline="gray")
-        if len(pts) < 2:
-            continue
-        xs = np.array([p[0] for p in pts], float)
-        ys = np.array([p[1] for p in pts], float)
-        ys = np.log10(np.maximum(ys, 1e-12)) if key == "loss" else ys
-        x0, x1, y0, y1 = xs.min(), max(xs.max(), xs.min() + 1), ys.min(), max(ys.max(), ys.min() + 1e-9)
-        px = m + (xs - x0) / (x1 - x0) * (w - 10 - m)
-        py = top + h - 20 - (ys - y0) / (y1 - y0) * (h - 40)
-        d.line(list(zip(px, py)), fill=color, width=2)
-        d.text((m + 5, top + 22), f"{pts[-1][1]:.4g} at step {pts[-1][0]}", fill=color)
-    atomic_write(os.path.join(out, "curves.png"), lambda f: canvas.save(f, format="PNG"))
-    picture = Image.fromarray((np.clip(strip, 0, 1) * 255 + 0.5).astype(np.uint8))
+def save_pictures(out, history, strip, input_psnr):
+    """curves.png (loss on a log scale, validation PSNR in dB against the corrupted input's) and
+    validation.png (captioned corrupted | restored | clean), each written atomically."""
+    from redcore.pictures import training_curves
+    curves = training_curves(history, input_psnr)
+    atomic_write(os.path.join(out, "curves.png"), lambda f: curves.save(f, format="PNG"))
+    from PIL import Image
+    picture = Image.fromarray(strip)
     atomic_write(os.path.join(out, "validation.png"), lambda f: picture.save(f, format="PNG"))
 
 
@@ -187,7 +179,7 @@ def main(argv=None):
         preset_skip = PRESETS.get(f"red{args.depth}", {}).get("skip_step", 2)
         net = redcore.REDNet(depth=args.depth, filters=args.filters, kernel_size=args.kernel_size,
                              skip_step=preset_skip if args.skip_step is None else args.skip_step,
-                             padding=args.padding, backend=args.backend, seed=args.seed)
+                             padding=args.padding, backend=args.backend, seed=args.seed, threads=args.threads)
         if args.init and not args.resume:
             init_weights(net, args.init)
         train, val, where = load_images(args, task)
@@ -311,7 +303,6 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
     shard = comm.rank if args.distributed else None
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=args.no_progress or not lead,
                unit="step", dynamic_ncols=True)
-    threads = batch_threads(net, args.threads)
     t_last, loss, strip = time.perf_counter(), float("nan"), None
     t_saved = t_last                 # training wall time accumulates in state["seconds"] across resumes
     lr = opt.lr                      # the run's step size; a warm-up scales it inside one step at a time
@@ -321,7 +312,7 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
         opt.lr = lr * min(1.0, (step - start + 1) / args.warmup) if args.warmup > 0 else lr
         noisy, clean = sampler.task_batch(step, task, level, shard=shard)
         try:
-            loss = distributed.train_step(net, opt, comm, noisy, clean, threads)   # Eq. 4, backward, all-reduce, Eq. 5-7
+            loss = distributed.train_step(net, opt, comm, noisy, clean)   # Eq. 4, backward, all-reduce, Eq. 5-7
         except FloatingPointError as e:
             message = f"at step {step + 1} on rank {comm.rank}: {e}; {what_is_kept(ckpt)}"
             if args.distributed:
@@ -347,7 +338,9 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
             (bar.write if not args.no_progress else print)(msg)
             sys.stdout.flush()   # a log redirected to a file shows each validation as it happens
             n, c = val_pairs[0]
-            strip = np.hstack([np.clip(n, 0, 1), restored[0], c])
+            scores = [psnr(image, c, task.shave(level)) for image in (n, restored[0])]
+            strip = captioned_strip([np.clip(n, 0, 1), restored[0], c],
+                                    [f"corrupted {scores[0]:.2f} dB", f"restored {scores[1]:.2f} dB", "clean"])
             if entry["val_psnr"] > state.get("best_val_psnr", -np.inf):   # keep the best network seen
                 state["best_val_psnr"], state["best_step"] = entry["val_psnr"], step + 1
                 net.save(os.path.join(args.out, "best.npz"))
@@ -365,7 +358,7 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
             t_saved = time.perf_counter()
             save_checkpoint(ckpt, net, opt, state)
             if strip is not None:
-                save_pictures(args.out, state["history"], strip)
+                save_pictures(args.out, state["history"], strip, noisy_psnr)
     bar.close()
     if not lead:
         return 0

@@ -53,22 +53,12 @@ def _icc_profile(path):
         return im.info.get("icc_profile")
 
 
-def _side_by_side(before, after):
-    """before | after as one uint8 image (before enlarged by pixel repetition when it is smaller)."""
-    if before.shape[:2] != after.shape[:2]:
-        fy, fx = after.shape[0] // before.shape[0], after.shape[1] // before.shape[1]
-        before = np.repeat(np.repeat(before, fy, axis=0), fx, axis=1)[:after.shape[0], :after.shape[1]]
-    if before.ndim != after.ndim:
-        before, after = (np.dstack([a] * 3) if a.ndim == 2 else a for a in (before, after))
-    gap = np.full((after.shape[0], 8) + after.shape[2:], 255, np.uint8)
-    return np.concatenate([before, gap, after], axis=1)
-
-
 def cmd_restore(args):
     from tqdm import tqdm
 
     from . import tasks
     from .data import read_image
+    from .pictures import captioned_strip
     from .restore import passes, restore, restore_level
     task = tasks.get(args.task)
     level = restore_level(task, args.level)
@@ -100,7 +90,9 @@ def cmd_restore(args):
     written = [args.output]
     if args.compare:
         stem, ext = os.path.splitext(args.output)
-        _write_image(stem + "_compare" + ext, _side_by_side(image, out), icc_profile)
+        _write_image(stem + "_compare" + ext, captioned_strip([image, out], [f"input {os.path.basename(args.input)}",
+                                                                            f"restored ({task.name} {level})"]),
+                     icc_profile)
         written.append(stem + "_compare" + ext)
     if not args.quiet:
         print(f"wrote {' and '.join(written)}")
@@ -108,9 +100,12 @@ def cmd_restore(args):
 
 
 def cmd_models(args):
-    from .zoo import card_line, card_table, cards
+    from .zoo import card_line, card_table, card_text, cards, path_of
     known = cards()
-    if not known:
+    if args.name:
+        path_of(args.name)                   # an unknown name: the error lists the shipped ones
+        print(card_text(args.name, known[args.name]))
+    elif not known:
         print("no shipped models yet: train one with examples/train.py and load it by path")
     elif args.markdown:
         print(card_table(known))
@@ -118,6 +113,34 @@ def cmd_models(args):
         for name, card in sorted(known.items()):
             print(card_line(name, card))
     return 0
+
+
+def cmd_data(args):
+    from tqdm import tqdm
+
+    from . import datasets
+    from .data import default_data_root
+    spec = datasets.manifest()
+    sets = args.sets.split(",") if args.sets else datasets.set_names(spec)
+    if args.download:
+        total = sum(len(names) for names in datasets.verify(args.download, spec, sets).values()) \
+            if all(s in spec["sets"] for s in sets) else 0
+        with tqdm(total=total, unit="file", disable=args.quiet or total == 0) as bar:
+            fetched = datasets.download(args.download, sets, args.source, spec, progress=bar.update)
+        root = args.download
+        if not args.quiet:
+            print(f"fetched {fetched} files from {spec['origin']} into {root}; use it with REDCORE_DATA={root}")
+    else:
+        root = default_data_root()
+        if root is None:
+            print("no data folder: set REDCORE_DATA, or fetch the sets with `redcore data --download DIR`")
+            return 1
+    report = datasets.verify(root, spec, sets)
+    for folder, bad in report.items():
+        count = len(spec["sets"][folder]["files"])
+        state = "all present and verified" if not bad else f"{len(bad)} missing or damaged (e.g. {bad[0]})"
+        print(f"{os.path.join(root, folder)}: {count} files, {state}")
+    return 0 if not any(report.values()) else 1
 
 
 def build_parser():
@@ -139,9 +162,20 @@ def build_parser():
     r.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     r.add_argument("--overwrite", action="store_true", help="allow OUTPUT to be the INPUT file itself")
     r.set_defaults(run=cmd_restore)
-    m = sub.add_parser("models", help="list the shipped models and their model cards")
+    m = sub.add_parser("models", help="list the shipped models, or print one model's whole card")
+    m.add_argument("name", nargs="?", help="a shipped model: print its whole card (data, steps, hardware, the "
+                                          "command that trained it, test figures)")
     m.add_argument("--markdown", action="store_true", help="one Markdown table (the README's)")
     m.set_defaults(run=cmd_models)
+    d = sub.add_parser("data", help="check the standard image sets, or download them",
+                       description="Check the training and test sets under REDCORE_DATA (or ../shared/data) "
+                                   "file by file against their SHA-256, or download them (docs/data.md).")
+    d.add_argument("--download", metavar="DIR", help="fetch the missing or damaged files into DIR, checking each")
+    d.add_argument("--sets", help="comma-separated: train400, test/Set12, test/BSD68, test/Set5, test/classic5 "
+                                  "(default: all)")
+    d.add_argument("--source", help="the base URL to fetch from (default: the DnCNN repository, pinned)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    d.set_defaults(run=cmd_data)
     sub.add_parser("eval", help="run the evaluation harness (python -m redcore.evaluate --help)", add_help=False)
     return p
 

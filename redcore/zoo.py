@@ -49,6 +49,29 @@ def card_line(name, card):
             f"{card['steps']} steps{start}" + (f"; {tests}" if tests else ""))
 
 
+def card_text(name, card):
+    """The whole model card of `redcore models NAME`, one field a line, its test figures as a small table."""
+    lines = [f"{name}: {card['task']} {card['level']}"]
+    skip = ("task", "level", "tests")
+    width = max(len(k) for k in card)
+    for key, value in card.items():
+        if key in skip:
+            continue
+        if key == "train_seconds":
+            value = f"{value:.0f} s ({value / 3600:.1f} h)"
+        lines.append(f"  {key:{width}s}  {value}")
+    if card.get("tests"):
+        lines.append("  tests (PSNR dB / SSIM):")
+        for t in card["tests"]:
+            extra = "".join(f", {label} {t[key]:.2f}" for key, label in (("psnr_x8", "x8 ensemble"),
+                                                                     ("psnr_mask_known", "mask known")) if key in t)
+            base = f", {t['baseline']} {t['baseline_psnr']:.2f}" if t.get("baseline") else ""
+            ssim = f" / {t['ssim']:.4f}" if "ssim" in t else ""
+            lines.append(f"    {t['set']} ({t.get('images', '?')} images): {t['psnr']:.2f}{ssim}{extra}; "
+                         f"input {t['input_psnr']:.2f}{base}")
+    return "\n".join(lines)
+
+
 def card_table(known):
     """The shipped models as one Markdown table: per test set, RED-Net (x8 ensemble) beside the corrupted input
     and the classical baseline, PSNR dB / SSIM."""

@@ -104,7 +104,11 @@ def test_registry_and_commands(shipped, tmp_path, capsys, rgb8):
     assert cli.main(["restore", str(tmp_path / "photo.png"), str(out), "--task", "denoise", "--level", "25",
                      "--compare", "--quiet"]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(out)), rgb8)           # the identity model
-    assert Image.open(tmp_path / "out_compare.png").size == (2 * 36 + 8, 40)
+    assert Image.open(tmp_path / "out_compare.png").size == (2 * 36 + 8, 40 + 16)     # panels under captions
+    assert cli.main(["models", "tiny-denoise-25"]) == 0
+    card = capsys.readouterr().out
+    assert card.startswith("tiny-denoise-25: denoise 25") and "network" in card and "BM3D 30.02" in card
+    assert cli.main(["models", "nope"]) == 2 and "unknown model 'nope'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown model 'nope': the shipped models are tiny-denoise-25"):
         redcore.load("nope")
 

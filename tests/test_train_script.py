@@ -171,3 +171,12 @@ def test_a_resume_on_bigger_patches_is_recorded_for_the_model_card(tmp_path):
     assert ship_model.patch_sizes(state["args"], state["resumes"], 1500) == "20x20 patches, 40x40 from step 1500 + 2"
     # a record from before the patch was kept in it: the first run's size throughout
     assert ship_model.patch_sizes({"patch": 50}, [{"step": 9, "batch": 64}]) == "50x50 patches"
+
+
+def test_help_gives_every_option_a_text_and_each_default_once():
+    for action in train.build_parser()._actions:
+        text = (action.help or "").replace("%(default)s", "")
+        assert text and text != "==SUPPRESS==", f"{action.option_strings} has no help text"
+        assert text.count("default") <= 1, f"{action.option_strings}: {text}"
+        if action.default not in (None, False, "==SUPPRESS==") and action.option_strings != ["-h", "--help"]:
+            assert "%(default)s" in action.help, f"{action.option_strings} does not say its default {action.default!r}"

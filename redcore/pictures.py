@@ -1,0 +1,144 @@
+"""Pictures a person reads: image strips with a caption over each panel, and training curves with labelled
+axes, units and values.  Pillow only (no plotting library at run time).
+
+    strip = captioned_strip([noisy, restored, clean], ["corrupted 20.16 dB", "restored 28.43 dB", "clean"])
+    image = training_curves(history, input_psnr=20.16)      # a PIL image: loss (log scale) and PSNR (dB)
+"""
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+CAPTION = 16            # pixels of caption above each panel
+GAP = 8                 # white pixels between panels
+
+
+def _font(size=12):
+    return ImageFont.load_default(size=size)
+
+
+def _as_uint8(panel):
+    a = np.asarray(panel)
+    if a.dtype != np.uint8:
+        a = np.floor(np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return a
+
+
+def captioned_strip(panels, captions):
+    """Panels side by side, each under its caption, as a uint8 array ((H, W) gray, or (H, W, 3) when any panel
+    is colour; panels of another height are enlarged by pixel repetition to the tallest, as a smaller input of
+    super-resolution is).  Panels: uint8 arrays, or floats in [0, 1]."""
+    panels = [_as_uint8(p) for p in panels]
+    height = max(p.shape[0] for p in panels)
+    color = any(p.ndim == 3 for p in panels)
+    fitted = []
+    for p in panels:
+        if p.ndim == 3 and p.shape[2] in (2, 4):         # alpha is not shown: the colours are
+            p = p[..., 0] if p.shape[2] == 2 else p[..., :3]
+        if p.shape[0] != height:
+            f = height // p.shape[0]
+            p = np.repeat(np.repeat(p, f, axis=0), f, axis=1)[:height]
+        if color and p.ndim == 2:
+            p = np.dstack([p] * 3)
+        fitted.append(p)
+    width = sum(p.shape[1] for p in fitted) + GAP * (len(fitted) - 1)
+    canvas = Image.new("RGB" if color else "L", (width, height + CAPTION), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for p, caption in zip(fitted, captions):
+        canvas.paste(Image.fromarray(p), (x, CAPTION))
+        while len(caption) > 1 and draw.textlength(caption, font=_font()) > p.shape[1] - 4:
+            caption = caption[:-2] + "\u2026"           # shortened to its panel's width
+        draw.text((x + 2, 1), caption, fill="black", font=_font())
+        x += p.shape[1] + GAP
+    return np.asarray(canvas)
+
+
+def _ticks(low, high, count=5):
+    """About `count` round values spanning [low, high]."""
+    if high <= low:
+        high = low + 1
+    step = 10 ** math.floor(math.log10((high - low) / count))
+    for factor in (1, 2, 5, 10):
+        if (high - low) / (step * factor) <= count:
+            step *= factor
+            break
+    start = math.ceil(low / step) * step
+    return [start + i * step for i in range(int((high - start) / step + 1e-9) + 1)]
+
+
+def _plot(draw, box, xs, ys, ylabel, color, log=False, reference=None, reference_label=""):
+    """One panel of training_curves: axes, ticks with values, the curve, and an optional reference line."""
+    left, top, right, bottom = box
+    font = _font(11)
+    values = np.log10(np.maximum(ys, 1e-30)) if log else np.asarray(ys, float)
+    lo, hi = float(values.min()), float(values.max())
+    if reference is not None and not log:
+        lo, hi = min(lo, reference), max(hi, reference)
+    pad = 0.05 * (hi - lo or 1)
+    lo, hi = lo - pad, hi + pad
+    x0, x1 = float(min(xs)), float(max(xs)) if max(xs) > min(xs) else float(min(xs)) + 1
+    to_x = lambda v: left + (v - x0) / (x1 - x0) * (right - left)           # noqa: E731
+    to_y = lambda v: bottom - (v - lo) / (hi - lo) * (bottom - top)          # noqa: E731
+    draw.rectangle([left, top, right, bottom], outline="black")
+    if log:     # 1, 2, 5 x 10^k inside the range; every digit when that gives < 3; round values within a decade
+        for mantissas in ((1, 2, 5), range(1, 10), None):
+            if mantissas is None:
+                values_in = [v for v in _ticks(10 ** lo, 10 ** hi) if v > 0 and lo <= math.log10(v) <= hi]
+                break
+            values_in = [m * 10.0 ** k for k in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in mantissas
+                         if lo <= math.log10(m * 10.0 ** k) <= hi]
+            if len(values_in) >= 3:
+                break
+        yticks = [math.log10(v) for v in values_in]
+        ylabels = [f"{v:g}" for v in values_in]
+    else:
+        yticks = [t for t in _ticks(lo, hi) if lo <= t <= hi]
+        ylabels = [f"{t:g}" for t in yticks]
+    for t, label in zip(yticks, ylabels):
+        y = to_y(t)
+        draw.line([left - 4, y, left, y], fill="black")
+        draw.line([left + 1, y, right - 1, y], fill=(225, 225, 225))
+        draw.text((left - 6 - draw.textlength(label, font=font), y - 6), label, fill="black", font=font)
+    for t in _ticks(x0, x1):
+        if x0 <= t <= x1:
+            x = to_x(t)
+            draw.line([x, bottom, x, bottom + 4], fill="black")
+            label = f"{t:g}"
+            draw.text((x - draw.textlength(label, font=font) / 2, bottom + 6), label, fill="black", font=font)
+    draw.text((left, top - 16), ylabel, fill="black", font=_font(12))
+    if reference is not None:
+        y = to_y(reference)
+        for x in range(int(left), int(right), 8):
+            draw.line([x, y, min(x + 4, right), y], fill=(120, 120, 120))
+        draw.text((left + 4, y + 2), reference_label, fill=(90, 90, 90), font=font)
+    points = list(zip((to_x(v) for v in xs), (to_y(v) for v in values)))
+    if len(points) > 1:
+        draw.line(points, fill=color, width=2)
+    for x, y in points[-1:] if len(points) > 1 else points:
+        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
+
+
+def training_curves(history, input_psnr=None, width=720):
+    """A PIL image of two plots over the training step: the training loss on a log scale, and the validation
+    PSNR in dB with the corrupted input's PSNR as a dashed reference line.  history: [{"step", "loss"[,
+    "val_psnr"]}]."""
+    panel_h, margin_left, margin = 220, 70, 34
+    canvas = Image.new("RGB", (width, 2 * panel_h + 2 * margin + 20), "white")
+    draw = ImageDraw.Draw(canvas)
+    rows = [("loss", "training loss (MSE, Eq. 4; log scale)", (200, 40, 40), True),
+            ("val_psnr", "validation PSNR (dB)", (40, 90, 200), False)]
+    for row, (key, label, color, log) in enumerate(rows):
+        points = [(e["step"], e[key]) for e in history if e.get(key) is not None]
+        top = margin + row * (panel_h + margin)
+        box = (margin_left, top, width - 20, top + panel_h - 20)
+        if not points:
+            draw.text((margin_left, top - 16), f"{label}: no values yet", fill="black", font=_font(12))
+            continue
+        xs, ys = zip(*points)
+        ref = input_psnr if key == "val_psnr" else None
+        last = f"  last: {ys[-1]:.4g} at step {xs[-1]}"
+        _plot(draw, box, xs, ys, label + last, color, log, ref,
+              f"corrupted input {input_psnr:.2f} dB" if ref is not None else "")
+    draw.text((width // 2 - 40, canvas.height - 18), "training step", fill="black", font=_font(12))
+    return canvas

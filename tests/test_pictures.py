@@ -1,0 +1,35 @@
+"""redcore.pictures: captioned image strips and training curves that a person can read."""
+import numpy as np
+
+from redcore.pictures import CAPTION, GAP, captioned_strip, training_curves
+
+
+def test_a_strip_puts_each_panel_under_its_caption():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((40, 30)), rng.random((40, 20))
+    strip = captioned_strip([a, b], ["corrupted 20.17 dB", "restored 29.88 dB"])
+    assert strip.shape == (40 + CAPTION, 30 + GAP + 20) and strip.dtype == np.uint8
+    np.testing.assert_array_equal(strip[CAPTION:, :30], np.floor(a * 255 + 0.5))
+    np.testing.assert_array_equal(strip[CAPTION:, 30 + GAP:], np.floor(b * 255 + 0.5))
+    assert strip[:CAPTION, :30].min() < 128 and strip[:CAPTION, 30 + GAP:].min() < 128     # ink in each caption
+    small, rgb = np.zeros((10, 10), np.uint8), np.full((20, 20, 4), 200, np.uint8)
+    mixed = captioned_strip([small, rgb], ["input", "a caption far too long for its panel"])
+    assert mixed.shape == (20 + CAPTION, 20 + GAP + 20, 3)          # enlarged x2, alpha dropped, in colour
+    assert (mixed[CAPTION:, 20 + GAP:] == 200).all()
+
+
+def test_training_curves_draw_both_plots_and_the_input_reference():
+    history = [{"step": s, "loss": 100.0 / s} for s in range(1, 101)]
+    for entry in history[9::10]:
+        entry["val_psnr"] = 24 + entry["step"] / 25
+    def dashed_rows(image):
+        a = np.asarray(image)
+        gray = (a[..., 0] == 120) & (a[..., 1] == 120) & (a[..., 2] == 120)
+        return np.flatnonzero(gray.sum(axis=1) > 20)
+    low, high = training_curves(history, input_psnr=22.0), training_curves(history, input_psnr=25.0)
+    a = np.asarray(low)
+    red = (a[..., 0] == 200) & (a[..., 1] == 40)
+    blue = (a[..., 0] == 40) & (a[..., 2] == 200)
+    assert red.any() and blue.any()
+    assert np.flatnonzero(red.any(axis=1)).max() < np.flatnonzero(blue.any(axis=1)).min()   # loss above PSNR
+    assert len(dashed_rows(low)) == 1 and dashed_rows(low)[0] > dashed_rows(high)[0]        # 22 dB lower down
