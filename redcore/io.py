@@ -37,9 +37,10 @@ def atomic_write(path, write):
 
 
 def save_arrays(path, header, arrays):
-    """Write {name: array} and a JSON-able header to `path` (.npz) atomically."""
+    """Write {name: array} and a JSON-able header to `path` (.npz) atomically.  The header is stored as its
+    UTF-8 bytes (a NumPy string would take 4 bytes a character)."""
     header = {**header, "format_version": FORMAT_VERSION}
-    payload = {HEADER_KEY: np.array(json.dumps(header))}
+    payload = {HEADER_KEY: np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)}
     for name, a in arrays.items():
         if name == HEADER_KEY:
             raise ValueError(f"{HEADER_KEY!r} is reserved for the header")
@@ -62,8 +63,9 @@ def load_arrays(path):
         raise ValueError(f"{path} is not a readable redcore weight file (a damaged .npz archive?): {e}") from None
     if HEADER_KEY not in arrays:
         raise ValueError(f"{path} is an .npz archive but not a redcore file: it has no header")
-    try:
-        header = json.loads(str(arrays.pop(HEADER_KEY)))
+    stored = arrays.pop(HEADER_KEY)
+    try:                                    # UTF-8 bytes; files written before 2026-12 hold a NumPy string
+        header = json.loads(stored.tobytes().decode("utf-8") if stored.dtype == np.uint8 else str(stored))
     except ValueError:
         raise ValueError(f"{path} has a damaged header: it is not JSON") from None
     version = header.get("format_version", 0) if isinstance(header, dict) else None
@@ -87,7 +89,7 @@ def load(name_or_path, backend="cpu"):
         raise ValueError(f"{path} holds no network config")
     config = check_config(header["config"], f"the network config of {path}")
     weights = {k[len("model."):] if k.startswith("model.") else k: v
-               for k, v in arrays.items() if not k.startswith("optim.")}
+               for k, v in arrays.items() if not k.startswith(("optim.", "history."))}
     check_weights(weights, config, path)
     net = REDNet(**config, backend=backend)
     net.load_state_dict(weights)
@@ -113,11 +115,32 @@ def check_weights(weights, config, path):
             raise ValueError(f"{path}: {name} holds NaN or infinite values (a diverged training?)")
 
 
+# The training history (one entry a step: {"step", "loss"[, "val_psnr"]}) is kept as arrays, not in the JSON
+# header: a header with one entry a step grew to half of a 17 MB checkpoint.
+HISTORY_FIELDS = ("step", "loss", "val_psnr")
+
+
 def save_checkpoint(path, net, optimizer, state):
-    """Network, optimizer and JSON-able training state (step, RNG seeds, history) in one atomic file."""
+    """Network, optimizer and JSON-able training state (step, RNG seeds, args) in one atomic file; the
+    state's "history" is stored as one array a field (NaN where an entry lacks it, e.g. val_psnr)."""
     arrays = {f"model.{k}": v for k, v in net.state_dict().items()}
     arrays.update({f"optim.{k}": v for k, v in optimizer.state_dict().items()})
-    save_arrays(path, {"kind": "redcore.checkpoint", "config": net.config, "state": state}, arrays)
+    if "history" in state:
+        for field in HISTORY_FIELDS:
+            arrays[f"history.{field}"] = np.array([e.get(field, np.nan) for e in state["history"]], np.float64)
+    header_state = {k: v for k, v in state.items() if k != "history"}
+    save_arrays(path, {"kind": "redcore.checkpoint", "config": net.config, "state": header_state}, arrays)
+
+
+def _history_of(arrays):
+    """The list of history entries from a checkpoint's history.* arrays (int steps; NaN fields left out)."""
+    columns = {f: arrays[f"history.{f}"] for f in HISTORY_FIELDS if f"history.{f}" in arrays}
+    entries = []
+    for i in range(len(columns.get("step", ()))):
+        entry = {"step": int(columns["step"][i])}
+        entry.update({f: float(c[i]) for f, c in columns.items() if f != "step" and not np.isnan(c[i])})
+        entries.append(entry)
+    return entries
 
 
 def load_checkpoint(path, net, optimizer):
@@ -142,7 +165,10 @@ def load_checkpoint(path, net, optimizer):
         raise ValueError(f"{path} is an incomplete checkpoint: it has no optimizer state {missing[:3]}")
     net.load_state_dict(weights)
     optimizer.load_state_dict(moments)
-    return header["state"]
+    state = header["state"]
+    if "history.step" in arrays:            # (older checkpoints keep their history in the header's state)
+        state["history"] = _history_of(arrays)
+    return state
 
 
 def lock_folder(folder):

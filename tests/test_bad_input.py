@@ -3,7 +3,6 @@
 Every case here failed once (a segmentation fault, a white or black image with exit 0, a lost or poisoned
 training run); each test says what it guards.  Small images and tiny networks: the file runs in seconds.
 """
-import json
 import os
 import struct
 import subprocess
@@ -19,7 +18,7 @@ import redcore
 from conftest import load_example
 from redcore import cli
 from redcore.data import read_folder, read_image
-from redcore.io import TEMP_PREFIX, lock_folder, save_arrays
+from redcore.io import TEMP_PREFIX, load_arrays, lock_folder, save_arrays
 
 train = load_example("train")
 TINY = ["--depth", "4", "--filters", "4", "--batch", "2", "--patch", "20", "--val-crop", "32", "--val-every", "2",
@@ -378,9 +377,7 @@ def test_orphaned_temporary_files_are_cleaned_at_the_next_start(tmp_path):
 def test_a_checkpoint_missing_a_key_is_one_sentence(tmp_path, capsys):
     out = tmp_path / "run"
     assert train.main(TINY + ["--steps", "1", "--out", str(out)]) == 0
-    with np.load(out / "checkpoint.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    header = json.loads(str(arrays.pop("__header__")))
+    header, arrays = load_arrays(out / "checkpoint.npz")
     for drop in ("optim.m.conv1.weight", "model.deconv2.bias"):
         damaged = {k: v for k, v in arrays.items() if k != drop}
         save_arrays(out / "checkpoint.npz", header, damaged)
