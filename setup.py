@@ -16,7 +16,7 @@ setup(
               "redcore.cuda_kernels"],
     package_dir={"redcore.kernels": "kernels/cpu", "redcore.cuda_kernels": "kernels/cuda"},
     package_data={"redcore.cuda_kernels": ["*.cu", "*.h", "README.md"],
-                  "redcore": ["weights/*.npz", "weights/models.json"]},
+                  "redcore": ["weights/*.npz", "weights/models.json", "datasets.json"]},
     entry_points={"console_scripts": ["redcore=redcore.cli:main"]},
     install_requires=["numpy>=1.24", "numba>=0.58", "pillow>=10.1", "tqdm>=4.60", "threadpoolctl>=3.1"],
     extras_require={
