@@ -4,7 +4,8 @@ import pytest
 
 import redcore
 
-torch = pytest.importorskip("torch", reason="PyTorch (test-only reference: pip install torch==2.13.0) is absent")
+torch = pytest.importorskip("torch", reason="PyTorch, the test-only reference, is not installed (pip install "
+                                            "'.[torch]', its CPU-only build where there is no GPU)")
 from relu_margin import draw_clear_of_kinks  # noqa: E402
 from torch_rednet import from_redcore  # noqa: E402
 

@@ -1,0 +1,69 @@
+"""The README works as written: its code blocks run, its test command is CI's, its table and docs/models.md
+are what the model cards generate, and every link in the README and docs/ resolves."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
+README = os.path.join(ROOT, "README.md")
+
+
+def blocks(language):
+    text = open(README, encoding="utf-8").read()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_the_readme_is_a_front_page():
+    lines = open(README, encoding="utf-8").read().splitlines()
+    assert len(lines) <= 180, f"README.md has {len(lines)} lines: results belong in docs/"
+
+
+def test_the_readme_test_command_is_what_ci_runs():
+    command = [b.strip() for b in blocks("bash") if "pytest" in b]
+    assert command == ['pip install -e ".[test]" && python -m pytest -q tests']
+    ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read().splitlines()
+    assert ci[-1] == command[0]
+
+
+@pytest.mark.parametrize("index", range(len(blocks("python"))))
+def test_every_python_block_of_the_readme_runs_as_written(tmp_path, index):
+    done = subprocess.run([sys.executable, "-c", blocks("python")[index]], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip(), "each block prints what it did"
+
+
+def test_the_readme_commands_run_as_written(tmp_path):
+    """The bash blocks of `redcore` commands, run in a folder where docs/ is the repository's."""
+    os.symlink(os.path.join(ROOT, "docs"), tmp_path / "docs")
+    commands = [line.split("#")[0].strip() for b in blocks("bash") for line in b.splitlines()
+                if line.startswith("redcore ")]
+    assert len(commands) >= 3
+    # the `redcore` script pip installed beside this interpreter, whether or not its folder is on PATH
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    for command in commands:
+        done = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                              env=env)
+        assert done.returncode == 0, f"{command}: {done.stderr[-1000:]}"
+    assert (tmp_path / "restored.png").is_file() and (tmp_path / "restored_compare.png").is_file()
+
+
+def test_the_generated_files_are_up_to_date():
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_docs.py"), "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+def test_every_relative_link_resolves():
+    pages = [README] + [os.path.join(ROOT, "docs", f) for f in os.listdir(os.path.join(ROOT, "docs"))
+                        if f.endswith(".md")]
+    for page in pages:
+        text = open(page, encoding="utf-8").read()
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" in target:
+                continue
+            path = os.path.normpath(os.path.join(os.path.dirname(page), target))
+            assert os.path.exists(path), f"{os.path.relpath(page, ROOT)} links to {target}, which does not exist"
