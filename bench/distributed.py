@@ -29,6 +29,7 @@ def worker(args):
     import redcore
     import numpy as np
     from redcore import distributed
+    from redcore.training import train_step
     comm = distributed.init("cpu") if args.ranks > 1 else distributed.SingleProcess()
     cfg = CONFIGS[args.config]
     net = redcore.REDNet(backend="cpu", seed=0, **cfg)
@@ -40,7 +41,7 @@ def worker(args):
     times = []
     for step in range(args.steps + 1):                      # the first step warms up (JIT, buffers)
         t0 = time.perf_counter()
-        distributed.train_step(net, opt, comm, x, target)
+        train_step(net, opt, x, target, comm)
         times.append(time.perf_counter() - t0)
     result = {"step_s": sorted(times[1:])[len(times[1:]) // 2], "params": net.num_params}
     if comm.size > 1:

@@ -19,11 +19,12 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from .backends import get_backend  # noqa: E402
-from .io import load  # noqa: E402
 from .model import REDNet  # noqa: E402
 from .ops.loss import mse_loss  # noqa: E402
 from .optim import Adam  # noqa: E402
 from .restore import restore  # noqa: E402
+
+load = REDNet.load
 
 __all__ = ["REDNet", "Adam", "mse_loss", "load", "restore", "get_backend"]
 __version__ = "0.1.0"

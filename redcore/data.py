@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .inference import dihedral, inverse_dihedral  # noqa: F401  (the x8 augmentation, §3.5)
+from .symmetries import dihedral, inverse_dihedral  # noqa: F401  (the x8 augmentation, §3.5)
 from .metrics import rgb_to_y, to_uint8
 from .tasks.noise import add_gaussian_noise
 

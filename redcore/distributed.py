@@ -7,7 +7,7 @@ loss (Eq. 4, averaged over the batch) the mean of the ranks' gradients is exactl
 global batch: (1/S) sum_r (1/B_r) sum_{n in r} g_n = (1/B) sum_n g_n when every B_r = B / S.
 
     comm = distributed.init(backend)            # MpiCommunicator, NcclCommunicator or SingleProcess
-    loss = distributed.train_step(net, opt, comm, noisy, clean)
+    loss = redcore.training.train_step(net, opt, noisy, clean, comm)
 
 Why MPICH: its PyPI wheel (`pip install mpich mpi4py`) is a self-contained MPI with `mpiexec`, runs as root
 without extra flags (Open MPI refuses by default), and is ABI-compatible with the MPIs of most clusters
@@ -176,17 +176,6 @@ def init(backend_name, timeout=DEFAULT_TIMEOUT):
 def checksum(backend, flat):
     """CRC32 of the parameters' bytes: equal on every rank exactly when the parameters are identical."""
     return zlib.crc32(np.ascontiguousarray(backend.to_numpy(flat)).view(np.uint8)) & 0xFFFFFFFF
-
-
-def train_step(net, optimizer, comm, noisy, clean):
-    """Forward, loss (Eq. 4), backward, gradient all-reduce, Adam (Eq. 5-7).  Returns the mean loss.
-    (On the cpu backend REDNet splits this rank's batch over its threads: REDNet(threads=...).)"""
-    from .ops.loss import mse_loss
-    loss, dy = mse_loss(net.forward(noisy), clean, backend=net.backend)
-    net.backward(dy, input_grad=False)
-    comm.allreduce_mean_(net.grads.flat)
-    optimizer.step(net.grads)
-    return comm.mean(loss)
 
 
 def sync_from_rank0(net, optimizer, comm, state=None):

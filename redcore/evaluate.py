@@ -122,13 +122,13 @@ def save_images(result, folder):
                 atomic_write(path, lambda f, img=img: Image.fromarray(to_uint8(img)).save(f, format="PNG"))
 
 
-RESULTS_FOLDER = os.path.join("runs", "eval")      # --out's default; examples/ship_model.py reads baselines there
+RESULTS_FOLDER = os.path.join("runs", "eval")      # --out's default; tools/ship_model.py reads baselines there
 
 
 def result_stem(task, level, set_name, weights=None, ensemble=False):
     """The results' file name, without extension: <task>-<level>-<set> for the input and the baseline, and
     -<weights>[-x8] added where a network was scored, so that evaluating a network never overwrites the
-    baseline's file (examples/ship_model.py reads that one instead of running BM3D again)."""
+    baseline's file (tools/ship_model.py reads that one instead of running BM3D again)."""
     stem = f"{task.name}-{level_label(level)}-{set_name}"
     if weights:
         stem += "-" + os.path.splitext(os.path.basename(os.path.normpath(weights)))[0] + ("-x8" if ensemble else "")
@@ -169,8 +169,8 @@ def main(argv=None):
             names, images = names[:args.limit], images[:args.limit]
         net = None
         if args.weights:
-            from .io import load
-            net = load(args.weights, backend=args.backend)
+            from .model import REDNet      # here: the harness without --weights needs no network code
+            net = REDNet.load(args.weights, backend=args.backend)
         result = evaluate(task, level, names, images, net=net, ensemble=args.ensemble, tile=args.tile,
                           baseline=not args.no_baseline, seed=args.seed, keep_images=args.save_images)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -1,5 +1,6 @@
 """Weight and checkpoint files: .npz holding a JSON header and named arrays, written atomically, read
-without pickle (`allow_pickle=False`: a weight file cannot run code)."""
+without pickle (`allow_pickle=False`: a weight file cannot run code).  This module only reads and writes
+files: a network is built from one by REDNet.load (model.py)."""
 import json
 import os
 import tempfile
@@ -76,45 +77,6 @@ def load_arrays(path):
     return header, arrays
 
 
-def load(name_or_path, backend="cpu"):
-    """A REDNet on `backend`: a shipped model by name (see `redcore models`), or a file saved by `REDNet.save`
-    (or a training checkpoint).  An unknown name lists the shipped ones."""
-    from .model import REDNet, check_config
-    path = os.fspath(name_or_path)
-    if not os.path.exists(path) and not path.endswith(".npz") and os.sep not in path:
-        from .zoo import path_of
-        path = path_of(path)
-    header, arrays = load_arrays(path)
-    if "config" not in header:
-        raise ValueError(f"{path} holds no network config")
-    config = check_config(header["config"], f"the network config of {path}")
-    weights = {k[len("model."):] if k.startswith("model.") else k: v
-               for k, v in arrays.items() if not k.startswith(("optim.", "history."))}
-    check_weights(weights, config, path)
-    net = REDNet(**config, backend=backend)
-    net.load_state_dict(weights)
-    return net
-
-
-def check_weights(weights, config, path):
-    """The arrays a weight file must hold for its config, each of its shape and dtype and finite; checked
-    before the network is built, so a bad file costs no allocation and gets one sentence."""
-    from .model import config_param_shapes
-    shapes, dtype = config_param_shapes(config), np.dtype(config.get("dtype", "float32"))
-    missing = [k for k in shapes if k not in weights]
-    unexpected = [k for k in weights if k not in shapes]
-    if missing or unexpected:
-        raise ValueError(f"{path} does not hold the weights its config declares: missing {missing[:3]}"
-                         f"{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
-                         f"{'...' if len(unexpected) > 3 else ''}")
-    for name, shape in shapes.items():
-        a = weights[name]
-        if a.shape != shape or a.dtype != dtype:
-            raise ValueError(f"{path}: {name} is {a.dtype} {a.shape}, its config declares {dtype} {shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{path}: {name} holds NaN or infinite values (a diverged training?)")
-
-
 # The training history (one entry a step: {"step", "loss"[, "val_psnr"]}) is kept as arrays, not in the JSON
 # header: a header with one entry a step grew to half of a 17 MB checkpoint.
 HISTORY_FIELDS = ("step", "loss", "val_psnr")
@@ -157,7 +119,7 @@ def load_checkpoint(path, net, optimizer):
     if diff:
         raise ValueError(f"{path} was saved for another network: (checkpoint, now) differ in {diff}")
     weights = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
-    check_weights(weights, net.config, path)
+    net.check_weights(weights, net.config, path)
     moments = {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")}
     missing = [f"{m}.{name}" for name in net.params for m in "mv" if f"{m}.{name}" not in moments]
     missing += [k for k in ("t", "lr", "betas", "eps") if k not in moments]

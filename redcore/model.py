@@ -20,12 +20,15 @@ output padding (H + 2p - k) mod 2 that restores H exactly.  Any input works whos
 pixel wide at every layer; a smaller one is refused with the name of the layer where it vanishes.
 """
 import copy
+import os
 
 import numpy as np
 
 from .backends import get_backend
+from .io import load_arrays, save_arrays
 from .ops.conv import (conv2d_backward, conv2d_forward, conv_output_size, conv_transpose2d_backward,
                        conv_transpose2d_forward, output_padding_to_restore)
+from .zoo import path_of
 
 PRESETS = {
     # The paper's networks (§4): RED10 has no skips; RED20 and RED30 skip every second layer.
@@ -384,8 +387,44 @@ class REDNet:
 
     def save(self, path):
         """One file with the config and the weights (.npz with a JSON header; loads without pickle)."""
-        from .io import save_arrays
         save_arrays(path, {"kind": "redcore.REDNet", "config": self.config}, self.state_dict())
+
+    @classmethod
+    def load(cls, name_or_path, backend="cpu", threads=None):
+        """A REDNet on `backend`: a shipped model by name (see `redcore models`), or a file saved by `save` (or a
+        training checkpoint).  The file's config and arrays are checked before anything is built; an unknown
+        name lists the shipped ones."""
+        path = os.fspath(name_or_path)
+        if not os.path.exists(path) and not path.endswith(".npz") and os.sep not in path:
+            path = path_of(path)
+        header, arrays = load_arrays(path)
+        if "config" not in header:
+            raise ValueError(f"{path} holds no network config")
+        config = check_config(header["config"], f"the network config of {path}")
+        weights = {k[len("model."):] if k.startswith("model.") else k: v
+                   for k, v in arrays.items() if not k.startswith(("optim.", "history."))}
+        cls.check_weights(weights, config, path)
+        net = cls(**config, backend=backend, threads=threads)
+        net.load_state_dict(weights)
+        return net
+
+    @staticmethod
+    def check_weights(weights, config, path):
+        """The arrays a weight file must hold for its config, each of its shape and dtype and finite; checked
+        before the network is built, so a bad file costs no allocation and gets one sentence."""
+        shapes, dtype = config_param_shapes(config), np.dtype(config.get("dtype", "float32"))
+        missing = [k for k in shapes if k not in weights]
+        unexpected = [k for k in weights if k not in shapes]
+        if missing or unexpected:
+            raise ValueError(f"{path} does not hold the weights its config declares: missing {missing[:3]}"
+                             f"{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
+                             f"{'...' if len(unexpected) > 3 else ''}")
+        for name, shape in shapes.items():
+            a = weights[name]
+            if a.shape != shape or a.dtype != dtype:
+                raise ValueError(f"{path}: {name} is {a.dtype} {a.shape}, its config declares {dtype} {shape}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{path}: {name} holds NaN or infinite values (a diverged training?)")
 
     def __repr__(self):
         c = self.config

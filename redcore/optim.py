@@ -12,14 +12,32 @@ import math
 
 import numpy as np
 
-from .backends import backend_of
+
+def adam_update_reference_(p, g, m, v, step_size, beta1, beta2, eps):
+    """One Adam step on one tensor, in place: the reference every backend's kernel is tested against.
+    p, g, m, v: arrays of one shape (parameter, gradient, first and second moment); step_size = alpha_t."""
+    m *= beta1
+    m += (1 - beta1) * g                      # Eq. 5: m_t = beta1 m_{t-1} + (1 - beta1) g_t
+    v *= beta2
+    v += (1 - beta2) * g * g                  # Eq. 6: v_t = beta2 v_{t-1} + (1 - beta2) g_t^2
+    p -= step_size * m / (np.sqrt(v) + eps)   # Eq. 7: theta_t = theta_{t-1} - alpha_t m_t / (sqrt(v_t) + eps)
+
+
+def _array_module(a):
+    """numpy, or cupy for a CuPy array (without importing CuPy where it is not in use)."""
+    return __import__("cupy") if type(a).__module__.startswith("cupy") else np
+
+
+def _host(a):
+    """A host NumPy copy of a NumPy or CuPy array."""
+    return np.array(a.get() if hasattr(a, "get") else a)
 
 
 class Adam:
     """Adam over a dict of parameter arrays, updated in place.
 
-    params: name -> array (e.g. `REDNet.params`); its backend (`params.backend`, else the arrays' module)
-    runs the update.  When params and grads are views of one flat buffer each (as REDNet's are), the
+    params: name -> array (e.g. `REDNet.params`); its backend (`params.backend`) runs the update with its
+    kernel, and a plain dict of arrays is updated by adam_update_reference_ (NumPy or CuPy alike).  When params and grads are views of one flat buffer each (as REDNet's are), the
     update is one kernel over the whole buffer.
     """
 
@@ -36,18 +54,20 @@ class Adam:
             raise ValueError(f"Adam needs a non-empty dict of parameter arrays (e.g. net.params); got {params!r:.80}")
         self.params = params
         self.lr, self.betas, self.eps = lr, (beta1, beta2), eps
-        self.backend = getattr(params, "backend", None) or backend_of(next(iter(params.values())))
+        self.backend = getattr(params, "backend", None)
+        self.update_ = self.backend.adam_update_ if self.backend is not None else adam_update_reference_
+        xp = self.backend.xp if self.backend is not None else _array_module(next(iter(params.values())))
         self.t = 0
         flat = getattr(params, "flat", None)
         if flat is not None:
             # One buffer of moments laid out like the parameters: m[name] are views into m_flat.
-            self.m_flat, self.v_flat = self.backend.zeros(flat.shape, flat.dtype), self.backend.zeros(flat.shape, flat.dtype)
+            self.m_flat, self.v_flat = xp.zeros(flat.shape, flat.dtype), xp.zeros(flat.shape, flat.dtype)
             self.m = params.views_of(self.m_flat)
             self.v = params.views_of(self.v_flat)
         else:
             self.m_flat = self.v_flat = None
-            self.m = {k: self.backend.zeros(p.shape, p.dtype) for k, p in params.items()}
-            self.v = {k: self.backend.zeros(p.shape, p.dtype) for k, p in params.items()}
+            self.m = {k: xp.zeros(p.shape, p.dtype) for k, p in params.items()}
+            self.v = {k: xp.zeros(p.shape, p.dtype) for k, p in params.items()}
 
     def step_size(self, t):
         """alpha_t = alpha sqrt(1 - beta2^t) / (1 - beta1^t), the bias-corrected step of Eq. 7."""
@@ -78,11 +98,10 @@ class Adam:
         beta1, beta2 = self.betas
         grads_flat = getattr(grads, "flat", None)
         if self.m_flat is not None and grads_flat is not None and grads_flat.shape == self.m_flat.shape:
-            self.backend.adam_update_(self.params.flat, grads_flat, self.m_flat, self.v_flat,
-                                      alpha_t, beta1, beta2, self.eps)
+            self.update_(self.params.flat, grads_flat, self.m_flat, self.v_flat, alpha_t, beta1, beta2, self.eps)
             return
         for name, p in self.params.items():
-            self.backend.adam_update_(p, grads[name], self.m[name], self.v[name], alpha_t, beta1, beta2, self.eps)
+            self.update_(p, grads[name], self.m[name], self.v[name], alpha_t, beta1, beta2, self.eps)
 
     # ---- checkpointing -----------------------------------------------------------------------------
     def state_dict(self):
@@ -90,8 +109,8 @@ class Adam:
         d = {"t": np.array(self.t, dtype=np.int64), "lr": np.array(self.lr),
              "betas": np.array(self.betas), "eps": np.array(self.eps)}
         for name in self.params:
-            d[f"m.{name}"] = np.array(self.backend.to_numpy(self.m[name]))
-            d[f"v.{name}"] = np.array(self.backend.to_numpy(self.v[name]))
+            d[f"m.{name}"] = _host(self.m[name])
+            d[f"v.{name}"] = _host(self.v[name])
         return d
 
     def load_state_dict(self, d):
@@ -103,6 +122,6 @@ class Adam:
                     raise KeyError(f"Adam state has no {key!r}: it was saved for another network")
                 if tuple(d[key].shape) != tuple(p.shape):
                     raise ValueError(f"Adam state {key!r} has shape {tuple(d[key].shape)}, the parameter {tuple(p.shape)}")
-                store[name][...] = self.backend.asarray(d[key], p.dtype)
+                store[name][...] = _array_module(p).asarray(d[key], dtype=p.dtype)
         self.t = int(d["t"])
         self.lr, self.betas, self.eps = float(d["lr"]), tuple(float(b) for b in d["betas"]), float(d["eps"])

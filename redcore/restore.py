@@ -19,7 +19,6 @@ import numpy as np
 
 from . import tasks
 from .inference import count_tiles, restore_array
-from .io import load
 from .model import REDNet
 from .metrics import rgb_to_ycbcr, ycbcr_to_rgb
 from .tasks.resize import imresize
@@ -90,7 +89,7 @@ def model_for(task, level, model=None, backend="cpu"):
             shipped = ", ".join(f"{c['task']} {c['level']}" for c in cards().values()) or "none yet"
             raise ValueError(f"no shipped model restores {task.name} at level {level} (shipped: {shipped}); "
                              "train one (examples/train.py) and pass its weight file (model= or --model)")
-    return load(model, backend=backend)
+    return REDNet.load(model, backend=backend)
 
 
 def restore(image, task, level=None, model=None, ensemble=False, tile="auto", overlap=32, backend="cpu",

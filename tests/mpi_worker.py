@@ -14,8 +14,9 @@ import numpy as np  # noqa: E402
 from mpi4py import MPI  # noqa: E402
 
 import redcore  # noqa: E402
-from redcore import data as D  # noqa: E402
+from redcore import data  # noqa: E402
 from redcore import distributed  # noqa: E402
+from redcore.training import train_step  # noqa: E402
 
 STEPS, GLOBAL_BATCH, SIGMA = 3, 16, 25
 
@@ -49,7 +50,7 @@ class CpuNcclStandIn:
 
 def make(batch):
     net = redcore.REDNet(depth=4, filters=4, backend="numpy", dtype="float64", seed=1)
-    return net, redcore.Adam(net.params, lr=1e-3), D.PatchSampler(D.builtin_images(count=4, size=48), patch=16,
+    return net, redcore.Adam(net.params, lr=1e-3), data.PatchSampler(data.builtin_images(count=4, size=48), patch=16,
                                                                    batch=batch, seed=5)
 
 
@@ -68,7 +69,7 @@ def main(out, mode):
             if mode == "hang" and rank == 1 and step == 1:
                 time.sleep(3600)
             noisy, clean = sampler.denoising_batch(step, SIGMA, shard=rank)
-            distributed.train_step(net, opt, comm, noisy, clean)
+            train_step(net, opt, noisy, clean, comm)
         same = comm.all_equal(distributed.checksum(net.backend, net.params.flat))
     except Exception as e:
         comm.abort(f"rank {rank}: {type(e).__name__}: {e}")
@@ -81,7 +82,7 @@ def main(out, mode):
     for step in range(STEPS):
         shards = [sampler.denoising_batch(step, SIGMA, shard=r) for r in range(size)]
         noisy, clean = (np.concatenate([s[k] for s in shards]) for k in (0, 1))
-        distributed.train_step(ref, ref_opt, single, noisy, clean)
+        train_step(ref, ref_opt, noisy, clean, single)
     diffs = [float(np.abs(p - ref.params.flat).max()) for p in params]
     change = float(np.abs(ref.params.flat - make(GLOBAL_BATCH)[0].params.flat).max())
     with open(out, "w") as f:

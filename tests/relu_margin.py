@@ -7,7 +7,7 @@ gradient that unit feeds then differs by its whole contribution, and neither sid
 50,000, at 9e-8 of its layer's scale, moved a 6-filter RED10's float32 gradients by 4% against float64 with
 OpenBLAS's AVX-512 kernels, and not with its AVX2 ones.)  Tests that compare float32 gradients with a reference
 therefore draw their data with `draw_clear_of_kinks`, which keeps every unit well clear of the kink, just as
-tests/test_ops_elementwise.py draws its single-op inputs away from it.
+tests/test_ops_activation.py draws its single-op inputs away from it.
 """
 import numpy as np
 

@@ -428,7 +428,7 @@ def test_ctrl_c_in_training_ends_with_one_line_and_keeps_the_checkpoint(tmp_path
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(train.distributed, "train_step", interrupted)
+    monkeypatch.setattr(train, "train_step", interrupted)
     capsys.readouterr()
     assert train.main(TINY + ["--steps", "4", "--resume", "--out", str(out)]) == 130
     assert capsys.readouterr().err == f"interrupted: the last checkpoint ({out / 'checkpoint.npz'}) is kept\n"

@@ -58,9 +58,3 @@ def _cuda_backend():
     from .cuda_backend import CudaBackend, CupyRuntime
     return CudaBackend(CupyRuntime())
 
-
-def backend_of(array):
-    """The reference backend for an array's module: NumPy arrays use the NumPy kernels."""
-    if type(array).__module__.startswith("cupy"):
-        return get_backend("cuda")
-    return get_backend("numpy")

@@ -1,7 +1,8 @@
 """The NumPy reference backend: simple, float32 and float64, the oracle for every other backend."""
 import numpy as np
 
-from ..ops import activation, conv, loss
+from ..ops import activation, bias, conv, loss
+from ..optim import adam_update_reference_
 
 
 class NumpyBackend:
@@ -35,15 +36,8 @@ class NumpyBackend:
     def conv2d_backward_weight(self, dy, x, k, stride, padding):
         return conv.conv2d_backward_weight_reference(dy, x, k, stride, padding)
 
-    def add_bias(self, y, b, relu=False):
-        """In place: y[n, o] += b[o], then y = max(y, 0) when relu (the layer's ReLU in the same call, which
-        backends may fuse)."""
-        y += b[None, :, None, None]
-        return self.relu_(y) if relu else y
-
-    def bias_backward(self, dy):
-        """db[o] = sum_{n,i,j} dy[n, o, i, j]."""
-        return dy.sum(axis=(0, 2, 3))
+    add_bias = staticmethod(bias.add_bias_reference)
+    bias_backward = staticmethod(bias.bias_backward_reference)
 
     # ---- activations and loss ----------------------------------------------------------------------
     relu_ = staticmethod(activation.relu_reference_)
@@ -52,10 +46,4 @@ class NumpyBackend:
     mse_loss = staticmethod(loss.mse_loss_reference)
 
     # ---- optimizer ---------------------------------------------------------------------------------
-    def adam_update_(self, p, g, m, v, step_size, beta1, beta2, eps):
-        """One Adam step on one tensor, in place (paper Eq. 5-7; optim.py has the derivation)."""
-        m *= beta1
-        m += (1 - beta1) * g                      # Eq. 5: m_t = beta1 m_{t-1} + (1 - beta1) g_t
-        v *= beta2
-        v += (1 - beta2) * g * g                  # Eq. 6: v_t = beta2 v_{t-1} + (1 - beta2) g_t^2
-        p -= step_size * m / (np.sqrt(v) + eps)   # Eq. 7: theta_t = theta_{t-1} - alpha_t m_t / (sqrt(v_t) + eps)
+    adam_update_ = staticmethod(adam_update_reference_)

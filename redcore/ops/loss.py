@@ -35,10 +35,9 @@ def mse_loss_reference(pred, target, reduction="batch"):
 
 def mse_loss(pred, target, reduction="batch", backend=None):
     """The paper's loss (Eq. 4) on any backend's arrays: returns (loss, dL/dpred).  See the module docstring.
-    backend: the backend that computes it (default: the one of pred's array module; pass net.backend to
-    use the network's own kernels)."""
-    from ..backends import backend_of
-    loss, dpred = (backend or backend_of(pred)).mse_loss(pred, target, reduction)
+    backend: the backend whose kernel computes it (pass net.backend to use the network's own, e.g. the fused
+    CUDA kernel); default: the formula above, on whatever array module pred belongs to."""
+    loss, dpred = (backend.mse_loss if backend is not None else mse_loss_reference)(pred, target, reduction)
     if not np.isfinite(loss):
         raise FloatingPointError(f"mse_loss is {loss}: the network diverged or its input holds NaN/Inf "
                                  "(lower the learning rate or check the data)")
