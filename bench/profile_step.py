@@ -60,12 +60,12 @@ def main():
     replica = net.replica(be)
     totals, counts = collections.defaultdict(float), collections.Counter()
     # private copies of the (shared, cached) kernel namespaces, so that only this backend is wrapped
-    be.K = types.SimpleNamespace(**vars(be.K))
-    be.K.winograd4 = types.SimpleNamespace(**vars(be.K.winograd4))
+    be.kernels = types.SimpleNamespace(**vars(be.kernels))
+    be.kernels.winograd4 = types.SimpleNamespace(**vars(be.kernels.winograd4))
     for name in KERNELS:
-        timed(be.K, name, totals, counts, name)
+        timed(be.kernels, name, totals, counts, name)
     for name in TRANSFORMS:
-        timed(be.K.winograd4, name, totals, counts, "winograd4." + name)
+        timed(be.kernels.winograd4, name, totals, counts, "winograd4." + name)
     be.xp = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
     timed(be.xp, "matmul", totals, counts, "GEMM (numpy.matmul)")
 

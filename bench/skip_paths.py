@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import redcore  # noqa: E402
 import numpy as np  # noqa: E402
-from redcore import data as D  # noqa: E402
+from redcore import data  # noqa: E402
 
 
 def path_ratios(net, sampler, sigma, steps):
@@ -40,9 +40,9 @@ def main():
     p.add_argument("--backend", default="cpu")
     args = p.parse_args()
     net = redcore.REDNet(depth=args.depth, filters=args.filters, skip_step=2, backend=args.backend)
-    train_dir = D.default_train_folder()
-    images = D.read_folder(train_dir) if train_dir else D.builtin_images()
-    sampler = D.PatchSampler(images, patch=50, batch=args.batch, seed=1)
+    train_dir = data.default_train_folder()
+    images = data.read_folder(train_dir) if train_dir else data.builtin_images()
+    sampler = data.PatchSampler(images, patch=50, batch=args.batch, seed=1)
     probe = range(10**6, 10**6 + 5)         # fixed probe batches, disjoint from the training steps
     print(f"{net}\n||dW_skip|| / ||dW_main|| per conv layer with a skip (median of {len(probe)} batches)")
     at_init = path_ratios(net, sampler, 25, probe)

@@ -32,13 +32,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import redcore  # noqa: E402  (first: it sets the thread pools' idle policy before numpy loads its BLAS)
 import numpy as np  # noqa: E402
-from redcore import data as D  # noqa: E402
+from redcore import data  # noqa: E402
 from redcore import distributed  # noqa: E402
 from redcore import tasks  # noqa: E402
 from redcore.argtypes import count, positive_float, positive_int  # noqa: E402
 from redcore.io import atomic_write, load_checkpoint, lock_folder, remove_orphans, save_checkpoint  # noqa: E402
 from redcore.metrics import psnr  # noqa: E402
 from redcore.pictures import captioned_strip  # noqa: E402
+from redcore.training import train_step  # noqa: E402
 from redcore.model import PRESETS  # noqa: E402
 
 
@@ -122,19 +123,19 @@ def init_weights(net, source):
 
 def load_images(args, task):
     """(training images, validation images, a sentence saying where they came from)."""
-    train_dir = args.data or D.default_train_folder()
+    train_dir = args.data or data.default_train_folder()
     mode = "y" if task.color == "y" else "gray"
     args.data_used = os.path.normpath(train_dir) if train_dir else "built-in synthetic images"   # for model cards
     if train_dir:
-        train = D.read_folder(train_dir, mode=mode)
+        train = data.read_folder(train_dir, mode=mode)
         val_dir = args.val or next((d for d in (os.path.join(train_dir, "..", "test", "Set12"),
                                                 os.path.join(train_dir, "..", "Set12")) if os.path.isdir(d)), None)
-        val = D.read_folder(val_dir, mode=mode) if val_dir else D.builtin_images(count=3, seed=7)
+        val = data.read_folder(val_dir, mode=mode) if val_dir else data.builtin_images(count=3, seed=7)
         return train, val, f"training on {len(train)} images from {train_dir}; validating on " + \
             (f"{len(val)} images of {os.path.normpath(val_dir)}" if val_dir else "3 built-in images")
-    train, val = D.builtin_images(count=12), D.builtin_images(count=3, seed=7)
+    train, val = data.builtin_images(count=12), data.builtin_images(count=3, seed=7)
     if args.val:
-        val = D.read_folder(args.val, mode=mode)
+        val = data.read_folder(args.val, mode=mode)
     return train, val, "no data folder: training on 12 built-in synthetic images, validating on 3 more"
 
 
@@ -183,7 +184,7 @@ def main(argv=None):
         if args.init and not args.resume:
             init_weights(net, args.init)
         train, val, where = load_images(args, task)
-        sampler = D.PatchSampler(train, patch=args.patch, batch=args.batch // comm.size, seed=args.seed)
+        sampler = data.PatchSampler(train, patch=args.patch, batch=args.batch // comm.size, seed=args.seed)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         if comm.rank == 0:
             print(f"error: {e}", file=sys.stderr)
@@ -312,7 +313,7 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
         opt.lr = lr * min(1.0, (step - start + 1) / args.warmup) if args.warmup > 0 else lr
         noisy, clean = sampler.task_batch(step, task, level, shard=shard)
         try:
-            loss = distributed.train_step(net, opt, comm, noisy, clean)   # Eq. 4, backward, all-reduce, Eq. 5-7
+            loss = train_step(net, opt, noisy, clean, comm)   # Eq. 4, backward, all-reduce, Eq. 5-7
         except FloatingPointError as e:
             message = f"at step {step + 1} on rank {comm.rank}: {e}; {what_is_kept(ckpt)}"
             if args.distributed:

@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 import redcore
-from redcore import baselines as B
-from redcore import data as D
-from redcore import evaluate as E
-from redcore import metrics as M
+from redcore import baselines
+from redcore import data
+from redcore import evaluate
+from redcore import metrics
 from redcore import tasks
 from redcore.inference import count_tiles, restore_array
 
@@ -33,7 +33,7 @@ def identity_net(path=None):
 def test_tiles_blend_without_seams():
     """A 1x1-kernel net sees one pixel at a time, so tiling must not change its output at all."""
     net = small_net(kernel_size=1)
-    image = D.builtin_images(count=1, size=100)[0][:100, :77]
+    image = data.builtin_images(count=1, size=100)[0][:100, :77]
     full = restore_array(net, image)
     for tile, overlap in ((40, 8), (64, 16), (33, 16)):
         np.testing.assert_allclose(restore_array(net, image, tile=tile, overlap=overlap), full, atol=1e-6)
@@ -46,7 +46,7 @@ def test_tiles_are_exact_for_a_receptive_radius_within_a_quarter_overlap():
     """4 layers of 3x3 see 4 pixels around each output pixel: with overlap 16 (4 pixels dropped per edge)
     the tiled result is the full-frame one; with overlap 8 the seams show."""
     net = small_net()
-    image = D.builtin_images(count=1, size=96)[0][:96, :90]
+    image = data.builtin_images(count=1, size=96)[0][:96, :90]
     full = restore_array(net, image)
     np.testing.assert_allclose(restore_array(net, image, tile=40, overlap=16), full, atol=1e-6)
     assert np.abs(restore_array(net, image, tile=40, overlap=8) - full).max() > 1e-4
@@ -68,7 +68,7 @@ SYMMETRIES = [
 
 def test_ensemble_averages_the_eight_symmetries():
     net = small_net(seed=4)
-    image = D.builtin_images(count=1, size=40)[0][:40, :33]
+    image = data.builtin_images(count=1, size=40)[0][:40, :33]
     for forward, inverse in SYMMETRIES:
         assert np.array_equal(inverse(forward(image)), image)
     assert len({forward(image).tobytes() for forward, _ in SYMMETRIES}) == 8
@@ -92,9 +92,9 @@ def test_gray_net_on_colour_runs_per_channel():
 # ---- baselines ---------------------------------------------------------------------------------------
 def test_bm3d_baseline_denoises():
     pytest.importorskip("bm3d", reason="the optional bm3d package is not installed")
-    clean = D.builtin_images(count=1, size=64)[0]
+    clean = data.builtin_images(count=1, size=64)[0]
     noisy, info = tasks.get("denoise").corrupt(clean, 25, np.random.default_rng(0))
-    assert M.psnr(B.bm3d_denoise(noisy, 25, info), clean) > M.psnr(noisy, clean) + 5
+    assert metrics.psnr(baselines.bm3d_denoise(noisy, 25, info), clean) > metrics.psnr(noisy, clean) + 5
 
 
 @pytest.mark.parametrize("level", ["disk", "gaussian", "motion"])
@@ -102,9 +102,9 @@ def test_cls_deconvolution_sharpens(level):
     # A random texture of some smoothness (a blur of 1 pixel): detail the blurs remove and the inverse restores.
     from redcore.tasks.blur import gaussian_kernel, imfilter_conv_replicate
     field = imfilter_conv_replicate(np.random.default_rng(0).random((128, 128)), gaussian_kernel(9, 1.0))
-    clean = (M.to_uint8((field - field.min()) / np.ptp(field)) / 255.0).astype(np.float32)
+    clean = (metrics.to_uint8((field - field.min()) / np.ptp(field)) / 255.0).astype(np.float32)
     blurred, info = tasks.get("deblur").corrupt(clean, level, None)
-    assert M.psnr(B.cls_deblur(blurred, level, info), clean) > M.psnr(blurred, clean) + 0.5
+    assert metrics.psnr(baselines.cls_deblur(blurred, level, info), clean) > metrics.psnr(blurred, clean) + 0.5
 
 
 def test_harmonic_inpainting_restores_a_linear_ramp_exactly():
@@ -115,7 +115,7 @@ def test_harmonic_inpainting_restores_a_linear_ramp_exactly():
     mask[10:30, 5:20] = True
     mask[5:35, 30] = True
     corrupted = np.where(mask, 0.9, ramp)
-    np.testing.assert_allclose(B.harmonic_inpaint(corrupted, "text10", {"mask": mask}, tol=1e-12), ramp, atol=1e-6)
+    np.testing.assert_allclose(baselines.harmonic_inpaint(corrupted, "text10", {"mask": mask}, tol=1e-12), ramp, atol=1e-6)
 
 
 # ---- the harness -------------------------------------------------------------------------------------
@@ -123,8 +123,8 @@ def test_harmonic_inpainting_restores_a_linear_ramp_exactly():
 def two_images(tmp_path):
     folder = tmp_path / "set"
     folder.mkdir()
-    for i, img in enumerate(D.builtin_images(count=2, size=48)):
-        Image.fromarray(M.to_uint8(img)).save(folder / f"img{i}.png")
+    for i, img in enumerate(data.builtin_images(count=2, size=48)):
+        Image.fromarray(metrics.to_uint8(img)).save(folder / f"img{i}.png")
     return folder
 
 
@@ -132,7 +132,7 @@ def test_harness_end_to_end_with_an_identity_model(two_images, tmp_path, capsys)
     weights = str(tmp_path / "identity.npz")
     identity_net(weights)
     out = tmp_path / "results"
-    assert E.main(["--task", "jpeg", "--level", "10", "--data", str(two_images), "--weights", weights,
+    assert evaluate.main(["--task", "jpeg", "--level", "10", "--data", str(two_images), "--weights", weights,
                    "--out", str(out), "--save-images", "--no-baseline"]) == 0
     printed = capsys.readouterr().out
     assert "jpeg 10 on set (2 images)" in printed and "average" in printed
@@ -148,17 +148,17 @@ def test_harness_end_to_end_with_an_identity_model(two_images, tmp_path, capsys)
 
 
 def test_a_network_run_keeps_the_baseline_file(two_images, tmp_path):
-    """The baseline's file is the cache examples/ship_model.py reads; scoring a network (with or without the
+    """The baseline's file is the cache tools/ship_model.py reads; scoring a network (with or without the
     baseline, with or without the ensemble) writes beside it, named after the weights, and leaves it as it was."""
     weights = str(tmp_path / "identity.npz")
     identity_net(weights)
     out = tmp_path / "results"
     common = ["--task", "deblur", "--level", "gaussian", "--data", str(two_images), "--out", str(out)]
-    assert E.main(common) == 0
+    assert evaluate.main(common) == 0
     baseline = (out / "deblur-gaussian-set.json").read_bytes()
     assert json.loads(baseline)["methods"] == ["input", "CLS deconv."]
-    assert E.main(common + ["--weights", weights, "--no-baseline"]) == 0
-    assert E.main(common + ["--weights", weights, "--ensemble"]) == 0
+    assert evaluate.main(common + ["--weights", weights, "--no-baseline"]) == 0
+    assert evaluate.main(common + ["--weights", weights, "--ensemble"]) == 0
     assert (out / "deblur-gaussian-set.json").read_bytes() == baseline
     assert json.loads((out / "deblur-gaussian-set-identity.json").read_text())["methods"] == ["input", "RED-Net"]
     assert json.loads((out / "deblur-gaussian-set-identity-x8.json").read_text())["methods"] == \
@@ -172,8 +172,8 @@ def test_a_network_run_keeps_the_baseline_file(two_images, tmp_path):
 def test_harness_baselines_beat_the_input(two_images, task, level, column):
     if column and column.startswith("BM3D"):
         pytest.importorskip("bm3d", reason="the optional bm3d package is not installed")
-    names, images = D.load_test_set(str(two_images), mode="y" if tasks.get(task).color == "y" else "as read")
-    result = E.evaluate(task, level, names, images, net=identity_net(), ensemble=True, log=lambda m: None)
+    names, images = data.load_test_set(str(two_images), mode="y" if tasks.get(task).color == "y" else "as read")
+    result = evaluate.evaluate(task, level, names, images, net=identity_net(), ensemble=True, log=lambda m: None)
     first = "bicubic" if task == "sr" else "input"
     assert result["methods"][0] == first and result["ensemble"]
     if column:
@@ -186,11 +186,11 @@ def test_harness_baselines_beat_the_input(two_images, task, level, column):
 
 
 def test_harness_refuses_bad_input(two_images, capsys):
-    assert E.main(["--task", "dehaze", "--data", str(two_images)]) == 2
+    assert evaluate.main(["--task", "dehaze", "--data", str(two_images)]) == 2
     assert "unknown task 'dehaze'" in capsys.readouterr().err
-    assert E.main(["--task", "sr", "--level", "7", "--data", str(two_images)]) == 2
+    assert evaluate.main(["--task", "sr", "--level", "7", "--data", str(two_images)]) == 2
     assert "unknown level '7' for task 'sr'" in capsys.readouterr().err
-    assert E.main(["--task", "jpeg", "--data", str(two_images), "--weights", str(two_images / "img0.png")]) == 2
+    assert evaluate.main(["--task", "jpeg", "--data", str(two_images), "--weights", str(two_images / "img0.png")]) == 2
     assert "img0.png" in capsys.readouterr().err
 
 

@@ -6,15 +6,15 @@ from conftest import data_set
 from hypothesis import given
 from hypothesis import strategies as st
 
-from redcore import data as D
-from redcore import metrics as M
+from redcore import data
+from redcore import metrics
 from redcore import tasks
 from redcore.tasks.blur import disk_kernel, gaussian_kernel, imfilter_conv_replicate, motion_kernel
 from redcore.tasks.resize import contributions, imresize
 
 
 def textured(h=96, w=80, seed=0):
-    return D.builtin_images(count=1, size=max(h, w), seed=seed)[0][:h, :w]
+    return data.builtin_images(count=1, size=max(h, w), seed=seed)[0][:h, :w]
 
 
 # ---- denoising ---------------------------------------------------------------------------------------
@@ -26,7 +26,7 @@ def test_gaussian_noise_has_the_asked_sigma_and_is_reproducible():
     assert abs(residual.std() - 25) < 0.3 and abs(residual.mean()) < 0.3
     np.testing.assert_array_equal(noisy, tasks.add_gaussian_noise(clean, 25, np.random.default_rng(1)))
     # Not clipped: the protocol scores the raw noisy image at about 20*log10(255/sigma).
-    assert noisy.min() < 0.5 - 3 * 25 / 255 and abs(M.psnr(noisy, clean) - 20 * np.log10(255 / 25)) < 0.05
+    assert noisy.min() < 0.5 - 3 * 25 / 255 and abs(metrics.psnr(noisy, clean) - 20 * np.log10(255 / 25)) < 0.05
 
 
 def test_blind_noise_draws_one_sigma_per_image_within_the_range():
@@ -89,22 +89,22 @@ def test_sr_task_crops_to_the_scale_and_rounds_to_8_bits():
 
 def test_bicubic_on_set5_matches_the_literature():
     """The figures every SR paper prints for bicubic on Set5 (Y, shave = scale): 33.66 / 30.39 / 28.42 dB."""
-    names, images = D.load_test_set(data_set("test", "Set5"), mode="y")
+    names, images = data.load_test_set(data_set("test", "Set5"), mode="y")
     task = tasks.get("sr")
     for scale, published in ((2, 33.66), (3, 30.39), (4, 28.42)):
         scores = []
         for img in images:
             clean = task.prepare(img, scale)
-            scores.append(M.psnr(task.corrupt(clean, scale, None)[0], clean, shave=scale))
+            scores.append(metrics.psnr(task.corrupt(clean, scale, None)[0], clean, shave=scale))
         assert abs(np.mean(scores) - published) < 0.01, (scale, np.mean(scores))
 
 
 # ---- JPEG --------------------------------------------------------------------------------------------
 def test_jpeg_is_lossy_at_q10_and_near_lossless_at_q95():
-    clean = M.to_uint8(textured(128, 128)) / np.float32(255)
+    clean = metrics.to_uint8(textured(128, 128)) / np.float32(255)
     q10, q95 = (tasks.jpeg_compress(clean, q) for q in (10, 95))
     assert q10.shape == clean.shape and q10.dtype == clean.dtype
-    assert M.psnr(q10, clean) < 34 < 40 < M.psnr(q95, clean)
+    assert metrics.psnr(q10, clean) < 34 < 40 < metrics.psnr(q95, clean)
     # 8x8 blocks: at q10 the error jumps across block borders more than inside them.
     err = q10 - clean
     across = np.abs(np.diff(err, axis=1))[:, 7::8].mean()
@@ -117,8 +117,8 @@ def test_jpeg_is_lossy_at_q10_and_near_lossless_at_q95():
 
 
 def test_jpeg_q10_on_classic5_matches_the_literature():
-    names, images = D.load_test_set(data_set("test", "classic5"), mode="y")
-    score = np.mean([M.psnr(tasks.jpeg_compress(img, 10), img) for img in images])
+    names, images = data.load_test_set(data_set("test", "classic5"), mode="y")
+    score = np.mean([metrics.psnr(tasks.jpeg_compress(img, 10), img) for img in images])
     assert abs(score - 27.82) < 0.05, score
 
 
@@ -168,7 +168,7 @@ def test_imfilter_is_convolution_with_replicated_edges(name):
     blurred = tasks.blur(img.astype(np.float32), name)
     np.testing.assert_array_equal(blurred * 255, np.round(blurred * 255))          # rounded to 8 bits
     np.testing.assert_allclose(tasks.blur(np.full((30, 30), 0.4), name), np.round(0.4 * 255) / 255)
-    assert M.psnr(blurred, img) < 35
+    assert metrics.psnr(blurred, img) < 35
 
 
 # ---- inpainting --------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 r"""im2col / col2im: the data movement that turns a convolution into one matrix product per image.
 
-With xp the input zero-padded by p, and K = C k^2, P = H_o W_o:
+With x_pad the input zero-padded by p, and K = C k^2, P = H_o W_o:
 
-    cols[n, (c, u, v), (i, j)] = xp[n, c, s i + u, s j + v]                 im2col:  (N, C, H, W) -> (N, K, P)
+    cols[n, (c, u, v), (i, j)] = x_pad[n, c, s i + u, s j + v]                 im2col:  (N, C, H, W) -> (N, K, P)
     y[n]  = W.reshape(C_out, K) @ cols[n]                                   conv2d forward (BLAS GEMM)
     dW    = sum_n dy[n] @ cols[n]^T                                          conv2d_backward_weight
     dcols[n] = W.reshape(C_out, K)^T @ dy[n];  dx = col2im(dcols)            conv2d_backward_input

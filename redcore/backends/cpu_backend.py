@@ -4,7 +4,7 @@ conv2d = im2col + GEMM; conv2d_backward_input = GEMM + col2im (for stride 1: a c
 conv2d_backward_weight = im2col + GEMM.  The column buffer is reused between calls and is never larger than
 about `cols_budget` bytes: images are processed in groups, or a large image in bands of output rows, that fit it.
 
-An Im2colBackend is an array module `xp` (NumPy or CuPy, for the GEMMs and allocation) and a kernel set `K`
+An Im2colBackend is an array module `xp` (NumPy or CuPy, for the GEMMs and allocation) and a kernel set `kernels`
 with the data-movement and element-wise kernels under fixed names and out-first signatures:
 
     im2col(cols, x, k, stride, padding, h_out, w_out, i_start)
@@ -39,10 +39,10 @@ def is_channels_last(a):
 
 
 class Im2colBackend(NumpyBackend):
-    """The convolution primitives as im2col + GEMM on the array module `xp` with the kernel set `K`."""
+    """The convolution primitives as im2col + GEMM on the array module `xp` with the kernel set `kernels`."""
 
     def __init__(self, kernels, xp, cols_budget):
-        self.K, self.xp, self.cols_budget = kernels, xp, cols_budget
+        self.kernels, self.xp, self.cols_budget = kernels, xp, cols_budget
         self._cols = {}
 
     def _columns(self, n_img, rows, cols, dtype):
@@ -97,7 +97,7 @@ class Im2colBackend(NumpyBackend):
         channels-last Winograd kernels is returned channels-last (see the module docstring)."""
         if self._use_winograd(stride, w.shape[2], w.shape[1], w.shape[0]):
             return self.conv2d_winograd(x, w, padding)
-        xp, K = self.xp, self.K
+        xp, kernels = self.xp, self.kernels
         x = xp.ascontiguousarray(x)
         n_img, c_in, h, wd = x.shape
         c_out, _, k, _ = w.shape
@@ -108,13 +108,13 @@ class Im2colBackend(NumpyBackend):
             y = xp.empty((n_img, h_out * w_out, c_out), dtype=x.dtype)
             for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, x.itemsize):
                 cols = self._columns(b - a, rows, (j - i) * w_out, x.dtype)
-                K.im2col(cols, x[a:b], k, stride, padding, h_out, w_out, i)
+                kernels.im2col(cols, x[a:b], k, stride, padding, h_out, w_out, i)
                 self._matmul_into(y[a:b, i * w_out:j * w_out], cols.transpose(0, 2, 1), wm.T)
             return y.reshape(n_img, h_out, w_out, c_out).transpose(0, 3, 1, 2)
         y = xp.empty((n_img, c_out, h_out * w_out), dtype=x.dtype)
         for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, x.itemsize):
             cols = self._columns(b - a, rows, (j - i) * w_out, x.dtype)
-            K.im2col(cols, x[a:b], k, stride, padding, h_out, w_out, i)
+            kernels.im2col(cols, x[a:b], k, stride, padding, h_out, w_out, i)
             self._matmul_into(y[a:b, :, i * w_out:j * w_out], wm, cols)
         return y.reshape(n_img, c_out, h_out, w_out)
 
@@ -126,67 +126,67 @@ class Im2colBackend(NumpyBackend):
 
     def _winograd_kernels(self):
         """The Winograd transforms in use: F(4x4, 3x3) (kernels/cpu/winograd4.py) or F(2x2, 3x3) (winograd.py)."""
-        return self.K.winograd4 if self.winograd_tile == 4 else self.K.winograd
+        return self.kernels.winograd4 if self.winograd_tile == 4 else self.kernels.winograd
 
     def conv2d_winograd(self, x, w, padding, u_in_out=None):
         """The stride-1 3x3 convolution by Winograd F(m x m, 3x3): transform the input tiles and the filters,
         one batched GEMM per group of images over the (m+2)^2 Winograd positions, transform back.  Groups of
         images keep the transformed tiles within cols_budget.  u_in_out: the transformed filters as the
         channels-last GEMM takes them, (positions, C_in, C_out), where the caller has them (w is then unused)."""
-        xp, W = self.xp, self._winograd_kernels()
+        xp, winograd = self.xp, self._winograd_kernels()
         n_img, c_in, h, wd = x.shape
         h_out, w_out = conv_output_size(h, 3, 1, padding), conv_output_size(wd, 3, 1, padding)
-        t_h, t_w = -(-h_out // W.TILE), -(-w_out // W.TILE)
-        if W.CHANNELS_LAST:
-            u = W.filter_transform(w).transpose(0, 2, 1) if u_in_out is None else u_in_out
+        t_h, t_w = -(-h_out // winograd.TILE), -(-w_out // winograd.TILE)
+        if winograd.CHANNELS_LAST:
+            u = winograd.filter_transform(w).transpose(0, 2, 1) if u_in_out is None else u_in_out
             c_out = u.shape[2]
         else:
-            u, c_out = W.filter_transform(w), w.shape[0]
-        x_cl = W.CHANNELS_LAST and is_channels_last(x)
+            u, c_out = winograd.filter_transform(w), w.shape[0]
+        x_cl = winograd.CHANNELS_LAST and is_channels_last(x)
         xm = x.transpose(0, 2, 3, 1) if x_cl else xp.ascontiguousarray(x)      # x as laid out in memory
         y_cl = self._channels_last_output(c_out)
         y = xp.empty((n_img, h_out, w_out, c_out) if y_cl else (n_img, c_out, h_out, w_out), dtype=x.dtype)
-        for a, b in self._image_groups(n_img, W.POSITIONS * max(c_in, c_out) * t_h * t_w * x.itemsize):
+        for a, b in self._image_groups(n_img, winograd.POSITIONS * max(c_in, c_out) * t_h * t_w * x.itemsize):
             tiles = (b - a) * t_h * t_w
-            if W.CHANNELS_LAST:
-                v = self._columns(W.POSITIONS, tiles, c_in, x.dtype)
-                W.input_transform(v, xm[a:b], padding, t_h, t_w, x_cl)
+            if winograd.CHANNELS_LAST:
+                v = self._columns(winograd.POSITIONS, tiles, c_in, x.dtype)
+                winograd.input_transform(v, xm[a:b], padding, t_h, t_w, x_cl)
                 m = xp.matmul(v, u)                              # (positions, tiles, C_out): the GEMMs
-                W.output_transform(y[a:b], m, t_h, t_w, y_cl)
+                winograd.output_transform(y[a:b], m, t_h, t_w, y_cl)
             else:
-                v = self._columns(W.POSITIONS, c_in, tiles, x.dtype)
-                W.input_transform(v, xm[a:b], padding, t_h, t_w)
+                v = self._columns(winograd.POSITIONS, c_in, tiles, x.dtype)
+                winograd.input_transform(v, xm[a:b], padding, t_h, t_w)
                 m = xp.matmul(u, v)                              # (positions, C_out, tiles)
-                W.output_transform(y[a:b], m, t_h, t_w)
+                winograd.output_transform(y[a:b], m, t_h, t_w)
         return y.transpose(0, 3, 1, 2) if y_cl else y
 
     def conv2d_backward_weight_winograd(self, dy, x, padding):
         """dW of a stride-1 3x3 convolution by F(3x3, m x m), Winograd's dual of the forward's: transform the
         input tiles and the m x m blocks of dy, one batched GEMM per group of images summing over the tiles,
         transform back."""
-        xp, W = self.xp, self._winograd_kernels()
-        dy_cl, x_cl = W.CHANNELS_LAST and is_channels_last(dy), W.CHANNELS_LAST and is_channels_last(x)
+        xp, winograd = self.xp, self._winograd_kernels()
+        dy_cl, x_cl = winograd.CHANNELS_LAST and is_channels_last(dy), winograd.CHANNELS_LAST and is_channels_last(x)
         n_img, c_out, h_out, w_out = dy.shape
         c_in = x.shape[1]
         dy = dy.transpose(0, 2, 3, 1) if dy_cl else xp.ascontiguousarray(dy)   # as laid out in memory
         x = x.transpose(0, 2, 3, 1) if x_cl else xp.ascontiguousarray(x)
-        t_h, t_w = -(-h_out // W.TILE), -(-w_out // W.TILE)
-        wh = xp.zeros((W.POSITIONS, c_out, c_in), dtype=dy.dtype)
-        for a, b in self._image_groups(n_img, W.POSITIONS * (c_in + c_out) * t_h * t_w * x.itemsize):
+        t_h, t_w = -(-h_out // winograd.TILE), -(-w_out // winograd.TILE)
+        wh = xp.zeros((winograd.POSITIONS, c_out, c_in), dtype=dy.dtype)
+        for a, b in self._image_groups(n_img, winograd.POSITIONS * (c_in + c_out) * t_h * t_w * x.itemsize):
             tiles = (b - a) * t_h * t_w
-            buf = self._columns(W.POSITIONS, c_in + c_out, tiles, x.dtype)
-            if W.CHANNELS_LAST:                                  # v: (positions, tiles, C_in), gh: (.., C_out)
-                v = buf.reshape(-1)[:W.POSITIONS * tiles * c_in].reshape(W.POSITIONS, tiles, c_in)
-                gh = buf.reshape(-1)[W.POSITIONS * tiles * c_in:].reshape(W.POSITIONS, tiles, c_out)
-                W.input_transform(v, x[a:b], padding, t_h, t_w, x_cl)
-                W.gradient_transform(gh, dy[a:b], t_h, t_w, dy_cl)
+            buf = self._columns(winograd.POSITIONS, c_in + c_out, tiles, x.dtype)
+            if winograd.CHANNELS_LAST:                                  # v: (positions, tiles, C_in), gh: (.., C_out)
+                v = buf.reshape(-1)[:winograd.POSITIONS * tiles * c_in].reshape(winograd.POSITIONS, tiles, c_in)
+                gh = buf.reshape(-1)[winograd.POSITIONS * tiles * c_in:].reshape(winograd.POSITIONS, tiles, c_out)
+                winograd.input_transform(v, x[a:b], padding, t_h, t_w, x_cl)
+                winograd.gradient_transform(gh, dy[a:b], t_h, t_w, dy_cl)
                 wh += xp.matmul(gh.transpose(0, 2, 1), v)       # (positions, C_out, C_in): sums over the tiles
             else:
                 v, gh = buf[:, :c_in], buf[:, c_in:]
-                W.input_transform(v, x[a:b], padding, t_h, t_w)
-                W.gradient_transform(gh, dy[a:b], t_h, t_w)
+                winograd.input_transform(v, x[a:b], padding, t_h, t_w)
+                winograd.gradient_transform(gh, dy[a:b], t_h, t_w)
                 wh += xp.matmul(gh, v.transpose(0, 2, 1))
-        return W.weight_gradient_from_winograd(wh)
+        return winograd.weight_gradient_from_winograd(wh)
 
     def conv2d_backward_input(self, dy, w, input_hw, stride, padding):
         """dy: (N, O, H_o, W_o), w: (O, C, k, k) -> dx: (N, C, H, W) = col2im(W^T @ dy[n]).
@@ -202,7 +202,7 @@ class Im2colBackend(NumpyBackend):
                 return self.conv2d_winograd(dy, None, k - 1 - padding, u_in_out=u)
             w_flipped = self.xp.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
             return self.conv2d(dy, w_flipped, 1, k - 1 - padding)
-        xp, K = self.xp, self.K
+        xp, kernels = self.xp, self.kernels
         dy = xp.ascontiguousarray(dy)
         n_img, c_out, h_out, w_out = dy.shape
         c_in = w.shape[1]
@@ -213,7 +213,7 @@ class Im2colBackend(NumpyBackend):
         for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, dy.itemsize):
             dcols = self._columns(b - a, rows, (j - i) * w_out, dy.dtype)
             self._matmul_into(dcols, wmt, dyf[a:b, :, i * w_out:j * w_out])
-            K.col2im(dx[a:b], dcols, k, stride, padding, h_out, w_out, i)
+            kernels.col2im(dx[a:b], dcols, k, stride, padding, h_out, w_out, i)
         return dx
 
     def conv2d_backward_weight(self, dy, x, k, stride, padding):
@@ -221,7 +221,7 @@ class Im2colBackend(NumpyBackend):
         3x3 stride-1 layers by Winograd (F(3x3, m x m)) where the backend enables it."""
         if self._use_winograd(stride, k, x.shape[1], dy.shape[1]):
             return self.conv2d_backward_weight_winograd(dy, x, padding)
-        xp, K = self.xp, self.K
+        xp, kernels = self.xp, self.kernels
         n_img, c_out, h_out, w_out = dy.shape
         if is_channels_last(dy):                    # dy[n] as (C_out, pixels): a transposed view, no copy
             dyf = dy.transpose(0, 2, 3, 1).reshape(n_img, h_out * w_out, c_out).transpose(0, 2, 1)
@@ -233,7 +233,7 @@ class Im2colBackend(NumpyBackend):
         dw = xp.zeros((c_out, rows), dtype=dy.dtype)
         for a, b, i, j in self._blocks(n_img, rows, h_out, w_out, x.itemsize):
             cols = self._columns(b - a, rows, (j - i) * w_out, x.dtype)
-            K.im2col(cols, x[a:b], k, stride, padding, h_out, w_out, i)
+            kernels.im2col(cols, x[a:b], k, stride, padding, h_out, w_out, i)
             for n in range(b - a):       # accumulate one GEMM per image: no (N, O, K) temporary
                 dw += dyf[a + n, :, i * w_out:j * w_out] @ cols[n].T
         return dw.reshape(c_out, c_in, k, k)
@@ -247,17 +247,17 @@ class Im2colBackend(NumpyBackend):
             raise ValueError(f"add_bias takes (N, C, H, W) maps and C biases of their dtype; got {y.dtype} "
                              f"{y.shape} and {b.dtype} {b.shape}")
         if is_channels_last(y):
-            self.K.bias_add_channels_last(y.transpose(0, 2, 3, 1), b, bool(relu))
+            self.kernels.bias_add_channels_last(y.transpose(0, 2, 3, 1), b, bool(relu))
         else:
-            self.K.bias_add(y, b, bool(relu))
+            self.kernels.bias_add(y, b, bool(relu))
         return y
 
     def bias_backward(self, dy):
         db = self.xp.empty(dy.shape[1], dtype=dy.dtype)
         if is_channels_last(dy):
-            self.K.bias_backward_channels_last(db, dy.transpose(0, 2, 3, 1))
+            self.kernels.bias_backward_channels_last(db, dy.transpose(0, 2, 3, 1))
         else:
-            self.K.bias_backward(db, self.xp.ascontiguousarray(dy))
+            self.kernels.bias_backward(db, self.xp.ascontiguousarray(dy))
         return db
 
     # ---- element-wise kernels over flat views, in memory order -----------------------------------
@@ -287,17 +287,17 @@ class Im2colBackend(NumpyBackend):
 
     # ---- activations -------------------------------------------------------------------------------
     def relu_(self, y):
-        self.K.relu(self._flat(y))
+        self.kernels.relu(self._flat(y))
         return y
 
     def add_relu(self, a, skip):
         a = a if is_channels_last(a) else self.xp.ascontiguousarray(a)
         out = self.xp.empty_like(a)                  # a's layout
-        self.K.relu_add(self._flat(out), self._flat(a), self._flat(self._laid_out_like(skip, a)))
+        self.kernels.relu_add(self._flat(out), self._flat(a), self._flat(self._laid_out_like(skip, a)))
         return out
 
     def relu_backward_(self, dy, y):
-        self.K.relu_backward(self._flat(dy), self._flat(self._laid_out_like(y, dy)))
+        self.kernels.relu_backward(self._flat(dy), self._flat(self._laid_out_like(y, dy)))
         return dy
 
     # ---- optimizer ---------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ class Im2colBackend(NumpyBackend):
                 raise ValueError(f"adam_update_: the {name} is {a.dtype} {a.shape}, the parameter {p.dtype} {p.shape}")
         if not (p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
             raise ValueError("adam_update_: the parameter and moment buffers must be C-contiguous (updated in place)")
-        self.K.adam_update(p.reshape(-1), self.xp.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
+        self.kernels.adam_update(p.reshape(-1), self.xp.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
                            float(step_size), float(beta1), float(beta2), float(eps))
 
 

@@ -168,5 +168,5 @@ class CudaBackend(Im2colBackend):
         pred, target = xp.ascontiguousarray(pred), self.asarray(target, pred.dtype)
         dpred = xp.empty_like(pred)
         loss_sum = xp.zeros(1, dtype=np.float64)
-        self.K.mse_loss(dpred, loss_sum, pred, target, 2.0 * scale)
+        self.kernels.mse_loss(dpred, loss_sum, pred, target, 2.0 * scale)
         return float(loss_sum[0]) * scale, dpred

@@ -10,12 +10,12 @@ Shapes (PyTorch layouts, which the released Caffe model also uses):
 
 Convolution (cross-correlation, as in every framework), stride s, zero padding p:
 
-    y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * xp[n, c, s*i + u, s*j + v]      (xp: x padded by p)
+    y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * x_pad[n, c, s*i + u, s*j + v]      (x_pad: x padded by p)
 
 Its backward, for an upstream gradient dy = dL/dy:
 
-    dL/dw[o, c, u, v] = sum_{n, i, j} dy[n, o, i, j] * xp[n, c, s*i + u, s*j + v]          (conv2d_backward_weight)
-    dL/dxp[n, c, s*i + u, s*j + v] += sum_o w[o, c, u, v] * dy[n, o, i, j]                 (conv2d_backward_input)
+    dL/dw[o, c, u, v] = sum_{n, i, j} dy[n, o, i, j] * x_pad[n, c, s*i + u, s*j + v]          (conv2d_backward_weight)
+    dL/dx_pad[n, c, s*i + u, s*j + v] += sum_o w[o, c, u, v] * dy[n, o, i, j]                 (conv2d_backward_input)
     dL/db[o] = sum_{n, i, j} dy[n, o, i, j]                                                 (bias_backward)
 
 ``conv2d_backward_input`` is the adjoint of the convolution's linear part, ``<conv(x), y> = <x, conv^T(y)>``,
@@ -70,26 +70,40 @@ def output_padding_to_restore(size, k, stride, padding):
 # The NumPy reference of the three primitives: one einsum per kernel tap (u, v), clear rather than fast.
 # It runs in float32 and float64 and is the oracle every other backend is tested against.
 # ----------------------------------------------------------------------------------------------------
-def _tap(xp, u, v, stride, h_out, w_out):
-    """View of the padded input seen by kernel tap (u, v): xp[:, :, s*i + u, s*j + v] for all (i, j)."""
-    return xp[:, :, u:u + stride * (h_out - 1) + 1:stride, v:v + stride * (w_out - 1) + 1:stride]
+def _tap(x_pad, u, v, stride, h_out, w_out):
+    """View of the padded input seen by kernel tap (u, v): x_pad[:, :, s*i + u, s*j + v] for all (i, j)."""
+    return x_pad[:, :, u:u + stride * (h_out - 1) + 1:stride, v:v + stride * (w_out - 1) + 1:stride]
+
+
+def conv2d_loops(x, w, stride=1, padding=0):
+    """The forward formula above as written, one output element at a time: the oracle of conv2d_reference
+    (slow; for small shapes in tests).   x: (N,C_in,H,W), w: (C_out,C_in,k,k) -> (N,C_out,H_o,W_o)."""
+    n_img, c_in, h, wd = x.shape
+    c_out, _, k, _ = w.shape
+    h_out, w_out = conv_output_size(h, k, stride, padding), conv_output_size(wd, k, stride, padding)
+    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    y = np.zeros((n_img, c_out, h_out, w_out), dtype=np.result_type(x, w))
+    for n, o, i, j in np.ndindex(y.shape):
+        for c, u, v in np.ndindex(c_in, k, k):
+            y[n, o, i, j] += w[o, c, u, v] * x_pad[n, c, stride * i + u, stride * j + v]
+    return y
 
 
 def conv2d_reference(x, w, stride=1, padding=0):
-    """y[n,o,i,j] = sum_{c,u,v} w[o,c,u,v] xp[n,c,s i+u,s j+v].   x: (N,C_in,H,W), w: (C_out,C_in,k,k)."""
+    """y[n,o,i,j] = sum_{c,u,v} w[o,c,u,v] x_pad[n,c,s i+u,s j+v].   x: (N,C_in,H,W), w: (C_out,C_in,k,k)."""
     n, _, h, wd = x.shape
     c_out, _, k, _ = w.shape
     h_out, w_out = conv_output_size(h, k, stride, padding), conv_output_size(wd, k, stride, padding)
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     y = np.zeros((n, c_out, h_out, w_out), dtype=np.result_type(x, w))
     for u in range(k):
         for v in range(k):
-            y += np.einsum("oc,nchw->nohw", w[:, :, u, v], _tap(xp, u, v, stride, h_out, w_out))
+            y += np.einsum("oc,nchw->nohw", w[:, :, u, v], _tap(x_pad, u, v, stride, h_out, w_out))
     return y
 
 
 def conv2d_backward_input_reference(dy, w, input_hw, stride=1, padding=0):
-    """dxp[n,c,s i+u,s j+v] += sum_o w[o,c,u,v] dy[n,o,i,j], then crop the padding.
+    """dx_pad[n,c,s i+u,s j+v] += sum_o w[o,c,u,v] dy[n,o,i,j], then crop the padding.
 
     dy: (N,C_out,H_o,W_o), w: (C_out,C_in,k,k), input_hw: (H, W) of the conv's input -> dx: (N,C_in,H,W).
     The input size is needed because a strided conv maps several sizes onto the same H_o.
@@ -97,21 +111,21 @@ def conv2d_backward_input_reference(dy, w, input_hw, stride=1, padding=0):
     n, _, h_out, w_out = dy.shape
     _, c_in, k, _ = w.shape
     h, wd = input_hw
-    dxp = np.zeros((n, c_in, h + 2 * padding, wd + 2 * padding), dtype=np.result_type(dy, w))
+    dx_pad = np.zeros((n, c_in, h + 2 * padding, wd + 2 * padding), dtype=np.result_type(dy, w))
     for u in range(k):
         for v in range(k):
-            _tap(dxp, u, v, stride, h_out, w_out)[...] += np.einsum("oc,nohw->nchw", w[:, :, u, v], dy)
-    return dxp[:, :, padding:padding + h, padding:padding + wd]
+            _tap(dx_pad, u, v, stride, h_out, w_out)[...] += np.einsum("oc,nohw->nchw", w[:, :, u, v], dy)
+    return dx_pad[:, :, padding:padding + h, padding:padding + wd]
 
 
 def conv2d_backward_weight_reference(dy, x, k, stride=1, padding=0):
-    """dw[o,c,u,v] = sum_{n,i,j} dy[n,o,i,j] xp[n,c,s i+u,s j+v].   dy: (N,C_out,H_o,W_o), x: (N,C_in,H,W)."""
+    """dw[o,c,u,v] = sum_{n,i,j} dy[n,o,i,j] x_pad[n,c,s i+u,s j+v].   dy: (N,C_out,H_o,W_o), x: (N,C_in,H,W)."""
     _, _, h_out, w_out = dy.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     dw = np.empty((dy.shape[1], x.shape[1], k, k), dtype=np.result_type(dy, x))
     for u in range(k):
         for v in range(k):
-            dw[:, :, u, v] = np.einsum("nohw,nchw->oc", dy, _tap(xp, u, v, stride, h_out, w_out))
+            dw[:, :, u, v] = np.einsum("nohw,nchw->oc", dy, _tap(x_pad, u, v, stride, h_out, w_out))
     return dw
 
 
