@@ -14,7 +14,7 @@
 # Writes 8 files to $OUT (d25.log, d25-checkpoint.npz, d25-best.npz where validation improved, the same for d50,
 # gpu.txt, parity.log), refreshed every 30 s, so a call cut short still returns the latest.  Then, here:
 #   mkdir -p runs/g25 && cp OUT/d25-checkpoint.npz runs/g25/checkpoint.npz && cp OUT/d25-best.npz runs/g25/best.npz
-#   python examples/ship_model.py runs/g25/checkpoint.npz --best --ensemble --name red20-denoise-sigma25 ...
+#   python tools/ship_model.py runs/g25/checkpoint.npz --best --ensemble --name red20-denoise-sigma25 ...
 # The device tool carries at most 64 MiB of working tree: carry the data and any training state in a
 # git-excluded folder.
 set -u

@@ -30,9 +30,13 @@ def data_set(*parts):
 
 
 def load_example(name):
-    """examples/<name>.py as a module (the scripts are not a package), so tests can call its main()."""
+    """examples/<name>.py (or tools/<name>.py) as a module (the scripts are not a package), so tests can call
+    its main()."""
     import importlib.util
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", f"{name}.py")
+    root = os.path.join(os.path.dirname(__file__), "..")
+    path = os.path.join(root, "examples", f"{name}.py")
+    if not os.path.isfile(path):
+        path = os.path.join(root, "tools", f"{name}.py")
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

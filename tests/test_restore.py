@@ -148,7 +148,7 @@ def test_command_errors_exit_2_and_leave_no_file(tmp_path, capsys, rgb8):
 
 
 def test_ship_model_adds_a_card_and_restore_finds_it(tmp_path, monkeypatch, capsys):
-    """examples/ship_model.py evaluates a trained net on its task's test set and registers it; restore() then
+    """tools/ship_model.py evaluates a trained net on its task's test set and registers it; restore() then
     uses it by default."""
     from conftest import data_set, load_example as script
     data_set("test", "classic5")

@@ -158,7 +158,7 @@ def test_warmup_keeps_fine_tuning_from_throwing_a_trained_network_off(tmp_path, 
 
 def test_a_resume_on_bigger_patches_is_recorded_for_the_model_card(tmp_path):
     """Fine-tuning on bigger patches (--resume with a new --patch) is kept in the checkpoint's record of
-    resumes, and examples/ship_model.py's card says from which step they were used."""
+    resumes, and tools/ship_model.py's card says from which step they were used."""
     ship_model = load_example("ship_model")
     argv = ["--task", "denoise", "--level", "25", "--depth", "4", "--filters", "4", "--val-crop", "32",
             "--val-every", "2", "--ckpt-every", "1", "--no-progress", "--out", str(tmp_path)]
