@@ -49,9 +49,11 @@ def host(a):
     return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
-def close(got, want, rtol):
-    err = np.abs(host(got).astype(np.float64) - want).max() / (np.abs(want).max() + 1e-30)
-    assert err <= rtol, f"shape {want.shape}: max error {err:.2e} relative to max |value|, allowed {rtol:.0e}"
+def close(got, want, rtol, scale=None):
+    """max |got - want| <= rtol * scale; scale defaults to max |want|, the size of the reference's values."""
+    scale = np.abs(want).max() if scale is None else scale
+    err = np.abs(host(got).astype(np.float64) - want).max() / (scale + 1e-30)
+    assert err <= rtol, f"shape {want.shape}: max error {err:.2e} relative to {scale:.3g}, allowed {rtol:.0e}"
 
 
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 1e-4)])
@@ -66,7 +68,9 @@ def test_conv_primitives_match_reference(fast, dtype, rtol, case):
     close(fast.conv2d(xd, wd, s, p), y, rtol)
     close(fast.conv2d_backward_input(dyd, wd, (h, w), s, p), ref.conv2d_backward_input(dy, wt, (h, w), s, p), rtol)
     close(fast.conv2d_backward_weight(dyd, xd, k, s, p), ref.conv2d_backward_weight(dy, x, k, s, p), rtol)
-    close(fast.bias_backward(dyd), ref.bias_backward(dy), rtol)
+    # db[o] sums N H_o W_o terms that may cancel: a float32 sum's error is relative to sum |terms|, not to the
+    # sum itself (with one output channel, max |db| can be far below it: a case failed at 1.8e-4 so measured)
+    close(fast.bias_backward(dyd), ref.bias_backward(dy), rtol, scale=np.abs(dy).sum(axis=(0, 2, 3)).max())
 
 
 @given(st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(1, 9)),
