@@ -309,45 +309,59 @@ class REDNet:
         g = be.asarray(dy, self.dtype)
         if g.shape != c["x"].shape:
             raise ValueError(f"backward got dL/dy of shape {g.shape}, the output has shape {c['x'].shape}")
-        skip_grad = {}
+        skip_grad = {}                        # conv{i} -> the gradient its skip carries back (Eq. 12)
         self.path_grads = {} if record_paths else None
-        for j in range(self.n, 0, -1):
+        for j in range(self.n, 0, -1):        # the decoder, last layer first; g = dL/d(stage j's output)
             i = self.n + 1 - j
-            if j < self.n:                    # g is the gradient w.r.t. stage j's output
+            if j < self.n:
                 if j in self.skips:
-                    if self.relu:
-                        be.relu_backward_(g, c["skip_out"][j])
-                    skip_grad[self.skips[j]] = g.copy(order="K")   # to both summands; g's layout
-                if self.relu:
-                    be.relu_backward_(g, c["relu_out"][j])
+                    g = self._relu_backward(g, c["skip_out"][j])       # mask of the skip sum's ReLU (Eq. 3)
+                    skip_grad[self.skips[j]] = g.copy(order="K")       # the skip copy, to both summands
+                g = self._relu_backward(g, c["relu_out"][j])           # mask of deconv{j}'s ReLU
             g, dw, db = conv_transpose2d_backward(be, g, c["stage_in"][j], p[f"deconv{j}.weight"],
-                                                  self.stride[i], self.pad)
+                                                  self.stride[i], self.pad)           # op backward: a conv
             self.grads[f"deconv{j}.weight"][...] = dw
             self.grads[f"deconv{j}.bias"][...] = db
-            if not record_paths:              # deconv{j}'s input and its stage's outputs are spent
-                c["stage_in"][j] = None
-                c["relu_out"].pop(j, None)
-                c["skip_out"].pop(j, None)
-        for i in range(self.n, 0, -1):        # g is the gradient w.r.t. conv{i}'s output
+            self._release(stage=j)
+        for i in range(self.n, 0, -1):        # the encoder; g = dL/d(conv{i}'s output)
             if i in skip_grad:                # Eq. 12: the main path plus the skip path
-                if record_paths:
-                    self.path_grads[i] = (g.copy(), skip_grad[i])
+                self._record_paths(i, main=g, skip=skip_grad[i])
                 g += skip_grad[i]
-            if self.relu:
-                be.relu_backward_(g, c["conv_out"][i - 1])
+            g = self._relu_backward(g, c["conv_out"][i - 1])            # mask of conv{i}'s ReLU
             g, dw, db = conv2d_backward(be, g, c["conv_in"][i], p[f"conv{i}.weight"], self.stride[i], self.pad,
-                                        input_grad=input_grad or i > 1)
+                                        input_grad=input_grad or i > 1)   # op backward: a transposed conv
             self.grads[f"conv{i}.weight"][...] = dw
             self.grads[f"conv{i}.bias"][...] = db
-            if not record_paths:              # conv{i}'s output (conv{i+1}'s input) is spent
-                c["conv_out"][i - 1] = None
-                if i < self.n:
-                    c["conv_in"][i + 1] = None
-        if self.residual and g is not None:
+            self._release(conv=i)
+        if self.residual and g is not None:   # y = x + F(x): dL/dx gets dL/dy itself too (§3.3)
             g += be.asarray(dy, self.dtype)
         if not record_paths:
             self.cache = None
         return g
+
+    def _relu_backward(self, g, output):
+        """g * [output > 0] in place: the gradient through a ReLU, its mask read from the ReLU's output."""
+        return self.backend.relu_backward_(g, output) if self.relu else g
+
+    def _release(self, stage=None, conv=None):
+        """Free the forward's maps that the backward of deconv{stage} (its input and its stage's outputs) or of
+        conv{conv} (its output, which is conv{conv+1}'s input) has used; kept while paths are recorded."""
+        if self.path_grads is not None:
+            return
+        c = self.cache
+        if stage is not None:
+            c["stage_in"][stage] = None
+            c["relu_out"].pop(stage, None)
+            c["skip_out"].pop(stage, None)
+        if conv is not None:
+            c["conv_out"][conv - 1] = None
+            if conv < self.n:
+                c["conv_in"][conv + 1] = None
+
+    def _record_paths(self, i, main, skip):
+        """Keep the two parts of dL/d(conv{i}'s output) for path_weight_grads (paper Eq. 12-13), if asked."""
+        if self.path_grads is not None:
+            self.path_grads[i] = (main.copy(), skip)
 
     def path_weight_grads(self, i):
         """(dW from the main path, dW from the skip path) of conv{i}.weight after backward(record_paths=True).
