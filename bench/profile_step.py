@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 from train_step import CONFIGS  # noqa: E402
 
-KERNELS = ("im2col", "col2im", "bias_add", "bias_backward", "bias_add_channels_last", "bias_backward_channels_last",
-           "relu", "relu_add", "relu_backward")
+KERNELS = ("im2col", "col2im", "add_bias", "bias_backward", "add_bias_channels_last", "bias_backward_channels_last",
+           "relu", "add_relu", "relu_backward")
 TRANSFORMS = ("input_transform", "output_transform", "gradient_transform", "filter_transform",
               "input_gradient_filter_transform", "weight_gradient_from_winograd")
 

@@ -40,7 +40,7 @@ def test_sources_compile_with_nvcc(source, real, tmp_path):
 
 def test_every_kernel_is_found_and_launchable(runtime):
     names = {name for src in cuda_kernels.SOURCES for name, _, _ in kernel_signatures(cuda_kernels.read_source(src))}
-    assert names == {"im2col", "col2im", "bias_add", "relu", "relu_add", "relu_backward", "bias_backward",
+    assert names == {"im2col", "col2im", "add_bias", "relu", "add_relu", "relu_backward", "bias_backward",
                      "mse_loss", "adam_update"}
     for src in cuda_kernels.SOURCES:
         for dtype in (np.float32, np.float64):

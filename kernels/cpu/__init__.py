@@ -12,12 +12,12 @@ import types
 import numba as nb
 
 from .conv import col2im, im2col
-from .elementwise import (adam_update, bias_add, bias_add_channels_last, bias_backward, bias_backward_channels_last,
-                          relu, relu_add, relu_backward)
+from .elementwise import (adam_update, add_bias, add_bias_channels_last, bias_backward, bias_backward_channels_last,
+                          relu, add_relu, relu_backward)
 from . import winograd, winograd4
 
-KERNELS = ("im2col", "col2im", "bias_add", "bias_backward", "bias_add_channels_last", "bias_backward_channels_last",
-           "relu", "relu_add", "relu_backward", "adam_update")
+KERNELS = ("im2col", "col2im", "add_bias", "bias_backward", "add_bias_channels_last", "bias_backward_channels_last",
+           "relu", "add_relu", "relu_backward", "adam_update")
 WINOGRAD_KERNELS = ("input_transform", "output_transform", "gradient_transform")
 
 

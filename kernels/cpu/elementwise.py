@@ -7,7 +7,7 @@ import numpy as np
 
 
 @nb.njit(parallel=True, cache=True)
-def bias_add(y, b, relu):
+def add_bias(y, b, relu):
     """In place y[n, o] += b[o], then max(., 0) when relu (the layer's ReLU in the same pass over y).
     y: (N, C, H, W), b: (C,); prange over (n, o) planes."""
     n_img, c, h, w = y.shape
@@ -36,8 +36,8 @@ def bias_backward(db, dy):
 
 
 @nb.njit(parallel=True, cache=True)
-def bias_add_channels_last(y, b, relu):
-    """bias_add for y: (N, H, W, C) in memory (a channels-last activation): y[n, i, j, :] += b, then
+def add_bias_channels_last(y, b, relu):
+    """add_bias for y: (N, H, W, C) in memory (a channels-last activation): y[n, i, j, :] += b, then
     max(., 0) when relu.  prange over the rows (n, i); the inner loop runs along the channels."""
     n_img, h, w, c = y.shape
     for ni in nb.prange(n_img * h):
@@ -78,7 +78,7 @@ def relu(y):
 
 
 @nb.njit(parallel=True, cache=True)
-def relu_add(out, a, skip):
+def add_relu(out, a, skip):
     """out <- max(0, a + skip) over flat views (paper Eq. 3)."""
     for t in nb.prange(out.size):
         s = a[t] + skip[t]

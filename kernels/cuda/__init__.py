@@ -1,7 +1,7 @@
 """The CUDA kernels of redcore's "cuda" backend, as source files (installed as redcore.cuda_kernels).
 
     conv.cu         im2col, col2im
-    elementwise.cu  bias_add (+ ReLU), relu, relu_add (the skip sum, Eq. 3), relu_backward, bias_backward,
+    elementwise.cu  add_bias (+ ReLU), relu, add_relu (the skip sum, Eq. 3), relu_backward, bias_backward,
                     mse_loss (Eq. 4), adam_update (Eq. 5-7)
 
 Each source is compiled with -Dreal=float or -Dreal=double: by CuPy (NVRTC) on a GPU, by nvcc in the tests,

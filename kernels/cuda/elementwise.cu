@@ -7,7 +7,7 @@
 
 // y: (N, C, H*W) in place, y[n, c, :] += b[c]; with relu != 0 the ReLU follows in the same pass
 // (conv + bias + ReLU of the encoder: one read and one write of y instead of two of each).
-extern "C" __global__ void bias_add(real* __restrict__ y, const real* __restrict__ b,
+extern "C" __global__ void add_bias(real* __restrict__ y, const real* __restrict__ b,
                                     long long plane, int channels, int relu, long long total)
 {
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
@@ -26,7 +26,7 @@ extern "C" __global__ void relu(real* __restrict__ y, long long total)
 }
 
 // The skip sum of the paper (Eq. 3): out = max(a + skip, 0).
-extern "C" __global__ void relu_add(real* __restrict__ out, const real* __restrict__ a,
+extern "C" __global__ void add_relu(real* __restrict__ out, const real* __restrict__ a,
                                     const real* __restrict__ skip, long long total)
 {
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;

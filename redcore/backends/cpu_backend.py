@@ -9,7 +9,7 @@ with the data-movement and element-wise kernels under fixed names and out-first 
 
     im2col(cols, x, k, stride, padding, h_out, w_out, i_start)
     col2im(x, cols, k, stride, padding, h_out, w_out, i_start)
-    bias_add(y, b, relu)   bias_backward(db, dy)   relu(y)   relu_add(out, a, skip)   relu_backward(dy, y)
+    add_bias(y, b, relu)   bias_backward(db, dy)   relu(y)   add_relu(out, a, skip)   relu_backward(dy, y)
     adam_update(p, g, m, v, step_size, beta1, beta2, eps)
 
 "cpu" takes the Numba kernels of kernels/cpu (redcore.kernels) and the BLAS that NumPy links; "cuda"
@@ -18,7 +18,7 @@ with the data-movement and element-wise kernels under fixed names and out-first 
 Layout.  Arrays are (N, C, H, W) to every caller.  On the cpu backend, a layer whose output feeds the
 channels-last Winograd F(4x4) kernels returns it as an (N, C, H, W)-shaped view of (N, H, W, C) memory
 (`is_channels_last`): the next layer's transforms then read whole channel vectors instead of transposing, and
-the element-wise kernels (bias_add_channels_last, bias_backward_channels_last, and the flat ones over memory
+the element-wise kernels (add_bias_channels_last, bias_backward_channels_last, and the flat ones over memory
 order) take either layout.  NumPy code on such a view sees ordinary (N, C, H, W) values.
 """
 import os
@@ -247,9 +247,9 @@ class Im2colBackend(NumpyBackend):
             raise ValueError(f"add_bias takes (N, C, H, W) maps and C biases of their dtype; got {y.dtype} "
                              f"{y.shape} and {b.dtype} {b.shape}")
         if is_channels_last(y):
-            self.kernels.bias_add_channels_last(y.transpose(0, 2, 3, 1), b, bool(relu))
+            self.kernels.add_bias_channels_last(y.transpose(0, 2, 3, 1), b, bool(relu))
         else:
-            self.kernels.bias_add(y, b, bool(relu))
+            self.kernels.add_bias(y, b, bool(relu))
         return y
 
     def bias_backward(self, dy):
@@ -293,7 +293,7 @@ class Im2colBackend(NumpyBackend):
     def add_relu(self, a, skip):
         a = a if is_channels_last(a) else self.xp.ascontiguousarray(a)
         out = self.xp.empty_like(a)                  # a's layout
-        self.kernels.relu_add(self._flat(out), self._flat(a), self._flat(self._laid_out_like(skip, a)))
+        self.kernels.add_relu(self._flat(out), self._flat(a), self._flat(self._laid_out_like(skip, a)))
         return out
 
     def relu_backward_(self, dy, y):

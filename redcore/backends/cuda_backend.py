@@ -97,11 +97,11 @@ class CudaKernels:
              _int(h_out), _int(w_out), _int(i_start), _int(n_rows)))
 
     # ---- element-wise and reductions (kernels/cuda/elementwise.cu) -------------------------------------
-    def bias_add(self, y, b, relu):
+    def add_bias(self, y, b, relu):
         self._check(y, b)
         n_img, c = y.shape[:2]
         plane = y.size // max(1, n_img * c)
-        self._kernel("elementwise.cu", "bias_add", y.dtype)(
+        self._kernel("elementwise.cu", "add_bias", y.dtype)(
             _blocks_for(y.size), (THREADS,), (y, b, _long(plane), _int(c), _int(bool(relu)), _long(y.size)))
 
     def bias_backward(self, db, dy):
@@ -115,9 +115,9 @@ class CudaKernels:
         self._check(y)
         self._kernel("elementwise.cu", "relu", y.dtype)(_blocks_for(y.size), (THREADS,), (y, _long(y.size)))
 
-    def relu_add(self, out, a, skip):
+    def add_relu(self, out, a, skip):
         self._check(out, a, skip)
-        self._kernel("elementwise.cu", "relu_add", out.dtype)(
+        self._kernel("elementwise.cu", "add_relu", out.dtype)(
             _blocks_for(out.size), (THREADS,), (out, a, skip, _long(out.size)))
 
     def relu_backward(self, dy, y):
