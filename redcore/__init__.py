@@ -12,8 +12,8 @@
 import os
 
 # The cpu backend alternates on the same cores between BLAS phases (GEMM) and Numba phases (im2col, col2im,
-# element-wise).  By default each thread pool busy-waits after its phase and steals the other's cores:
-# measured here, an 8 ms stall per element-wise kernel and 1.3-1.5x slower training steps.  Ask both pools to
+# element-wise).  By default each thread pool busy-waits after its phase and steals the other's cores, which
+# slowed training steps (bench/README.md, "Where the cpu backend's choices come from").  Ask both pools to
 # sleep when idle.  (Read when the libraries load: import redcore before numpy for it to take effect.)
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")

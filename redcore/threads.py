@@ -1,7 +1,7 @@
 r"""Data parallelism over the cores of one process, for the "cpu" backend.
 
-On 2 cores, two single-threaded MPI ranks trained 1.22-1.34x faster than one process with two threads
-(bench/distributed.py): a step's threaded phases do not all keep both cores busy (short Numba kernels, GEMMs
+Two single-threaded MPI ranks trained faster than one process with two threads (bench/README.md,
+bench/distributed.py): a step's threaded phases do not all keep both cores busy (short Numba kernels, GEMMs
 too narrow to split well, NumPy operations that run on one core).  BatchSplit does what the ranks do,
 inside one process and without copies: the batch is cut into one slice per thread, and each thread runs the
 whole forward and backward of its slice on a replica of the network that shares the parameters and has its own
@@ -48,10 +48,10 @@ class BatchSplit:
         self.threads = int(threads or default_threads())
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1; got {threads}")
-        self.replicas = [net.replica(CpuBackend(single_threaded=True)) for _ in range(self.threads)]
-        for replica in self.replicas:            # the fast path's choice follows the network's backend
-            replica.backend.winograd = net.backend.winograd
-            replica.backend.winograd_tile = net.backend.winograd_tile
+        # each thread's backend: the network's variant (its conv and Winograd tile), single-threaded
+        self.replicas = [net.replica(CpuBackend(single_threaded=True, conv=net.backend.conv,
+                                                winograd_tile=net.backend.winograd_tile))
+                         for _ in range(self.threads)]
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="redcore-batch")
         self.blas = ThreadpoolController()
         self.bounds = None                       # the slices of the last forward

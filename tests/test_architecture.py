@@ -107,3 +107,35 @@ def test_the_tiny_example_trains_in_seconds():
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith("step")]
     losses, inputs = [float(r[3]) for r in rows], [float(r[-1].rstrip(")")) for r in rows]
     assert len(rows) == 6 and losses[-1] < losses[0] / 5 and losses[-1] < inputs[-1]
+
+
+def test_every_backend_defines_the_whole_kernel_set_itself():
+    """No backend borrows the NumPy reference's code (which on CuPy arrays would run on the host, or fail far
+    from the cause): each kernel-set method of the cpu and cuda backends is defined in their own classes, and
+    one that is missing raises NotImplementedError naming it."""
+    from redcore.backends.base import KERNEL_SET, Backend
+    from redcore.backends.cpu_backend import CpuBackend
+    from redcore.backends.cuda_backend import CudaBackend
+    from redcore.backends.numpy_backend import NumpyBackend
+    for cls in (NumpyBackend, CpuBackend, CudaBackend):
+        for name in KERNEL_SET:
+            owner = next(c for c in cls.__mro__ if name in c.__dict__)
+            assert owner is not Backend, f"{cls.__name__} does not define {name}"
+            assert cls is NumpyBackend or owner is not NumpyBackend, f"{cls.__name__}.{name} is NumPy's"
+
+    class Partial(Backend):
+        name = "partial"
+    import pytest
+    with pytest.raises(NotImplementedError, match="the partial backend has no mse_loss kernel"):
+        Partial().mse_loss(None, None)
+
+
+def test_backend_variants_are_asked_for_by_name():
+    from redcore.backends import get_backend
+    assert (get_backend("cpu").conv, get_backend("cpu").winograd_tile) == ("auto", 4)
+    assert get_backend("cpu-im2col").winograd is False
+    assert (get_backend("cpu-winograd2").winograd_min_channels, get_backend("cpu-winograd2").winograd_tile) == (1, 2)
+    assert get_backend("cpu-winograd4") is get_backend("cpu-winograd4") is not get_backend("cpu")
+    import pytest
+    with pytest.raises(ValueError, match="unknown backend 'cpu-fast'"):
+        get_backend("cpu-fast")

@@ -2,7 +2,7 @@
 strides, paddings), and a whole RED-Net's forward, gradients and Adam steps.
 
 Backends: "cpu" (Numba + BLAS; im2col here, as these nets are narrower than its Winograd threshold),
-"cpu-winograd" (the same with Winograd F(2x2, 3x3) on every 3x3 stride-1 layer; F(4x4, 3x3), whose float32
+"cpu-winograd2" (the same with Winograd F(2x2, 3x3) on every 3x3 stride-1 layer; F(4x4, 3x3), whose float32
 trajectory over Adam steps is looser, is held to its own bounds in tests/test_fast_path.py); "cuda-emulation", the cuda backend's code with the CUDA kernels of
 kernels/cuda compiled for the CPU (kernels/cuda/README.md), so the kernels' logic is checked without a GPU;
 and "cuda" itself where CuPy and a GPU are present (skipped otherwise, with the reason).
@@ -25,18 +25,13 @@ ref = get_backend("numpy")
 
 
 def _fast_backend(name):
-    if name == "cpu-winograd":           # the cpu backend with Winograd on every 3x3 stride-1 layer, however narrow
-        from redcore.backends.cpu_backend import CpuBackend
-        be = CpuBackend()
-        be.winograd, be.winograd_min_channels, be.winograd_tile = True, 1, 2
-        return be
     try:
         return get_backend(name)
     except RuntimeError as e:            # no CuPy, no GPU, or no C++ compiler: say which
         pytest.skip(str(e))
 
 
-FAST = ["cpu", "cpu-winograd", "cuda-emulation", "cuda"]
+FAST = ["cpu", "cpu-winograd2", "cuda-emulation", "cuda"]
 
 
 @pytest.fixture(params=FAST, scope="module")

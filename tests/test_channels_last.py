@@ -14,8 +14,7 @@ ref = get_backend("numpy")
 
 @pytest.fixture(params=[False, True], ids=["parallel", "single-threaded"])
 def be(request):
-    backend = CpuBackend(single_threaded=request.param)
-    backend.winograd, backend.winograd_min_channels, backend.winograd_tile = True, 1, 4
+    backend = CpuBackend(single_threaded=request.param, conv="winograd", winograd_tile=4)
     return backend
 
 

@@ -16,18 +16,13 @@ from redcore.threads import BatchThreads
 
 
 def winograd4_everywhere():
-    """A cpu backend of its own (not the shared one) with F(4x4, 3x3) on every 3x3 stride-1 layer."""
-    be = CpuBackend()
-    be.winograd, be.winograd_min_channels, be.winograd_tile = True, 1, 4
-    return be
+    """The cpu backend with F(4x4, 3x3) on every 3x3 stride-1 layer (its threads' backends follow it)."""
+    return CpuBackend(conv="winograd", winograd_tile=4)
 
 
 def threads_of(net):
-    """BatchThreads of net, its replicas' backends (single-threaded ones) also on F(4x4, 3x3) everywhere."""
-    runner = BatchThreads(net, 2)
-    for replica in runner.replicas:
-        replica.backend.winograd_min_channels = 1
-    return runner
+    """BatchThreads of net: its replicas' single-threaded backends are of net's variant."""
+    return BatchThreads(net, 2)
 
 
 def rel(got, want):

@@ -26,11 +26,9 @@ def problem(n, dtype, h=17, w=19, seed=0):
 @pytest.mark.parametrize("threads,n", [(2, 5), (3, 7), (2, 1), (4, 3)])
 @pytest.mark.parametrize("winograd", [False, True])
 def test_split_batch_gives_the_whole_batch_gradient(threads, n, winograd):
-    net = redcore.REDNet(depth=6, filters=8, skip_step=1, dtype="float64", seed=3, backend=CpuBackend(), threads=1)
-    net.backend.winograd_min_channels = 1 if winograd else 10**9     # its own backend: not the shared one
+    backend = CpuBackend(conv="winograd" if winograd else "im2col")   # the threads' backends follow it
+    net = redcore.REDNet(depth=6, filters=8, skip_step=1, dtype="float64", seed=3, backend=backend, threads=1)
     runner = BatchThreads(net, threads)
-    for replica in runner.replicas:
-        replica.backend.winograd_min_channels = net.backend.winograd_min_channels
     x, target = problem(n, np.float64)
     loss, grads = whole_batch(net, x, target)
     net.grads.flat[:] = np.nan                   # BatchThreads must overwrite every entry

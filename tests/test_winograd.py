@@ -18,9 +18,7 @@ ref = get_backend("numpy")
                 ids=["F2x2", "F4x4", "F4x4-single-threaded"])
 def wino(request):
     tile, single_threaded = request.param
-    be = CpuBackend(single_threaded=single_threaded)
-    be.winograd, be.winograd_min_channels = True, 1        # every 3x3 stride-1 layer, however narrow
-    be.winograd_tile = tile
+    be = CpuBackend(single_threaded=single_threaded, conv="winograd", winograd_tile=tile)   # every 3x3 layer
     return be
 
 
@@ -61,8 +59,7 @@ def test_winograd_groups_images_within_the_budget(wino):
 def test_float32_error_of_a_wide_layer(tile, rtol):
     """A released-RED30 layer (128 channels in and out, 50x50): F(4x4, 3x3)'s larger coefficients cost about
     one decimal digit over F(2x2, 3x3) in float32, still far inside the 1e-4 the gradients are held to."""
-    be = CpuBackend()
-    be.winograd_tile = tile
+    be = CpuBackend(winograd_tile=tile)          # "auto": 128 channels run by Winograd
     rng = np.random.default_rng(1)
     x, wt = rng.random((2, 128, 50, 50)), rng.standard_normal((128, 128, 3, 3)) * np.sqrt(2 / 1152)
     dy = rng.standard_normal((2, 128, 50, 50))

@@ -24,7 +24,7 @@ def add_bias(y, b, relu):
 def bias_backward(db, dy):
     """db[o] = sum_{n,i,j} dy[n, o, i, j].   prange over o: each iteration owns db[o].  The sum may be
     reassociated (fastmath "reassoc" here only), so it runs in vector lanes, accumulated in float64, instead
-    of one dependent add after another (a RED30-64 step's 30 calls: 15 ms on one core)."""
+    of one dependent add after another (bench/README.md: 15 -> 3 ms a RED30-64 step)."""
     n_img, c, h, w = dy.shape
     for o in nb.prange(c):
         acc = 0.0

@@ -1,26 +1,28 @@
-"""The one dispatch point for backends.
+"""The one dispatch point for backends: `get_backend(name)` gives the backend called `name`, created once.
 
 A backend is an object holding the array module (`xp`), host/device transfer, and the kernel set every
-backend provides under the same names and signatures (see `numpy_backend.NumpyBackend`, the reference):
+backend provides under the same names and signatures (base.py lists it; numpy_backend.NumpyBackend is the
+reference).  Model code never branches on the backend: it asks for one by name and calls these.
 
-    conv2d, conv2d_backward_input, conv2d_backward_weight     the three convolution primitives (ops/conv.py)
-    add_bias, bias_backward                                   bias
-    relu_, add_relu, relu_backward_                          ReLU and the skip sum (ops/activation.py)
-    mse_loss                                                  the loss (ops/loss.py)
-    adam_update_                                              one Adam step on one tensor (optim.py)
-
-Model code never branches on the backend: it asks `get_backend(name)` once and calls these.
+    numpy            the float64-capable NumPy reference, the oracle of every test
+    cpu              Numba kernels and the BLAS: Winograd where it pays, im2col elsewhere
+    cpu-im2col       the same, im2col on every layer
+    cpu-winograd2    the same, Winograd F(2x2, 3x3) on every 3x3 stride-1 layer
+    cpu-winograd4    the same, Winograd F(4x4, 3x3) on every 3x3 stride-1 layer
+    cuda             CUDA kernels (kernels/cuda) and cuBLAS through CuPy
+    cuda-emulation   the cuda backend with its CUDA kernels compiled for the CPU: slow, for tests
 """
 from .numpy_backend import NumpyBackend
 
-# "cuda-emulation" runs the cuda backend's code and CUDA kernels on the CPU (kernels/cuda/emulation.py):
-# slow, for tests and for machines without a GPU.
-BACKENDS = ("numpy", "cpu", "cuda", "cuda-emulation")
+CPU_VARIANTS = {"cpu": dict(), "cpu-im2col": dict(conv="im2col"),
+                "cpu-winograd2": dict(conv="winograd", winograd_tile=2),
+                "cpu-winograd4": dict(conv="winograd", winograd_tile=4)}
+BACKENDS = ("numpy", *CPU_VARIANTS, "cuda", "cuda-emulation")
 _instances = {}
 
 
 def get_backend(name):
-    """The backend called `name` ("numpy", "cpu", "cuda" or "cuda-emulation"), created once and cached."""
+    """The backend called `name` (one of BACKENDS), created once and cached."""
     if not isinstance(name, str):
         return name  # already a backend object
     if name not in BACKENDS:
@@ -28,9 +30,9 @@ def get_backend(name):
     if name not in _instances:
         if name == "numpy":
             _instances[name] = NumpyBackend()
-        elif name == "cpu":
+        elif name in CPU_VARIANTS:
             from .cpu_backend import CpuBackend
-            _instances[name] = CpuBackend()
+            _instances[name] = CpuBackend(**CPU_VARIANTS[name])
         elif name == "cuda":
             _instances[name] = _cuda_backend()
         else:

@@ -21,13 +21,12 @@ channels-last Winograd F(4x4) kernels returns it as an (N, C, H, W)-shaped view 
 the element-wise kernels (add_bias_channels_last, bias_backward_channels_last, and the flat ones over memory
 order) take either layout.  NumPy code on such a view sees ordinary (N, C, H, W) values.
 """
-import os
-
 import numpy as np
 
 from .. import kernels as numba_kernels
 from ..ops.conv import conv_output_size
-from .numpy_backend import NumpyBackend
+from ..ops.loss import mse_loss_reference
+from .base import Backend
 
 COLS_BUDGET = 8 * 2**20   # one image's columns of a 128-filter layer at 50x50 stay near the 32 MiB L3
 
@@ -38,12 +37,22 @@ def is_channels_last(a):
     return a.ndim == 4 and not a.flags.c_contiguous and a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
-class Im2colBackend(NumpyBackend):
+class Im2colBackend(Backend):
     """The convolution primitives as im2col + GEMM on the array module `xp` with the kernel set `kernels`."""
 
     def __init__(self, kernels, xp, cols_budget):
         self.kernels, self.xp, self.cols_budget = kernels, xp, cols_budget
         self._cols = {}
+
+    # ---- arrays (host arrays here; cuda_backend.py overrides them for the device) ------------------
+    def asarray(self, a, dtype):
+        return self.xp.ascontiguousarray(a, dtype=dtype)
+
+    def to_numpy(self, a):
+        return np.asarray(a)
+
+    def zeros(self, shape, dtype):
+        return self.xp.zeros(shape, dtype=dtype)
 
     def _columns(self, n_img, rows, cols, dtype):
         """A reusable (n_img, rows, cols) buffer for im2col."""
@@ -74,9 +83,7 @@ class Im2colBackend(NumpyBackend):
 
     # ---- convolution primitives --------------------------------------------------------------------
     winograd = False      # backends whose kernel set has Winograd transforms may switch it on
-    # Winograd pays where the GEMM dominates: measured on 2 cores (batch 16, 50x50), a 128-channel layer's
-    # forward took half the time of im2col, a 64-channel layer's the same time (its transforms and small
-    # GEMMs cost what the saved multiplications save).
+    # Winograd pays where the GEMM dominates (bench/README.md, "Where the cpu backend's choices come from").
     winograd_min_channels = 96
     winograd_tile = 2     # 2: F(2x2, 3x3); 4: F(4x4, 3x3), where the kernel set has it
     # Outputs of the channels-last Winograd kernels with at least this many channels are returned as
@@ -88,7 +95,7 @@ class Im2colBackend(NumpyBackend):
     def _use_winograd(self, stride, k, c_in, c_out):
         # The input side decides: im2col writes 9 values per input value, whatever C_out; with one output
         # channel (the last deconv) the GEMM is a matrix-vector product either way, and Winograd's 2.25
-        # values per input win (64 > 1 channels, 8 images of 48x48 on one core: 2.8 ms instead of 5.8 ms).
+        # values per input win (bench/README.md, "Where the cpu backend's choices come from").
         return self.winograd and stride == 1 and k == 3 and c_in >= self.winograd_min_channels
 
     def conv2d(self, x, w, stride, padding):
@@ -193,7 +200,7 @@ class Im2colBackend(NumpyBackend):
 
         For stride 1 the adjoint is itself a convolution: dx = conv(dy, w'), w'[c, o, u, v] = w[o, c, k-1-u, k-1-v],
         padding k-1-p (H_o + 2(k-1-p) - k + 1 = H).  That path gathers (im2col) instead of scattering (col2im),
-        which measured about 3x cheaper per call, for the same GEMM.
+        which is cheaper for the same GEMM (bench/README.md).
         """
         k = w.shape[2]
         if stride == 1 and padding <= k - 1 and tuple(input_hw) == tuple(s + k - 1 - 2 * padding for s in dy.shape[2:]):
@@ -315,28 +322,31 @@ class Im2colBackend(NumpyBackend):
 class CpuBackend(Im2colBackend):
     """Numba kernels (kernels/cpu) and the BLAS GEMM that NumPy links.
 
-    3x3 stride-1 convolutions with at least `winograd_min_channels` channels in and out run by Winograd
-    (forward and input gradient F(4x4, 3x3), weight gradient F(3x3, 4x4); `winograd_tile = 2` gives F(2x2, 3x3),
-    which took the released RED30's training step from 5.1 to 3.6 s, bench/README.md).  REDCORE_CONV=direct in
-    the environment, or `get_backend("cpu").winograd = False`, forces im2col.
+    conv: "auto" runs 3x3 stride-1 convolutions by Winograd where they pay (at least `winograd_min_channels`
+    input channels, 96, or 64 single-threaded; bench/README.md has the measurements), the others by im2col;
+    "im2col" never uses Winograd; "winograd" uses it on every 3x3 stride-1 layer, however narrow (tests).
+    winograd_tile: 4 gives F(4x4, 3x3) for the forward and input gradient and F(3x3, 4x4) for the weight
+    gradient, 2 gives F(2x2, 3x3).  get_backend names the variants: "cpu", "cpu-im2col", "cpu-winograd2",
+    "cpu-winograd4".
 
     single_threaded=True takes the kernels compiled without threads and with the GIL released: the backend of
-    one thread of redcore.threads.BatchThreads (each thread its own instance, so its own column buffer)."""
+    one thread of redcore.threads.BatchSplit (each thread its own instance, so its own column buffer)."""
     name = "cpu"
+    mse_loss = staticmethod(mse_loss_reference)
+    CONVS = ("auto", "im2col", "winograd")
 
-    def __init__(self, single_threaded=False):
+    def __init__(self, single_threaded=False, conv="auto", winograd_tile=4):
+        if conv not in self.CONVS or winograd_tile not in (2, 4):
+            raise ValueError(f"the cpu backend's conv is one of {self.CONVS} and its winograd_tile 2 or 4; got "
+                             f"{conv!r}, {winograd_tile!r}")
         super().__init__(numba_kernels.single_threaded() if single_threaded else numba_kernels, np, COLS_BUDGET)
+        self.single_threaded, self.conv = single_threaded, conv
         if single_threaded:
-            # On one core the transforms cost less than the prange'd ones (no fork/join per call), and
-            # Winograd pays from 64 channels: RED30-64's step on 2 threads took 0.51 s instead of 0.66 s
-            # (batch 16, median of 7, alternating in one process).  And a smaller column/transform buffer:
-            # one 50x50 image at a time keeps each thread's Winograd tiles in its share of the cache (RED30-64:
-            # 0.45 s instead of 0.50 s per step with 8 MiB).
+            # a smaller column/transform buffer keeps each thread's tiles in its share of the cache
             self.winograd_min_channels = 64
             self.cols_budget = 2 * 2**20
-        self.winograd = os.environ.get("REDCORE_CONV", "auto") != "direct"
+        self.winograd = conv != "im2col"
+        if conv == "winograd":
+            self.winograd_min_channels = 1
         self.channels_last = True
-        # F(4x4, 3x3): the released RED30's step on 2 threads 2.07 s instead of 2.48 s with F(2x2, 3x3), RED30-64
-        # 0.43 s instead of 0.46 s (batch 16, alternating in one process); float32 error of a 128-channel layer
-        # 4.5e-6 of its largest output (F(2x2): 4.8e-7, im2col: 4.8e-7).
-        self.winograd_tile = 4
+        self.winograd_tile = winograd_tile          # F(4x4) by default: bench/README.md, "Winograd"

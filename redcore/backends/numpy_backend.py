@@ -3,12 +3,12 @@ import numpy as np
 
 from ..ops import activation, bias, conv, loss
 from ..optim import adam_update_reference_
+from .base import Backend
 
 
-class NumpyBackend:
+class NumpyBackend(Backend):
     name = "numpy"
     xp = np
-    dtypes = ("float32", "float64")
 
     # ---- arrays -----------------------------------------------------------------------------------
     def asarray(self, a, dtype):
@@ -20,11 +20,6 @@ class NumpyBackend:
 
     def zeros(self, shape, dtype):
         return np.zeros(shape, dtype=dtype)
-
-    def check_dtype(self, dtype):
-        if np.dtype(dtype).name not in self.dtypes:
-            raise ValueError(f"the {self.name} backend computes in {' or '.join(self.dtypes)}, not {dtype}")
-        return np.dtype(dtype)
 
     # ---- convolution primitives (ops/conv.py has the formulas) -------------------------------------
     def conv2d(self, x, w, stride, padding):
