@@ -287,9 +287,15 @@ class REDNet:
     __call__ = forward
 
     # ---- backward ----------------------------------------------------------------------------------
-    def backward(self, dy, record_paths=False, input_grad=True):
+    def zero_grad(self):
+        """Set every gradient to 0 (before a loop of backward(..., accumulate=True) over micro-batches)."""
+        self.grads.flat[...] = 0
+
+    def backward(self, dy, record_paths=False, input_grad=True, accumulate=False):
         """Fill `self.grads` with dL/dparams for the upstream dy = dL/d(output), and return dL/dx
         (input_grad=False: training needs no dL/dx; conv1's input gradient is skipped and None returned).
+        accumulate=True adds them to the gradients already there: a batch in micro-batches is zero_grad()
+        then one forward and backward(..., accumulate=True) each, with each dy the whole batch's share.
 
         record_paths=True also keeps, for every conv{i} with a skip, the two parts of dL/d(conv{i} output)
         in `self.path_grads[i] = (main, skip)`: through conv{i+1} and through the skip (paper Eq. 12-13).
@@ -304,11 +310,13 @@ class REDNet:
             if record_paths:
                 raise ValueError("record_paths needs the batch run whole: REDNet(..., threads=1), or one image")
             self.cache = None
-            return self._batch_split.backward(dy, input_grad)
+            return self._batch_split.backward(dy, input_grad, accumulate)
         be, p, c = self.backend, self.params, self.cache
         g = be.asarray(dy, self.dtype)
         if g.shape != c["x"].shape:
             raise ValueError(f"backward got dL/dy of shape {g.shape}, the output has shape {c['x'].shape}")
+        if not accumulate:
+            self.zero_grad()
         skip_grad = {}                        # conv{i} -> the gradient its skip carries back (Eq. 12)
         self.path_grads = {} if record_paths else None
         for j in range(self.n, 0, -1):        # the decoder, last layer first; g = dL/d(stage j's output)
@@ -318,26 +326,27 @@ class REDNet:
                     g = self._relu_backward(g, c["skip_out"][j])       # mask of the skip sum's ReLU (Eq. 3)
                     skip_grad[self.skips[j]] = g.copy(order="K")       # the skip copy, to both summands
                 g = self._relu_backward(g, c["relu_out"][j])           # mask of deconv{j}'s ReLU
-            g, dw, db = conv_transpose2d_backward(be, g, c["stage_in"][j], p[f"deconv{j}.weight"],
-                                                  self.stride[i], self.pad)           # op backward: a conv
-            self.grads[f"deconv{j}.weight"][...] = dw
-            self.grads[f"deconv{j}.bias"][...] = db
+            g, _, _ = conv_transpose2d_backward(be, g, c["stage_in"][j], p[f"deconv{j}.weight"], self.stride[i],
+                                                self.pad, out=self._grads_of(f"deconv{j}"))  # op backward: a conv
             self._release(stage=j)
         for i in range(self.n, 0, -1):        # the encoder; g = dL/d(conv{i}'s output)
             if i in skip_grad:                # Eq. 12: the main path plus the skip path
                 self._record_paths(i, main=g, skip=skip_grad[i])
                 g += skip_grad[i]
             g = self._relu_backward(g, c["conv_out"][i - 1])            # mask of conv{i}'s ReLU
-            g, dw, db = conv2d_backward(be, g, c["conv_in"][i], p[f"conv{i}.weight"], self.stride[i], self.pad,
-                                        input_grad=input_grad or i > 1)   # op backward: a transposed conv
-            self.grads[f"conv{i}.weight"][...] = dw
-            self.grads[f"conv{i}.bias"][...] = db
+            g, _, _ = conv2d_backward(be, g, c["conv_in"][i], p[f"conv{i}.weight"], self.stride[i], self.pad,
+                                      input_grad=input_grad or i > 1,
+                                      out=self._grads_of(f"conv{i}"))   # op backward: a transposed conv
             self._release(conv=i)
         if self.residual and g is not None:   # y = x + F(x): dL/dx gets dL/dy itself too (§3.3)
             g += be.asarray(dy, self.dtype)
         if not record_paths:
             self.cache = None
         return g
+
+    def _grads_of(self, layer):
+        """(weight gradient, bias gradient) of a layer: views into self.grads that its backward adds into."""
+        return self.grads[f"{layer}.weight"], self.grads[f"{layer}.bias"]
 
     def _relu_backward(self, g, output):
         """g * [output > 0] in place: the gradient through a ReLU, its mask read from the ReLU's output."""

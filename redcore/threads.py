@@ -72,14 +72,16 @@ class BatchSplit:
         self.bounds = self.slices(x.shape[0])
         return np.concatenate(self._run(lambda replica, a, b: replica.forward(x[a:b], keep=keep)))
 
-    def backward(self, dy, input_grad=True):
-        """Fill net.grads with the sum of the slices' gradients; return dL/dx (None with input_grad=False)."""
+    def backward(self, dy, input_grad=True, accumulate=False):
+        """Fill net.grads with the sum of the slices' gradients (add it with accumulate); return dL/dx (None
+        with input_grad=False)."""
         if self.bounds is None:
             raise RuntimeError("REDNet.backward needs a forward pass first")
         dxs = self._run(lambda replica, a, b: replica.backward(dy[a:b], input_grad=input_grad))
         total = self.net.grads.flat
-        total[...] = self.replicas[0].grads.flat
-        for replica in self.replicas[1:len(self.bounds)]:
+        if not accumulate:
+            total[...] = 0
+        for replica in self.replicas[:len(self.bounds)]:
             total += replica.grads.flat
         self.bounds = None
         return np.concatenate(dxs) if input_grad else None

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gradcheck import check_gradient, covering_indices
+import redcore
 from redcore import REDNet
 
 VARIANTS = {
@@ -111,3 +112,25 @@ def test_seed_makes_a_net_reproducible():
     c = REDNet(depth=10, filters=4, backend="numpy", seed=6)
     assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
     assert not np.array_equal(a.params["conv1.weight"], c.params["conv1.weight"])
+
+
+@pytest.mark.parametrize("backend,threads", [("numpy", None), ("cpu", 2)])
+def test_gradients_accumulate_over_micro_batches(backend, threads):
+    """zero_grad, then forward and backward(accumulate=True) per micro-batch with its share of the whole
+    batch's dL/dy, gives the whole batch's gradient (float64: to rounding); without accumulate, backward
+    replaces the gradients.  On cpu with threads=2 each micro-batch is itself split over two threads."""
+    net = REDNet(depth=6, filters=4, backend=backend, dtype="float64", seed=2, threads=threads)
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 1, 12, 13))
+    target = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1)
+    _, dy = redcore.mse_loss(net.forward(x), target)
+    net.backward(dy)
+    whole = net.grads.flat.copy()
+    net.zero_grad()
+    for part in (slice(0, 2), slice(2, 6)):
+        net.forward(x[part])
+        net.backward(dy[part], accumulate=True)
+    np.testing.assert_allclose(net.grads.flat, whole, rtol=0, atol=1e-12 * np.abs(whole).max())
+    net.forward(x[:2])
+    net.backward(dy[:2])                          # without accumulate: the micro-batch's gradient alone
+    assert np.abs(net.grads.flat - whole).max() > 1e-3 * np.abs(whole).max()

@@ -140,12 +140,23 @@ def conv2d_forward(be, x, w, b, stride=1, padding=0, relu=False):
     return y
 
 
-def conv2d_backward(be, dy, x, w, stride=1, padding=0, input_grad=True):
+def _accumulate(out, dw, db):
+    """(dw, db), added into the preallocated gradients out = (dw_out, db_out) when given (as the kernels of
+    llm.c do: a gradient is a sum over every use, so micro-batches are a loop of backward passes)."""
+    if out is None:
+        return dw, db
+    out[0][...] += dw
+    out[1][...] += db
+    return out
+
+
+def conv2d_backward(be, dy, x, w, stride=1, padding=0, input_grad=True, out=None):
     """(dx, dw, db) of y = conv(x, w) + b.   dy: (N,C_out,H_o,W_o); x, w as in the forward.
-    input_grad=False skips dx (None): a network's first layer, whose input is data."""
+    input_grad=False skips dx (None): a network's first layer, whose input is data.  out=(dw, db) adds the
+    gradients into those arrays and returns them."""
     dx = be.conv2d_backward_input(dy, w, x.shape[2:], stride, padding) if input_grad else None
     dw = be.conv2d_backward_weight(dy, x, w.shape[2], stride, padding)
-    return dx, dw, be.bias_backward(dy)
+    return (dx, *_accumulate(out, dw, be.bias_backward(dy)))
 
 
 def conv_transpose2d_forward(be, x, wt, b, stride=1, padding=0, output_padding=0, relu=False):
@@ -163,8 +174,9 @@ def conv_transpose2d_forward(be, x, wt, b, stride=1, padding=0, output_padding=0
     return y
 
 
-def conv_transpose2d_backward(be, dy, x, wt, stride=1, padding=0):
-    """(dx, dwt, db) of yt = conv^T(x, wt) + b: dx = conv(dy, wt), dwt = conv2d_backward_weight(x, dy)."""
+def conv_transpose2d_backward(be, dy, x, wt, stride=1, padding=0, out=None):
+    """(dx, dwt, db) of yt = conv^T(x, wt) + b: dx = conv(dy, wt), dwt = conv2d_backward_weight(x, dy).
+    out=(dwt, db) adds the gradients into those arrays and returns them."""
     dx = be.conv2d(dy, wt, stride, padding)
     dwt = be.conv2d_backward_weight(x, dy, wt.shape[2], stride, padding)
-    return dx, dwt, be.bias_backward(dy)
+    return (dx, *_accumulate(out, dwt, be.bias_backward(dy)))
