@@ -11,8 +11,19 @@
 Each takes the corrupted image (H, W) or (H, W, C) in [0, 1], the task's level and the corruption's info (the
 noise sigma, the blur kernel, the mask: what a non-blind method is allowed to know), and returns an image of
 the same shape clipped to [0, 1].
+
+Their scores on a test set are kept in a cache of their own (runs/baselines/), written by whoever scores them
+(`redcore eval`, tools/ship_model.py) and read back before BM3D runs again for an hour: save_scores and
+cached_scores.
 """
+import json
+import os
+
 import numpy as np
+
+from .io import atomic_write
+
+CACHE_FOLDER = os.path.join("runs", "baselines")
 
 
 def bm3d_denoise(noisy, level, info):
@@ -105,3 +116,32 @@ BASELINES = {
     "deblur": ("CLS deconv.", cls_deblur),
     "inpaint": ("harmonic", harmonic_inpaint),
 }
+
+
+def _cache_path(task, level, set_name, seed, folder):
+    return os.path.join(folder or CACHE_FOLDER, f"{task}-{level}-{set_name}-seed{seed}.json")
+
+
+def save_scores(task, level, set_name, seed, scores, images, folder=None):
+    """Keep the task's baseline's average scores ({"psnr", "ssim"}) on a test set of `images` images corrupted
+    with `seed`.  task, level: the task's name and level label ("denoise", "25")."""
+    if task not in BASELINES:
+        raise ValueError(f"the task {task!r} has no classical baseline to keep scores of")
+    path = _cache_path(task, level, set_name, seed, folder)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    entry = {"task": task, "level": level, "set": set_name, "seed": seed, "method": BASELINES[task][0],
+             "images": images, "psnr": float(scores["psnr"]), "ssim": float(scores["ssim"])}
+    atomic_write(path, lambda f: f.write(json.dumps(entry, indent=1).encode()))
+
+
+def cached_scores(task, level, set_name, seed, images, folder=None):
+    """(baseline's name, {"psnr", "ssim"}) kept by save_scores for exactly this task, level, set, seed and
+    number of images, or None."""
+    path = _cache_path(task, level, set_name, seed, folder)
+    if not os.path.isfile(path) or task not in BASELINES:
+        return None
+    with open(path, encoding="utf-8") as f:
+        entry = json.load(f)
+    if (entry.get("method"), entry.get("seed"), entry.get("images")) != (BASELINES[task][0], seed, images):
+        return None
+    return entry["method"], {"psnr": entry["psnr"], "ssim": entry["ssim"]}

@@ -147,9 +147,11 @@ def test_harness_end_to_end_with_an_identity_model(two_images, tmp_path, capsys)
     assert (out / "jpeg-10-set-identity-images" / "img0_RED-Net.png").exists()
 
 
-def test_a_network_run_keeps_the_baseline_file(two_images, tmp_path):
-    """The baseline's file is the cache tools/ship_model.py reads; scoring a network (with or without the
-    baseline, with or without the ensemble) writes beside it, named after the weights, and leaves it as it was."""
+def test_a_network_run_keeps_the_baseline_file(two_images, tmp_path, monkeypatch):
+    """Scoring a network (with or without the baseline, with or without the ensemble) writes beside the
+    baseline's tables, named after the weights, and leaves them as they were; a run that scored the baseline
+    keeps its scores in the baselines' cache (which tools/ship_model.py reads), one without it does not."""
+    monkeypatch.chdir(tmp_path)
     weights = str(tmp_path / "identity.npz")
     identity_net(weights)
     out = tmp_path / "results"
@@ -163,6 +165,8 @@ def test_a_network_run_keeps_the_baseline_file(two_images, tmp_path):
     assert json.loads((out / "deblur-gaussian-set-identity.json").read_text())["methods"] == ["input", "RED-Net"]
     assert json.loads((out / "deblur-gaussian-set-identity-x8.json").read_text())["methods"] == \
         ["input", "CLS deconv.", "RED-Net x8"]
+    cached = baselines.cached_scores("deblur", "gaussian", "set", 0, 2)
+    assert cached == ("CLS deconv.", json.loads(baseline)["average"]["CLS deconv."])
 
 
 @pytest.mark.parametrize("task,level,column", [("denoise", "25", "BM3D"), ("sr", "2", None),

@@ -179,23 +179,16 @@ def test_ship_model_adds_a_card_and_restore_finds_it(tmp_path, monkeypatch, caps
     assert redcore.restore(img, "jpeg", 10).shape == (32, 32)
 
 
-def test_ship_model_reads_a_cached_baseline_only_where_one_was_scored(tmp_path, monkeypatch):
-    """runs/eval/<task>-<level>-<set>.json is the baselines' file; one written there by an older
-    `redcore.evaluate --no-baseline --weights` has the net in the place of the baseline, and must not become
-    the card's baseline column."""
-    from conftest import load_example as script
-    ship = script("ship_model")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "runs" / "eval").mkdir(parents=True)
-    path = tmp_path / "runs" / "eval" / "denoise-50-Set12.json"
-    average = {"input": {"psnr": 14.16, "ssim": 0.18}, "BM3D": {"psnr": 26.78, "ssim": 0.77},
-               "RED-Net": {"psnr": 26.59, "ssim": 0.75}}
-    denoise = tasks.get("denoise")
-
-    def cache(methods, seed=0):
-        path.write_text(json.dumps({"seed": seed, "methods": methods, "average": average}))
-        return ship.cached_baseline(denoise, 50, "Set12", 0)
-
-    assert cache(["input", "RED-Net"]) is None
-    assert cache(["input", "BM3D", "RED-Net"]) == ("BM3D", average["BM3D"])
-    assert cache(["input", "BM3D"], seed=1) is None                                # another corruption draw
+def test_the_baselines_cache_keeps_only_what_was_scored(tmp_path):
+    """redcore.baselines keeps a baseline's scores per task, level, set, seed and image count, in a cache of its
+    own: a network's scores can no longer pass for the baseline's, and another draw or subset misses."""
+    from redcore import baselines
+    scores = {"psnr": 26.78, "ssim": 0.7671}
+    assert baselines.cached_scores("denoise", "50", "Set12", 0, 12, folder=tmp_path) is None
+    baselines.save_scores("denoise", "50", "Set12", 0, scores, 12, folder=tmp_path)
+    assert baselines.cached_scores("denoise", "50", "Set12", 0, 12, folder=tmp_path) == ("BM3D", scores)
+    for other in [("denoise", "50", "Set12", 1, 12), ("denoise", "50", "Set12", 0, 2), ("denoise", "25", "Set12", 0, 12),
+                  ("denoise", "50", "BSD68", 0, 12)]:
+        assert baselines.cached_scores(*other, folder=tmp_path) is None, other
+    with pytest.raises(ValueError, match="'sr' has no classical baseline"):
+        baselines.save_scores("sr", "2", "Set5", 0, scores, 5, folder=tmp_path)

@@ -6,8 +6,8 @@ redcore/weights/ (the registry that redcore.load, redcore.restore and `redcore m
 
 The card records the network, the training data, steps and wall time (from the checkpoint), the hardware and
 the command given here, and, per test set, the network's PSNR/SSIM beside the corrupted input and the task's
-classical baseline (the baseline column is read from runs/eval/<task>-<level>-<set>.json when
-bench/eval_baselines.sh wrote it with the same seed, else computed).  The weights are stored without the
+classical baseline (its scores are read from the baselines' cache, runs/baselines/, where `redcore eval` or an
+earlier ship kept them for the same set and seed (bench/eval_baselines.sh fills it), else computed and kept).  The weights are stored without the
 optimizer state (an .npz with a JSON header, no pickle).  A training that went on in a run started by --init
 from an earlier one (e.g. after a move between machines) is shipped from the last run's checkpoint with
 --steps-before (the earlier steps), --batch and --lr (the first run's settings) and --train-seconds (the total).
@@ -22,25 +22,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import redcore  # noqa: E402
 from redcore import baselines, tasks, zoo  # noqa: E402
 from redcore.data import load_test_set  # noqa: E402
-from redcore.evaluate import RESULTS_FOLDER, evaluate, result_stem  # noqa: E402
+from redcore.evaluate import evaluate  # noqa: E402
 from redcore.io import atomic_write, load_arrays  # noqa: E402
 
 TEST_SETS = {"denoise": ["Set12", "BSD68"], "sr": ["Set5"], "jpeg": ["classic5"], "deblur": ["Set12"],
              "inpaint": ["Set12"]}
-
-
-def cached_baseline(task, level, set_name, seed):
-    path = os.path.join(RESULTS_FOLDER, result_stem(task, level, set_name) + ".json")
-    if not os.path.isfile(path):
-        return None
-    result = json.load(open(path))
-    # A network's evaluation is written beside it (result_stem), but one from before that change, or a
-    # --no-baseline run of no network, may hold no baseline: take only a run that scored this task's baseline
-    # (its method is named after it).
-    base = baselines.BASELINES.get(task.name)
-    if result.get("seed") != seed or base is None or base[0] not in result["methods"]:
-        return None
-    return base[0], result["average"][base[0]]
 
 
 def step_words(step, steps_before=0):
@@ -120,10 +106,14 @@ def main(argv=None):
         card["schedule"] = schedule
     for set_name in TEST_SETS[task.name]:
         names, images = load_test_set(set_name, mode="y" if task.color == "y" else "as read")
-        cached = cached_baseline(task, level, set_name, args.seed)
+        label = tasks.level_label(level)
+        cached = baselines.cached_scores(task.name, label, set_name, args.seed, len(names))
         result = evaluate(task, level, names, images, net=net, ensemble=False, baseline=cached is None,
                           seed=args.seed, log=print)
         avg = result["average"]
+        method = baselines.BASELINES.get(task.name, (None,))[0]
+        if cached is None and method in avg:
+            baselines.save_scores(task.name, label, set_name, args.seed, avg[method], len(names))
         entry = {"set": set_name, "images": len(names), "psnr": round(avg["RED-Net"]["psnr"], 2),
                  "ssim": round(avg["RED-Net"]["ssim"], 4), "input_psnr": round(avg[result["methods"][0]]["psnr"], 2),
                  "input_ssim": round(avg[result["methods"][0]]["ssim"], 4)}
