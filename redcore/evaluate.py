@@ -145,7 +145,8 @@ def build_parser():
     p.add_argument("--level", help="the corruption's level (default: the task's usual one, e.g. 25 for denoise)")
     p.add_argument("--data", help="a folder of test images, or a set name under $REDCORE_DATA/test "
                                   "(default: the paper's set for the task: Set12, Set5 or classic5)")
-    p.add_argument("--weights", help="a network saved by REDNet.save or a training checkpoint (.npz)")
+    p.add_argument("--weights", help="a network saved by REDNet.save or a training checkpoint (.npz), a shipped "
+                                     "model's name, or 'shipped': the one `redcore restore` uses for this level")
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (paper §3.5)")
     p.add_argument("--tile", type=positive_int, help="restore in overlapping tiles of this size (default: full frame)")
     p.add_argument("--backend", default="cpu", help="cpu (default), numpy or cuda")
@@ -168,6 +169,11 @@ def main(argv=None):
         if args.limit:
             names, images = names[:args.limit], images[:args.limit]
         net = None
+        if args.weights == "shipped":     # exactly the network `redcore restore` would use
+            from .zoo import find
+            args.weights = find(task.name, level)
+            if args.weights is None:
+                raise ValueError(f"no shipped network restores {task.name} {level_label(level)} (redcore models)")
         if args.weights:
             from .model import REDNet      # here: the harness without --weights needs no network code
             net = REDNet.load(args.weights, backend=args.backend)

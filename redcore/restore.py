@@ -70,9 +70,9 @@ def _tile_for(h, w, tile):
 def restore_level(task, level):
     """The task's canonical level for restoring one image (its default when None): one level, not a range."""
     level = task.parse_level(task.default_level if level is None else level)
-    if isinstance(level, tuple):
-        raise ValueError(f"a range of levels ({level[0]:g}-{level[1]:g}) is for training a blind network; restore "
-                         f"takes the one level of this image (e.g. the noise sigma, --level 25)")
+    if isinstance(level, (tuple, tasks.LevelMix)):
+        raise ValueError(f"a range or mix of levels ({tasks.level_label(level)}) is for training a blind network; "
+                         "restore takes the one level of this image (e.g. the noise sigma, --level 25)")
     return level
 
 

@@ -7,6 +7,8 @@ and the task's classical baseline).  The weight files are .npz files beside it (
 import json
 import os
 
+from .tasks import covers
+
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 INDEX = os.path.join(WEIGHTS_DIR, "models.json")
 
@@ -30,28 +32,36 @@ def path_of(name):
 
 
 def find(task, level):
-    """The name of the shipped model for (task, level), or None."""
-    for name, card in sorted(cards().items()):
-        if card["task"] == task and str(card["level"]) == str(level):
+    """The name of the shipped model that restores (task, level), or None: a network trained for that very
+    level where one ships (it ships only where it beats the blind one), else a blind network whose range or
+    mix of levels covers it (card["covers"]: "0-75", "2,3,4", ...)."""
+    known = sorted(cards().items())
+    for name, card in known:
+        if card["task"] == task and "covers" not in card and str(card["level"]) == str(level):
+            return name
+    for name, card in known:
+        if card["task"] == task and "covers" in card and covers(task, card["covers"], level):
             return name
     return None
 
 
 def card_line(name, card):
     """One line of `redcore models`: name, task and level, network, data, steps, test figures."""
-    tests = "; ".join(f"{t['set']} {t['psnr']:.2f} dB"
+    tests = "; ".join(f"{t['set']}{' ' + str(t['level']) if 'level' in t else ''} {t['psnr']:.2f} dB"
                       + (f", {t['psnr_mask_known']:.2f} with the mask known" if "psnr_mask_known" in t else "")
                       + f" (input {t['input_psnr']:.2f}"
                       + (f", {t['baseline']} {t['baseline_psnr']:.2f}" if t.get("baseline") else "") + ")"
                       for t in card.get("tests", []))
     start = f" from {card['fine_tuned_from']}" if card.get("fine_tuned_from") else ""
-    return (f"{name:28s} {card['task']} {card['level']}: {card['network']}, {card['data']}, "
+    level = f"any level in {card['covers']}" if "covers" in card else card["level"]
+    return (f"{name:28s} {card['task']} {level}: {card['network']}, {card['data']}, "
             f"{card['steps']} steps{start}" + (f"; {tests}" if tests else ""))
 
 
 def card_text(name, card):
     """The whole model card of `redcore models NAME`, one field a line, its test figures as a small table."""
-    lines = [f"{name}: {card['task']} {card['level']}"]
+    lines = [f"{name}: {card['task']} {card['level']}" + (f" (one network for every level in {card['covers']})"
+                                                           if "covers" in card else "")]
     skip = ("task", "level", "tests")
     width = max(len(k) for k in card)
     for key, value in card.items():
@@ -67,7 +77,8 @@ def card_text(name, card):
                                                                      ("psnr_mask_known", "mask known")) if key in t)
             base = f", {t['baseline']} {t['baseline_psnr']:.2f}" if t.get("baseline") else ""
             ssim = f" / {t['ssim']:.4f}" if "ssim" in t else ""
-            lines.append(f"    {t['set']} ({t.get('images', '?')} images): {t['psnr']:.2f}{ssim}{extra}; "
+            at = f" at {t['level']}" if "level" in t else ""
+            lines.append(f"    {t['set']}{at} ({t.get('images', '?')} images): {t['psnr']:.2f}{ssim}{extra}; "
                          f"input {t['input_psnr']:.2f}{base}")
     return "\n".join(lines)
 
@@ -89,12 +100,13 @@ def card_table(known):
         for i, t in enumerate(card.get("tests", [])):
             first = ((f"`{name}`", f"{card['task']} {card['level']}", f"{net}; {card['steps']} steps{start}{minutes}")
                      if i == 0 else ("", "", ""))
+            where = f"{t['set']} {t['level']}" if "level" in t else t["set"]
             base = (f"{t['baseline']} {score(t, 'baseline_')}" if t.get("baseline")
                     else "= input (bicubic)" if card["task"] == "sr" else "")
             ens = f"{t['psnr_x8']:.2f}" if "psnr_x8" in t else ""
             if "psnr_mask_known" in t:           # inpainting with the intact pixels kept (evaluate.py)
                 masked = score({"psnr": t["psnr_mask_known"], "ssim": t.get("ssim_mask_known")}, "")
                 ens += ("; " if ens else "") + f"mask known: {masked}"
-            rows.append(f"| {' | '.join(first)} | {t['set']} | **{score(t, '')}** | {ens} | {score(t, 'input_')} | "
+            rows.append(f"| {' | '.join(first)} | {where} | **{score(t, '')}** | {ens} | {score(t, 'input_')} | "
                         f"{base} |")
     return "\n".join(rows)

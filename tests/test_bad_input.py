@@ -264,7 +264,7 @@ def test_bad_arrays_are_one_sentence(tmp_path, capsys, change, message):
 
 
 # ---- levels and arguments --------------------------------------------------------------------------------
-@pytest.mark.parametrize("level,message", [("0-55", "a range of levels .* is for training a blind network"),
+@pytest.mark.parametrize("level,message", [("0-55", "a range or mix of levels .* is for training a blind network"),
                                            ("inf", "unknown level 'inf'"), ("nan", "unknown level 'nan'"),
                                            ("-5", "unknown level '-5'"), ("0-inf", "unknown level '0-inf'")])
 def test_levels_are_refused_with_a_sentence_in_restore(tmp_path, capsys, level, message):
@@ -272,6 +272,12 @@ def test_levels_are_refused_with_a_sentence_in_restore(tmp_path, capsys, level, 
     assert cli.main(["restore", str(tmp_path / "x.png"), str(tmp_path / "o.png"), "--task", "denoise",
                      "--level", level]) == 2
     assert __import__("re").search(message, one_sentence(capsys.readouterr().err))
+
+
+def test_a_mix_of_levels_is_for_training_not_for_restoring(tmp_path, capsys):
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "x.png")
+    assert cli.main(["restore", str(tmp_path / "x.png"), str(tmp_path / "o.png"), "--task", "sr", "--level", "2,3"]) == 2
+    assert "a range or mix of levels (2,3) is for training a blind network" in one_sentence(capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("level", ["inf", "nan", "-5"])

@@ -192,3 +192,35 @@ def test_the_baselines_cache_keeps_only_what_was_scored(tmp_path):
         assert baselines.cached_scores(*other, folder=tmp_path) is None, other
     with pytest.raises(ValueError, match="'sr' has no classical baseline"):
         baselines.save_scores("sr", "2", "Set5", 0, scores, 5, folder=tmp_path)
+
+
+def test_a_blind_network_restores_every_level_it_covers(tmp_path, monkeypatch):
+    """A per-level network wins at its level (it ships only where it beats the blind one); elsewhere the
+    network whose range covers the level restores it, and `redcore eval --weights shipped` scores that one."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    net_file(folder, identity=True, name="tiny-denoise-25.npz")
+    net_file(folder, identity=True, name="tiny-denoise-blind.npz")
+    base = {"task": "denoise", "network": "RED4, 4 filters", "data": "none", "steps": 0, "tests": []}
+    index = {"tiny-denoise-25": {**base, "file": "tiny-denoise-25.npz", "level": 25},
+             "tiny-denoise-blind": {**base, "file": "tiny-denoise-blind.npz", "level": "0-75", "covers": "0-75"}}
+    (folder / "models.json").write_text(json.dumps(index))
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", str(folder))
+    monkeypatch.setattr(zoo, "INDEX", str(folder / "models.json"))
+    assert zoo.find("denoise", 25) == "tiny-denoise-25"
+    assert zoo.find("denoise", 37) == zoo.find("denoise", 70.5) == "tiny-denoise-blind"
+    assert zoo.find("denoise", 80) is None
+    assert "any level in 0-75" in zoo.card_line("tiny-denoise-blind", index["tiny-denoise-blind"])
+    image = (np.random.default_rng(0).random((20, 20)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(redcore.restore(image, "denoise", 37), image)      # the identity net
+    with pytest.raises(ValueError, match="no shipped model restores denoise at level 80"):
+        redcore.restore(image, "denoise", 80)
+    from redcore import evaluate
+    (tmp_path / "set").mkdir()
+    Image.fromarray(image).save(tmp_path / "set" / "a.png")
+    out = tmp_path / "results"
+    assert evaluate.main(["--task", "denoise", "--level", "37", "--data", str(tmp_path / "set"), "--weights",
+                          "shipped", "--no-baseline", "--out", str(out)]) == 0
+    assert (out / "denoise-37-set-tiny-denoise-blind.json").is_file()
+    assert evaluate.main(["--task", "denoise", "--level", "80", "--data", str(tmp_path / "set"), "--weights",
+                          "shipped", "--no-baseline", "--out", str(out)]) == 2

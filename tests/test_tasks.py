@@ -224,3 +224,38 @@ def test_task_levels_and_errors():
         tasks.get("sr").parse_level(5)
     with pytest.raises(ValueError, match="unknown level 'box' for task 'deblur'"):
         tasks.get("deblur").parse_level("box")
+
+
+# ---- one network for several levels -----------------------------------------------------------------
+@pytest.mark.parametrize("task,spelled,levels", [("sr", "2,3,4", (2, 3, 4)), ("jpeg", "10-40", tuple(range(10, 41))),
+                                                 ("deblur", "disk,gaussian,motion", ("disk", "gaussian", "motion")),
+                                                 ("inpaint", "text10,scratches", ("text10", "scratches"))])
+def test_a_mix_of_levels_draws_one_per_image(task, spelled, levels):
+    """A network for several levels (paper Tables 3, 8) trains on a mix: each image gets one level drawn
+    from it by the image's seeded generator, so pairs stay reproducible; a mix covers its levels only."""
+    t = tasks.get(task)
+    mix = t.parse_level(spelled)
+    assert isinstance(mix, tasks.LevelMix) and mix.levels == levels and tasks.level_label(mix) == spelled
+    drawn = {t.one_level(mix, np.random.default_rng(seed)) for seed in range(200)}
+    assert drawn == set(levels) or (task == "jpeg" and len(drawn) > 20 and drawn <= set(levels))
+    assert all(tasks.covers(t, spelled, level) for level in levels)
+    outside = {"sr": 5, "jpeg": 45, "deblur": None, "inpaint": "text20"}[task]
+    if outside is not None and task != "sr":
+        assert not tasks.covers(t, spelled, outside)
+    clean = np.random.default_rng(0).random((48, 48)).astype(np.float32)
+    a, _ = t.corrupt(clean, mix, np.random.default_rng(7))
+    b, _ = t.corrupt(clean, mix, np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_super_resolution_mix_crops_to_a_size_every_scale_divides():
+    sr = tasks.get("sr")
+    assert sr.prepare(np.zeros((50, 50)), "2,3,4").shape == (48, 48) and sr.shave("2,3") == 3
+    sampler = data.PatchSampler(data.builtin_images(count=2, size=64), patch=50, batch=6, seed=0)
+    noisy, clean = sampler.task_batch(0, sr, sr.parse_level("2,3,4"))
+    assert noisy.shape == clean.shape == (6, 1, 48, 48)
+
+
+def test_blind_denoising_covers_its_range():
+    assert tasks.covers("denoise", "0-75", 37) and tasks.covers("denoise", "0-75", "75")
+    assert not tasks.covers("denoise", "0-75", 80) and not tasks.covers("denoise", "25", 37)

@@ -27,6 +27,9 @@ from redcore.io import atomic_write, load_arrays  # noqa: E402
 
 TEST_SETS = {"denoise": ["Set12", "BSD68"], "sr": ["Set5"], "jpeg": ["classic5"], "deblur": ["Set12"],
              "inpaint": ["Set12"]}
+# The levels a blind network (trained on a range or mix) is scored at: those of the tables it is compared with.
+EVAL_LEVELS = {"denoise": [10, 15, 25, 30, 50, 70], "sr": [2, 3, 4], "jpeg": [10, 20, 30, 40],
+               "deblur": ["disk", "gaussian", "motion"], "inpaint": ["text10", "text20", "scratches"]}
 
 
 def step_words(step, steps_before=0):
@@ -88,8 +91,11 @@ def main(argv=None):
     if steps is not None:
         steps += args.steps_before
     cfg = net.config
+    blind = isinstance(level, (tuple, tasks.LevelMix))        # one network for a range or mix of levels
+    test_levels = [lv for lv in EVAL_LEVELS[task.name] if tasks.covers(task, level, lv)] if blind else [level]
     card = {
-        "file": f"{args.name}.npz", "task": task.name, "level": level, "channels": cfg["channels"],
+        "file": f"{args.name}.npz", "task": task.name, "level": tasks.level_label(level) if blind else level,
+        "channels": cfg["channels"],
         "network": (f"RED{cfg['depth']}, {cfg['filters']} filters of {cfg['kernel_size']}x{cfg['kernel_size']}, "
                     f"skip step {cfg['skip_step']}, padding {cfg['padding']}, {net.num_params:,} parameters"),
         "data": f"{os.path.basename(args.data or train_args.get('data_used') or train_args.get('data') or '(not recorded)')} "
@@ -104,7 +110,9 @@ def main(argv=None):
                                           f"batch {r['batch']}, lr {r['lr']:g}" for r in state.get("resumes", []))
     if schedule:
         card["schedule"] = schedule
-    for set_name in TEST_SETS[task.name]:
+    if blind:
+        card["covers"] = tasks.level_label(level)
+    for set_name, level in ((name, lv) for name in TEST_SETS[task.name] for lv in test_levels):
         names, images = load_test_set(set_name, mode="y" if task.color == "y" else "as read")
         label = tasks.level_label(level)
         cached = baselines.cached_scores(task.name, label, set_name, args.seed, len(names))
@@ -114,7 +122,8 @@ def main(argv=None):
         method = baselines.BASELINES.get(task.name, (None,))[0]
         if cached is None and method in avg:
             baselines.save_scores(task.name, label, set_name, args.seed, avg[method], len(names))
-        entry = {"set": set_name, "images": len(names), "psnr": round(avg["RED-Net"]["psnr"], 2),
+        entry = {"set": set_name, **({"level": level} if blind else {}), "images": len(names),
+                 "psnr": round(avg["RED-Net"]["psnr"], 2),
                  "ssim": round(avg["RED-Net"]["ssim"], 4), "input_psnr": round(avg[result["methods"][0]]["psnr"], 2),
                  "input_ssim": round(avg[result["methods"][0]]["ssim"], 4)}
         base = cached or ((result["methods"][1], avg[result["methods"][1]]) if len(result["methods"]) > 2 else None)

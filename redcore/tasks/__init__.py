@@ -23,6 +23,30 @@ from .noise import add_blind_noise, add_gaussian_noise
 from .resize import bicubic_degrade, imresize, modcrop
 
 
+class LevelMix:
+    """Several levels of one task, one drawn per image: a network trained on a mix covers all of its levels
+    without being told which (a "blind" network, the paper's single model for several levels, Tables 3, 8).
+    Spelled "2,3,4", "disk,gaussian,motion" or, for JPEG qualities, "10-40"."""
+
+    def __init__(self, levels, label):
+        self.levels, self.label = tuple(levels), label
+
+    def draw(self, rng):
+        return self.levels[int(rng.integers(len(self.levels)))]
+
+    def __contains__(self, level):
+        return level in self.levels
+
+    def __eq__(self, other):
+        return isinstance(other, LevelMix) and self.levels == other.levels
+
+    def __hash__(self):
+        return hash(self.levels)
+
+    def __repr__(self):
+        return f"LevelMix({self.label})"
+
+
 class Task:
     """A restoration task: its levels, the colour its images are read in, its corruption and scoring."""
 
@@ -48,6 +72,23 @@ class Task:
     def shave(self, level):
         """Border pixels dropped before scoring."""
         return 0
+
+    def one_level(self, level, rng):
+        """A concrete level: `level` parsed, or one drawn from it where it is a mix (or a blind range)."""
+        level = self.parse_level(level)
+        return level.draw(rng) if isinstance(level, LevelMix) else level
+
+    def _parse_mix(self, level, parse_one):
+        """A LevelMix for "a,b,c" (each part parsed by parse_one), the level itself otherwise."""
+        if isinstance(level, LevelMix):
+            return level
+        parts = [p.strip() for p in str(level).split(",")]
+        if len(parts) == 1:
+            return parse_one(level)
+        levels = [parse_one(p) for p in parts]
+        if len(set(levels)) != len(levels):
+            raise self._bad_level(level)
+        return LevelMix(levels, ",".join(str(v) for v in levels))
 
     def _bad_level(self, level):
         return ValueError(f"unknown level {str(level)!r} for task {self.name!r}: {self.level_help}")
@@ -100,63 +141,77 @@ class Denoise(Task):
 class SuperResolution(Task):
     name, summary = "sr", "bicubic down-sampling by MATLAB's imresize, input enlarged back (§5.3)"
     color, levels, default_level, default_set = "y", (2, 3, 4), 3, "Set5"
-    level_help = "a scale factor: 2, 3 or 4"
+    level_help = "a scale factor: 2, 3 or 4, or a mix like '2,3,4' (one network for all)"
 
     def parse_level(self, level):
-        return self._parse_int(level, "x", lambda scale: scale in (2, 3, 4))
+        return self._parse_mix(level, lambda one: self._parse_int(one, "x", lambda scale: scale in (2, 3, 4)))
 
     def prepare(self, clean, level):
-        return modcrop(clean, self.parse_level(level))
+        level = self.parse_level(level)     # a mix: a size every scale of it divides
+        return modcrop(clean, math.lcm(*level.levels) if isinstance(level, LevelMix) else level)
 
     def corrupt(self, clean, level, rng):
-        return bicubic_degrade(clean, self.parse_level(level)), {}
+        return bicubic_degrade(clean, self.one_level(level, rng)), {}
 
     def shave(self, level):
-        return self.parse_level(level)
+        level = self.parse_level(level)
+        return max(level.levels) if isinstance(level, LevelMix) else level
 
 
 class Jpeg(Task):
     name, summary = "jpeg", "JPEG compression by Pillow's libjpeg (§5.4)"
     color, levels, default_level, default_set = "y", (10, 20, 30, 40), 10, "classic5"
-    level_help = "a JPEG quality in 1..100 (paper: 10, 20, 30, 40)"
+    level_help = "a JPEG quality in 1..100 (paper: 10, 20, 30, 40), or a range like '10-40'"
 
     def parse_level(self, level):
-        return self._parse_int(level, "q", lambda quality: 1 <= quality <= 100)
+        one = lambda q: self._parse_int(q, "q", lambda quality: 1 <= quality <= 100)   # noqa: E731
+        text = str(level).strip()
+        if not isinstance(level, LevelMix) and "-" in text.lstrip("-") and "," not in text:
+            low, high = (one(v) for v in text.split("-", 1))        # "10-40": every quality in between
+            if low >= high:
+                raise self._bad_level(level)
+            return LevelMix(range(low, high + 1), f"{low}-{high}")
+        return self._parse_mix(level, one)
 
     def corrupt(self, clean, level, rng):
-        return jpeg_compress(clean, self.parse_level(level)), {}
+        return jpeg_compress(clean, self.one_level(level, rng)), {}
 
 
 class Deblur(Task):
     name, summary = "deblur", "non-blind blur by MATLAB's fspecial kernels, rounded to 8 bits (§5.5)"
     levels, default_level, default_set = tuple(BLURS), "disk", "Set12"
-    level_help = "a blur: disk (radius 7), gaussian (25x25, sigma 1.6) or motion (15 pixels at 45 degrees)"
+    level_help = ("a blur: disk (radius 7), gaussian (25x25, sigma 1.6) or motion (15 pixels at 45 degrees), "
+                  "or a mix like 'disk,gaussian,motion'")
 
     def parse_level(self, level):
-        name = str(level).lower()
-        if name not in BLURS:
-            raise self._bad_level(level)
-        return name
+        def one(text):
+            name = str(text).lower()
+            if name not in BLURS:
+                raise self._bad_level(level)
+            return name
+        return self._parse_mix(level, one)
 
     def corrupt(self, clean, level, rng):
-        level = self.parse_level(level)
+        level = self.one_level(level, rng)
         return blur(clean, level), {"kernel": blur_kernel(level)}
 
 
 class Inpaint(Task):
     name, summary = "inpaint", "text of font size 10 or 20, or random scratches, over the image (§5.6)"
     levels, default_level, default_set = ("text10", "text20", "scratches"), "text20", "Set12"
-    level_help = "text10, text20 (text of that font size) or scratches"
+    level_help = "text10, text20 (text of that font size) or scratches, or a mix like 'text10,text20,scratches'"
 
     def parse_level(self, level):
-        name = str(level).lower()
-        name = {"10": "text10", "20": "text20", "scratch": "scratches"}.get(name, name)
-        if name not in self.levels:
-            raise self._bad_level(level)
-        return name
+        def one(text):
+            name = str(text).lower()
+            name = {"10": "text10", "20": "text20", "scratch": "scratches"}.get(name, name)
+            if name not in self.levels:
+                raise self._bad_level(level)
+            return name
+        return self._parse_mix(level, one)
 
     def corrupt(self, clean, level, rng):
-        level = self.parse_level(level)
+        level = self.one_level(level, rng)
         if level == "scratches":
             corrupted, mask = scratches(clean, rng)
         else:
@@ -170,8 +225,22 @@ ALIASES = {"denoising": "denoise", "super-resolution": "sr", "superresolution": 
 
 
 def level_label(level):
-    """A parsed level as text for titles and file names: 25, 3, 10, disk, text20, 0-55 (a blind range)."""
+    """A parsed level as text for titles and file names: 25, 3, 10, disk, text20, 0-55 (a blind range),
+    2,3,4 (a mix)."""
+    if isinstance(level, LevelMix):
+        return level.label
     return f"{level[0]:g}-{level[1]:g}" if isinstance(level, tuple) else str(level)
+
+
+def covers(task, covered, level):
+    """Whether a network trained on the level (or mix, or blind range) `covered` of `task` covers `level`."""
+    task = get(task) if isinstance(task, str) else task
+    covered, level = task.parse_level(covered), task.parse_level(level)
+    if isinstance(covered, tuple):
+        return not isinstance(level, (tuple, LevelMix)) and covered[0] <= float(level) <= covered[1]
+    if isinstance(covered, LevelMix):
+        return level in covered
+    return covered == level
 
 
 def get(name):
@@ -182,5 +251,5 @@ def get(name):
     return TASKS[key]
 
 
-__all__ = ["Task", "TASKS", "get", "level_label", "add_gaussian_noise", "add_blind_noise", "imresize", "modcrop",
+__all__ = ["Task", "TASKS", "LevelMix", "covers", "get", "level_label", "add_gaussian_noise", "add_blind_noise", "imresize", "modcrop",
            "bicubic_degrade", "jpeg_compress", "blur", "blur_kernel", "overlay_text", "scratches"]
