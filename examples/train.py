@@ -73,6 +73,9 @@ def build_parser():
     p.add_argument("--patch", type=positive_int, default=50, help="patch size in pixels (default: %(default)s, "
                                                                     "as the paper)")
     p.add_argument("--steps", type=positive_int, default=300, help="total training steps (default: %(default)s)")
+    p.add_argument("--seconds", type=positive_float, default=None,
+                   help="stop after this many seconds of this run, at a step boundary, as --steps would: validated, "
+                        "checkpointed, saved (a GPU lease's budget; --resume continues)")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="Adam step size alpha (default: 1e-4 as in the paper; with --resume, the checkpoint's)")
     p.add_argument("--warmup", type=count, default=0,
@@ -307,6 +310,7 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=args.no_progress or not lead,
                unit="step", dynamic_ncols=True)
     t_last, loss, strip = time.perf_counter(), float("nan"), None
+    t_run = t_last                   # --seconds counts from here
     t_saved = t_last                 # training wall time accumulates in state["seconds"] across resumes
     lr = opt.lr                      # the run's step size; a warm-up scales it inside one step at a time
     for step in bar:
@@ -329,11 +333,16 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
         now = time.perf_counter()
         rate = args.batch / max(now - t_last, 1e-9)
         t_last = now
+        out_of_time = args.seconds is not None and now - t_run >= args.seconds
+        if args.distributed and args.seconds is not None:     # every rank stops at the same step
+            out_of_time = comm.broadcast_object(out_of_time)
         if not lead:
+            if out_of_time:
+                break
             continue
         bar.set_postfix(loss=f"{loss:.4g}", patches_per_s=f"{rate:.1f}")
         entry = {"step": step + 1, "loss": loss}
-        done = step + 1 == args.steps
+        done = step + 1 == args.steps or out_of_time          # --seconds ends a run as --steps does
         if (step + 1) % args.val_every == 0 or done:
             entry["val_psnr"], restored = validate(net, val_pairs, task.shave(level))
             msg = (f"step {step + 1}: loss {loss:.4g}, validation PSNR {entry['val_psnr']:.2f} dB "
@@ -362,12 +371,15 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
             save_checkpoint(ckpt, net, opt, state)
             if strip is not None:
                 save_pictures(args.out, state["history"], strip, noisy_psnr)
+        if out_of_time:
+            (bar.write if not args.no_progress else print)(f"--seconds {args.seconds:g} reached at step {step + 1}")
+            break
     bar.close()
     if not lead:
         return 0
     net.save(os.path.join(args.out, "model.npz"))
     last_val = next((e["val_psnr"] for e in reversed(state["history"]) if "val_psnr" in e), None)
-    summary = {"task": task.name, "level": tasks.level_label(level), "steps": args.steps, "final_loss": loss,
+    summary = {"task": task.name, "level": tasks.level_label(level), "steps": state["step"], "final_loss": loss,
                "noisy_psnr": noisy_psnr, "val_psnr": last_val,
                "backend": net.backend.name, "ranks": comm.size, "losses": [e["loss"] for e in state["history"]]}
     atomic_write(os.path.join(args.out, "summary.json"), lambda f: f.write(json.dumps(summary, indent=1).encode()))

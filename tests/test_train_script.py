@@ -8,6 +8,7 @@ import pytest
 
 import redcore
 from conftest import load_example
+from redcore.io import load_checkpoint
 
 train_denoise = load_example("train_denoise")
 
@@ -180,3 +181,17 @@ def test_help_gives_every_option_a_text_and_each_default_once():
         assert text.count("default") <= 1, f"{action.option_strings}: {text}"
         if action.default not in (None, False, "==SUPPRESS==") and action.option_strings != ["-h", "--help"]:
             assert "%(default)s" in action.help, f"{action.option_strings} does not say its default {action.default!r}"
+
+
+def test_seconds_ends_a_run_as_steps_does_and_resume_goes_on(tmp_path):
+    """--seconds (a GPU lease's budget) stops at a step boundary, validated, checkpointed and saved; the
+    summary and the checkpoint hold the step it stopped at, and --resume continues from there."""
+    out = tmp_path / "run"
+    assert train.main(TINY + ["--steps", "100000", "--seconds", "1", "--out", str(out)]) == 0
+    stopped = json.loads((out / "summary.json").read_text())["steps"]
+    assert 0 < stopped < 100000
+    net = redcore.REDNet(depth=4, filters=4)
+    assert load_checkpoint(str(out / "checkpoint.npz"), net, redcore.Adam(net.params))["step"] == stopped
+    assert (out / "model.npz").is_file() and (out / "curves.png").is_file()
+    assert train.main(TINY + ["--steps", str(stopped + 2), "--resume", "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == stopped + 2
