@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 from .argtypes import count
+from .backends import BACKENDS
 
 FORMATS = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 
@@ -65,8 +66,7 @@ def cmd_restore(args):
     _check_writable(args.output)
     if not os.path.isfile(args.input):
         raise FileNotFoundError(f"no such image: {args.input}")
-    if not args.overwrite and os.path.exists(args.output) and os.path.exists(args.input) \
-            and os.path.samefile(args.input, args.output):
+    if not args.overwrite and os.path.exists(args.output) and os.path.samefile(args.input, args.output):
         raise ValueError(f"the output {args.output} is the input: refusing to replace it (pass --overwrite to)")
     image = np.floor(read_image(args.input, "with alpha") * 255 + 0.5).astype(np.uint8)
     if image.ndim == 3 and image.shape[2] in (2, 4) and FORMATS[os.path.splitext(args.output)[1].lower()] == "JPEG":
@@ -123,19 +123,21 @@ def cmd_data(args):
     spec = datasets.manifest()
     sets = args.sets.split(",") if args.sets else datasets.set_names(spec)
     if args.download:
-        total = sum(len(names) for names in datasets.verify(args.download, spec, sets).values()) \
-            if all(s in spec["sets"] for s in sets) else 0
-        with tqdm(total=total, unit="file", disable=args.quiet or total == 0) as bar:
-            fetched = datasets.download(args.download, sets, args.source, spec, progress=bar.update)
         root = args.download
+        with tqdm(unit="file", disable=args.quiet) as bar:
+            def progress(done, total):
+                bar.total, bar.n = total, done
+                bar.refresh()
+            fetched = datasets.download(root, sets, args.source, spec, progress=progress)
         if not args.quiet:
             print(f"fetched {fetched} files from {spec['origin']} into {root}; use it with REDCORE_DATA={root}")
+        report = {folder: [] for folder in sets}      # download checked every file, or raised
     else:
         root = default_data_root()
         if root is None:
             print("no data folder: set REDCORE_DATA, or fetch the sets with `redcore data --download DIR`")
             return 1
-    report = datasets.verify(root, spec, sets)
+        report = datasets.verify(root, spec, sets)
     for folder, bad in report.items():
         count = len(spec["sets"][folder]["files"])
         state = "all present and verified" if not bad else f"{len(bad)} missing or damaged (e.g. {bad[0]})"
@@ -156,7 +158,7 @@ def build_parser():
     r.add_argument("--model", help="a shipped model name or a weight file (default: the shipped model for the task)")
     r.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (slower, a little better)")
     r.add_argument("--tile", type=count, help="tile size in pixels (default: 512 for larger images; 0: full frame)")
-    r.add_argument("--backend", default="cpu", choices=["cpu", "numpy", "cuda"])
+    r.add_argument("--backend", default="cpu", choices=BACKENDS, help="compute backend (default: %(default)s)")
     r.add_argument("--mask", help="inpainting: a PNG, white where the image is damaged; pixels outside stay as they are")
     r.add_argument("--compare", action="store_true", help="also write OUTPUT_compare: input | result side by side")
     r.add_argument("--quiet", action="store_true", help="no progress bar or messages")

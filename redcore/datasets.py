@@ -60,7 +60,8 @@ def verify(root, spec=None, sets=None):
 def download(root, sets=None, source=None, spec=None, timeout=60, progress=None):
     """Fetch the files of `sets` (default: all) that are missing or damaged under `root` from `source` (default:
     the manifest's), checking size and SHA-256 before each is written.  Returns the number of files fetched.
-    A file that does not match is not written, and the error names it."""
+    A file that does not match is not written, and the error names it.  progress(done, total), if given, is
+    called before the first file and after each."""
     spec = spec or manifest()
     source = source or spec["source"]
     if not source.endswith("/"):
@@ -70,7 +71,9 @@ def download(root, sets=None, source=None, spec=None, timeout=60, progress=None)
     if unknown:
         raise ValueError(f"unknown data set {unknown[0]!r}: choose among {', '.join(set_names(spec))}")
     todo = [(folder, name) for folder, names in verify(root, spec, sets).items() for name in names]
-    for folder, name in todo:
+    if progress is not None:
+        progress(0, len(todo))
+    for done, (folder, name) in enumerate(todo, 1):
         size, digest = spec["sets"][folder]["files"][name]
         url = source + spec["sets"][folder]["path"] + "/" + name
         try:
@@ -84,5 +87,5 @@ def download(root, sets=None, source=None, spec=None, timeout=60, progress=None)
         os.makedirs(os.path.join(root, folder), exist_ok=True)
         atomic_write(os.path.join(root, folder, name), lambda f: f.write(data))
         if progress is not None:
-            progress()
+            progress(done, len(todo))
     return len(todo)
