@@ -99,7 +99,7 @@ def build_parser():
     p.add_argument("--init", default=None,
                    help="start from these weights instead of random ones (fine-tuning): a shipped model's name or a "
                         ".npz saved by REDNet.save or train.py, of the same network (depth, filters, ...)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=count, default=0,
                    help="seed of the initialisation, patches and noise (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, log lines only")
     p.add_argument("--threads", type=positive_int, default=None,
