@@ -13,6 +13,9 @@ python -c "import pytest, hypothesis, torch" 2>/dev/null || pip install -q -e ".
 echo "== 1. parity: the cuda backend against the float64 NumPy reference (and the emulation beside it)"
 python -m pytest -q tests/test_backend_parity.py tests/test_cuda_kernels.py -rs
 
+echo "== 1b. the tensor-core convolution on its own (bench/conv_workbench.py): checked, then timed beside torch"
+python bench/conv_workbench.py --json "$out/conv_workbench.json" || echo "conv_workbench: error above the TF32 bound"
+
 echo "== 2. speed: RED30 training step (batch 64 of 50x50) and inference, against PyTorch + cuDNN on this GPU"
 python bench/train_step.py --device cuda --batch 64 --repeats 10 --warmup 3 --configs red30,red30-release \
     --infer-sizes 321x481,2048x2048

@@ -41,7 +41,7 @@ def test_sources_compile_with_nvcc(source, real, tmp_path):
 def test_every_kernel_is_found_and_launchable(runtime):
     names = {name for src in cuda_kernels.SOURCES for name, _, _ in kernel_signatures(cuda_kernels.read_source(src))}
     assert names == {"im2col", "col2im", "add_bias", "relu", "add_relu", "relu_backward", "bias_backward",
-                     "mse_loss", "adam_update"}
+                     "mse_loss", "adam_update", "conv3x3_tf32"}
     for src in cuda_kernels.SOURCES:
         for dtype in (np.float32, np.float64):
             module = runtime.module(src, dtype)
@@ -109,3 +109,83 @@ def test_training_script_runs_on_the_emulated_cuda_backend_like_the_cpu(tmp_path
         assert (out / "checkpoint.npz").exists()
     assert summaries["cuda-emulation"]["final_loss"] == pytest.approx(summaries["cpu"]["final_loss"], rel=1e-4)
     assert summaries["cuda-emulation"]["val_psnr"] == pytest.approx(summaries["cpu"]["val_psnr"], abs=1e-3)
+
+
+# ---- the tensor-core convolution (conv_tc.cu) -------------------------------------------------------------
+TF32_UNIT = 2.0 ** -11          # TF32 keeps 10 mantissa bits: rounding to nearest errs by <= 2^-11 relative
+
+
+def tensor_core_conv(x, w, b, pad, relu=False):
+    """conv_tc.cu's conv3x3_tf32 on the emulation, in and out in NCHW / PyTorch layouts (float64 in)."""
+    kernels = get_backend("cuda-emulation").kernels
+    n, c, h, wd = x.shape
+    k = w.shape[0]
+    y = np.zeros((n, h + 2 * pad - 2, wd + 2 * pad - 2, k), np.float32)
+    kernels.conv3x3_tf32(y, np.ascontiguousarray(x.transpose(0, 2, 3, 1), np.float32),
+                         np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(9, c, k), np.float32),
+                         b.astype(np.float32), pad, relu)
+    return y.transpose(0, 3, 1, 2).astype(np.float64)
+
+
+def tf32_bound(x, w, b, pad, c):
+    """|TF32 result - exact| per output: each product of two TF32-rounded operands errs by at most
+    (1 + u)^2 - 1 ~ 2u = 2^-10 of |w x| (u = 2^-11), and float sums of 9 C terms add at most 9 C 2^-24 of
+    sum |terms|: (2^-10 + 9 C 2^-24) times conv(|x|, |w|) + |b| (the bias is added in float: 2^-24 |b|)."""
+    magnitude = ref.conv2d(np.abs(x), np.abs(w), 1, pad) + np.abs(b)[None, :, None, None]
+    return (2 * TF32_UNIT + 9 * c * 2.0 ** -24) * magnitude
+
+
+@pytest.mark.parametrize("n,h,w,c,k,pad,relu", [(2, 9, 19, 13, 20, 1, False), (1, 5, 5, 1, 1, 0, True),
+                                                (1, 7, 6, 8, 16, 2, False), (1, 8, 8, 64, 64, 1, True),
+                                                (1, 4, 17, 128, 128, 1, False), (3, 3, 3, 5, 3, 0, False)])
+def test_tensor_core_conv_matches_the_reference_within_tf32_rounding(n, h, w, c, k, pad, relu):
+    """Sizes that do not divide the tiles (16 pixels, 16 channels, 8 input channels), batch 1, one channel,
+    64 and 128, every padding RED uses (valid 0, same 1, full 2); bias and ReLU fused."""
+    rng = np.random.default_rng(c * 31 + k)
+    x, wt, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c, 3, 3)), rng.standard_normal(k)
+    want = ref.conv2d(x, wt, 1, pad) + b[None, :, None, None]
+    bound = tf32_bound(x, wt, b, pad, c)
+    if relu:
+        want = np.maximum(want, 0)                    # max(., 0) is 1-Lipschitz: the bound still holds
+    got = tensor_core_conv(x, wt, b, pad, relu)
+    assert got.shape == want.shape
+    assert np.all(np.abs(got - want) <= bound), f"{(np.abs(got - want) / bound).max():.2f}x the TF32 bound"
+    # and TF32 it is: float32 operands would err by ~1e-7 of the magnitude, these by ~1e-4
+    assert (np.abs(got - want) / (bound / (2 * TF32_UNIT))).max() > 1e-5
+
+
+@pytest.mark.parametrize("pad", [0, 1])
+def test_tensor_core_conv_gives_the_input_gradient_with_flipped_weights(pad):
+    """dL/dx of a stride-1 conv with padding p is the conv of dy with the weights flipped and transposed,
+    w'[c, o, u, v] = w[o, c, 2 - u, 2 - v], padding 2 - p (the transposed convolution's full padding for a
+    valid conv): the same kernel serves the backward pass."""
+    rng = np.random.default_rng(pad)
+    n, c, k, h, w = 2, 6, 10, 9, 11
+    x, wt = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c, 3, 3))
+    dy = rng.standard_normal(ref.conv2d(x, wt, 1, pad).shape)
+    flipped = np.ascontiguousarray(wt[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    want = ref.conv2d_backward_input(dy, wt, (h, w), 1, pad)
+    got = tensor_core_conv(dy, flipped, np.zeros(c), 2 - pad)
+    assert got.shape == want.shape
+    assert np.all(np.abs(got - want) <= tf32_bound(dy, flipped, np.zeros(c), 2 - pad, k))
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tmp_path):
+    """The PTX holds the TF32 m16n16k8 mma (tensor cores from sm_80) and ptxas reports no register spills for
+    sm_80 and sm_90.  (Its SASS is checked for HMMA where cuobjdump is installed.)"""
+    source = cuda_kernels.source_path("conv_tc.cu")
+    ptx = tmp_path / "conv_tc.ptx"
+    done = subprocess.run(["nvcc", "-ptx", "-arch=sm_80", source, "-o", str(ptx)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "wmma.mma.sync.aligned.row.row.m16n16k8.f32.tf32.tf32.f32" in ptx.read_text()
+    fatbin = tmp_path / "conv_tc.fatbin"
+    done = subprocess.run(["nvcc", "--fatbin", "-Xptxas", "-v", "-gencode", "arch=compute_80,code=sm_80",
+                           "-gencode", "arch=compute_90,code=sm_90", source, "-o", str(fatbin)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    spills = [line for line in done.stderr.splitlines() if "spill" in line]
+    assert len(spills) == 2 and all("0 bytes spill stores, 0 bytes spill loads" in line for line in spills)
+    if shutil.which("cuobjdump"):
+        sass = subprocess.run(["cuobjdump", "-sass", str(fatbin)], capture_output=True, text=True).stdout
+        assert "HMMA" in sass

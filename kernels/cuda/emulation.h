@@ -8,12 +8,19 @@
 //     declare __shared__ memory, which is where __syncthreads matters).
 // threadIdx/blockIdx are thread_local; __shared__ becomes `static`, one copy shared by the block's threads,
 // which is exact because blocks never run at the same time.  atomicAdd is std::atomic_ref::fetch_add.
+// WMMA (nvcuda::wmma) is emulated by its meaning, not its register layout: a fragment's elements are
+// unspecified per lane in CUDA, so here every lane holds the whole tile, mma_sync computes it whole in float,
+// and store_matrix_sync is done by lane 0 of the warp; __float_to_tf32 rounds as cvt.rna.tf32.f32 does
+// (to nearest, ties away from zero, 10 mantissa bits).
 // Not emulated (the sources do not use them): warp shuffles/votes, dynamic shared memory, streams.
 #pragma once
 #include <atomic>
 #include <barrier>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 struct dim3 {
@@ -72,6 +79,7 @@ void launch(bool concurrent_threads, dim3 grid, dim3 block, Body body)
 #define __forceinline__ inline
 #define __restrict__ __restrict
 #define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
 #define __syncthreads() emu::block_barrier->arrive_and_wait()
 
 template <class T>
@@ -81,3 +89,78 @@ T atomicAdd(T* address, T value)
 }
 
 using std::sqrt;
+
+namespace emu {
+// The lane of the calling thread in its warp (threads numbered x fastest, as CUDA does).
+inline unsigned lane()
+{
+    return (thread_idx.x + block_dim.x * (thread_idx.y + block_dim.y * thread_idx.z)) % 32;
+}
+}  // namespace emu
+
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+namespace precision {
+struct tf32 {};
+}
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+    static constexpr int num_rows = std::is_same_v<Use, matrix_b> ? K : M;
+    static constexpr int num_cols = std::is_same_v<Use, matrix_a> ? K : N;
+    static constexpr int num_elements = num_rows * num_cols;   // the whole tile, in every lane
+    float x[num_elements];
+};
+
+template <class Frag>
+void fill_fragment(Frag& f, float value)
+{
+    for (float& e : f.x) e = value;
+}
+
+template <class Use, int M, int N, int K, class T, class Layout>
+void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const float* p, unsigned ldm)
+{
+    using F = fragment<Use, M, N, K, T, Layout>;
+    for (int r = 0; r < F::num_rows; ++r)
+        for (int c = 0; c < F::num_cols; ++c)
+            f.x[r * F::num_cols + c] = std::is_same_v<Layout, col_major> ? p[c * ldm + r] : p[r * ldm + c];
+}
+
+template <int M, int N, int K, class TA, class LA, class TB, class LB>
+void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, TA, LA>& a,
+              const fragment<matrix_b, M, N, K, TB, LB>& b, const fragment<accumulator, M, N, K, float>& c)
+{
+    float out[M * N];
+    for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+            float sum = c.x[i * N + j];
+            for (int k = 0; k < K; ++k) sum += a.x[i * K + k] * b.x[k * N + j];
+            out[i * N + j] = sum;
+        }
+    for (int e = 0; e < M * N; ++e) d.x[e] = out[e];
+}
+
+template <int M, int N, int K>
+void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout)
+{
+    if (emu::lane() != 0) return;      // the warp's one store (every lane holds the same tile)
+    for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) (layout == mem_row_major ? p[i * ldm + j] : p[j * ldm + i]) = f.x[i * N + j];
+}
+
+inline float __float_to_tf32(float value)
+{
+    if (!std::isfinite(value)) return value;
+    std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
+    bits = (bits + 0x1000u) & 0xFFFFE000u;     // add half a TF32 ulp to the magnitude, drop 13 bits
+    return std::bit_cast<float>(bits);
+}
+}  // namespace wmma
+}  // namespace nvcuda

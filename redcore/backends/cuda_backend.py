@@ -77,6 +77,23 @@ class CudaKernels:
             if a.dtype != arrays[0].dtype:
                 raise TypeError(f"mixed dtypes {a.dtype} and {arrays[0].dtype} in one kernel call")
 
+    # ---- the tensor-core convolution (kernels/cuda/conv_tc.cu) -------------------------------------------
+    def conv3x3_tf32(self, y, x, w_taps, b, pad, relu):
+        """y (N, H_o, W_o, K) = the 3x3 stride-1 convolution of x (N, H, W, C) with w_taps (9, C, K), plus b,
+        then ReLU if relu; TF32 operands, float sums (kernels/cuda/conv_tc.cu)."""
+        self._check(y, x, w_taps, b)
+        n, h, w, c = x.shape
+        k = w_taps.shape[2]
+        h_o, w_o = h + 2 * pad - 2, w + 2 * pad - 2
+        if (x.dtype != np.float32 or w_taps.shape != (9, c, k) or b.shape != (k,) or y.shape != (n, h_o, w_o, k)
+                or not 0 <= pad <= 2):
+            raise ValueError(f"conv3x3_tf32 takes float32 x (N, H, W, C), w (9, C, K), b (K,), y (N, H_o, W_o, K) "
+                             f"and pad 0..2; got {x.dtype} x {x.shape}, w {w_taps.shape}, b {b.shape}, y {y.shape}, "
+                             f"pad {pad}")
+        grid = (-(-w_o // 16), -(-h_o // 4), n * -(-k // 16))
+        self._kernel("conv_tc.cu", "conv3x3_tf32", np.float32)(
+            grid, (128,), (y, x, w_taps, b, _int(n), _int(h), _int(w), _int(c), _int(k), _int(pad), _int(relu)))
+
     # ---- convolution data movement (kernels/cuda/conv.cu) ----------------------------------------------
     def im2col(self, cols, x, k, stride, padding, h_out, w_out, i_start):
         self._check(cols, x)

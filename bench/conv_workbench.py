@@ -1,0 +1,103 @@
+"""Kernel workbench (after llm.c's dev/cuda): one convolution kernel checked and timed on its own.
+
+    python bench/conv_workbench.py                      # on a GPU: conv3x3_tf32 against PyTorch's conv2d
+    python bench/conv_workbench.py --device emulation   # without one: the same checks on the CPU emulation
+
+For each layer (64 -> 64 and 128 -> 128 channels, 3x3, padding 1, a batch of 50x50 maps, RED30's shapes)
+the kernel's output is first checked against the float64 reference on the batch's first image, within the
+TF32 rounding bound (2^-10 + 9 C 2^-24 of conv(|x|, |w|), tests/test_cuda_kernels.py derives it); then,
+on a GPU, it is timed (median of --repeats after --warmup, CUDA events) beside torch.nn.functional.conv2d with
+TF32 on (PyTorch's default for cuDNN convolutions) on channels-last tensors, in TFLOP/s (2 C K 9 H W per image).
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+from redcore.backends import get_backend  # noqa: E402
+
+ref = get_backend("numpy")
+
+
+def check(kernels, xp, x, w, b):
+    """The kernel on x[:1] against the float64 reference: (max error / TF32 bound), which must be <= 1."""
+    c, k = x.shape[1], w.shape[0]
+    x0 = x[:1]
+    y = xp.zeros((1, x.shape[2], x.shape[3], k), np.float32)
+    kernels.conv3x3_tf32(y, xp.asarray(np.ascontiguousarray(x0.transpose(0, 2, 3, 1), np.float32)),
+                         xp.asarray(np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(9, c, k), np.float32)),
+                         xp.asarray(b.astype(np.float32)), 1, False)
+    got = np.asarray(y.get() if hasattr(y, "get") else y, np.float64).transpose(0, 3, 1, 2)
+    want = ref.conv2d(x0, w, 1, 1) + b[None, :, None, None]
+    bound = (2.0 ** -10 + 9 * c * 2.0 ** -24) * (ref.conv2d(np.abs(x0), np.abs(w), 1, 1) + np.abs(b)[None, :, None, None])
+    return float((np.abs(got - want) / bound).max())
+
+
+def timed(run, sync, warmup, repeats):
+    import cupy
+    for _ in range(warmup):
+        run()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
+    return sorted(times)[len(times) // 2]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda", choices=["cuda", "emulation"])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--size", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args()
+    backend = get_backend("cuda" if args.device == "cuda" else "cuda-emulation")
+    xp, kernels = backend.xp, backend.kernels
+    batch, size = (args.batch, args.size) if args.device == "cuda" else (1, 12)   # the emulation is slow
+    rows = []
+    for channels in (64, 128):
+        rng = np.random.default_rng(channels)
+        x = rng.standard_normal((batch, channels, size, size))
+        w = rng.standard_normal((channels, channels, 3, 3)) * np.sqrt(2 / (9 * channels))
+        b = rng.standard_normal(channels) * 0.1
+        row = {"layer": f"{channels}->{channels}", "batch": batch, "size": size, "error_over_bound": check(kernels, xp, x, w, b)}
+        if args.device == "cuda":
+            import torch
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.allow_tf32 = True
+            flop = 2 * channels * channels * 9 * size * size * batch
+            x_nhwc = xp.asarray(np.ascontiguousarray(x.transpose(0, 2, 3, 1), np.float32))
+            w_taps = xp.asarray(np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(9, channels, channels), np.float32))
+            b_dev = xp.asarray(b.astype(np.float32))
+            y = xp.empty((batch, size, size, channels), np.float32)
+            ours = timed(lambda: kernels.conv3x3_tf32(y, x_nhwc, w_taps, b_dev, 1, False), xp.cuda.Device().synchronize,
+                         args.warmup, args.repeats)
+            xt = torch.from_numpy(x.astype(np.float32)).cuda().to(memory_format=torch.channels_last)
+            wt = torch.from_numpy(w.astype(np.float32)).cuda().to(memory_format=torch.channels_last)
+            bt = torch.from_numpy(b.astype(np.float32)).cuda()
+            theirs = timed(lambda: torch.nn.functional.conv2d(xt, wt, bt, padding=1), torch.cuda.synchronize,
+                           args.warmup, args.repeats)
+            row.update(redcore_s=ours, torch_s=theirs, redcore_tflops=flop / ours / 1e12,
+                       torch_tflops=flop / theirs / 1e12, ratio=theirs / ours)
+        rows.append(row)
+        print(json.dumps(row))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0 if all(r["error_over_bound"] <= 1 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
