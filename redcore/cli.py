@@ -67,7 +67,7 @@ def cmd_restore(args):
     if not os.path.isfile(args.input):
         raise FileNotFoundError(f"no such image: {args.input}")
     if not args.overwrite and os.path.exists(args.output) and os.path.samefile(args.input, args.output):
-        raise ValueError(f"the output {args.output} is the input: refusing to replace it (pass --overwrite to)")
+        raise ValueError(f"the output {args.output} is the input: refusing to replace it (pass --overwrite to do so)")
     image = np.floor(read_image(args.input, "with alpha") * 255 + 0.5).astype(np.uint8)
     if image.ndim == 3 and image.shape[2] in (2, 4) and FORMATS[os.path.splitext(args.output)[1].lower()] == "JPEG":
         raise ValueError(f"{args.input} has an alpha channel, which a JPEG cannot hold: write {args.output} as "
