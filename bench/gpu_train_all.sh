@@ -9,6 +9,8 @@
 # from scratch.  Validation: the central crops of the task's paper set (Set12, Set5 or classic5).
 # Writes to $OUT, per task: <task>.log, <task>-best.npz, <task>-checkpoint.npz, <task>-curves.png,
 # <task>-summary.json; then, here: tools/ship_model.py <run>/checkpoint.npz --best --name ... ships one.
+# PROBE_S=60 first trains each task's network with 64 and with 128 filters for PROBE_S seconds each and writes
+# <task>-probe.txt (the validation PSNR each reached in the same GPU time), to choose the width by measurement.
 set -u
 TRAIN_S=${TRAIN_S:-600}
 OUT=${OUT:?set OUT to the folder that comes back}
@@ -25,6 +27,25 @@ python3 -c "import redcore.kernels" 2>/dev/null || { ln -sfn ../kernels/cpu redc
 export PYTHONUNBUFFERED=1
 [ "$BACKEND" = cuda ] && export CUPY_TF32=1          # TF32 convolutions, as PyTorch's cuDNN default
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
+train() {  # TASK FILTERS SECONDS RUN_FOLDER [more train.py arguments]
+  local task=$1 filters=$2 seconds=$3 run=$4; shift 4
+  python3 examples/train.py --task "$task" --level "${LEVELS[$task]}" --depth "$DEPTH" --filters "$filters" \
+    --backend "$BACKEND" --batch "$BATCH" --lr "$LR" --steps 100000000 --seconds "$seconds" \
+    --val "$DATA/test/${VAL_SET[$task]}" --val-every 200 --ckpt-every 200 --no-progress --out "$run" "$@"
+}
+if [ -n "${PROBE_S:-}" ]; then
+  for task in $TASKS; do
+    for filters in 64 128; do
+      train "$task" "$filters" "$PROBE_S" "$R/probe-$task-$filters" >> "$OUT/$task.log" 2>&1
+      python3 - "$R/probe-$task-$filters/summary.json" "$filters" "$PROBE_S" >> "$OUT/$task-probe.txt" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"{sys.argv[2]} filters: validation {s['val_psnr']:.2f} dB after {sys.argv[3]} s ({s['steps']} steps; "
+      f"corrupted input {s['noisy_psnr']:.2f} dB)")
+PY
+    done
+  done
+fi
 count=$(wc -w <<< "$TASKS")
 per_task=$(( TRAIN_S / count ))
 for task in $TASKS; do
@@ -35,11 +56,8 @@ for task in $TASKS; do
     init_var="INIT_$task"
     from=(${!init_var:+--init "${!init_var}" --warmup "$WARMUP"})
   fi
-  val="$DATA/test/${VAL_SET[$task]}"
   echo "== $task ${LEVELS[$task]}: ${per_task} s, ${from[*]:-from scratch}" >> "$OUT/$task.log"
-  python3 examples/train.py --task "$task" --level "${LEVELS[$task]}" --depth "$DEPTH" --filters "$FILTERS" \
-    --backend "$BACKEND" --batch "$BATCH" --lr "$LR" --steps 100000000 --seconds "$per_task" --val "$val" \
-    --val-every 200 --ckpt-every 200 --no-progress --out "$run" "${from[@]}" >> "$OUT/$task.log" 2>&1
+  train "$task" "$FILTERS" "$per_task" "$run" "${from[@]}" >> "$OUT/$task.log" 2>&1
   echo "exit $? at $(date +%s)" >> "$OUT/$task.log"
   for f in best.npz checkpoint.npz curves.png summary.json; do
     [ -f "$run/$f" ] && cp "$run/$f" "$OUT/$task-$f"
