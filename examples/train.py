@@ -231,15 +231,15 @@ def main(argv=None):
         return train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt)
     except KeyboardInterrupt:
         if lead:
-            print(f"interrupted: the last checkpoint ({ckpt}) is kept", file=sys.stderr)
+            print(f"interrupted: {what_is_kept(ckpt)}", file=sys.stderr)
         return 130
     except Exception as e:           # in a distributed job one rank's failure must end every rank
         if args.distributed:
             comm.abort(f"rank {comm.rank}: {type(e).__name__}: {e}")
             return 1
         if isinstance(e, OSError):   # a full disk, say: every file is written atomically, the old ones stand
-            print(f"error: could not write to {args.out} ({e.strerror or e}); the previous checkpoint is kept",
-                  file=sys.stderr)
+            kept = "the previous checkpoint is kept" if os.path.isfile(ckpt) else "no checkpoint was written"
+            print(f"error: could not write to {args.out} ({e.strerror or e}); {kept}", file=sys.stderr)
             return 4
         raise
     finally:

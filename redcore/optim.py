@@ -37,7 +37,8 @@ class Adam:
     """Adam over a dict of parameter arrays, updated in place.
 
     params: name -> array (e.g. `REDNet.params`); its backend (`params.backend`) runs the update with its
-    kernel, and a plain dict of arrays is updated by adam_update_reference_ (NumPy or CuPy alike).  When params and grads are views of one flat buffer each (as REDNet's are), the
+    kernel, and a plain dict of arrays is updated by adam_update_reference_ (NumPy or CuPy alike).  When
+    params and grads are views of one flat buffer each (as REDNet's are), the
     update is one kernel over the whole buffer.
     """
 

@@ -115,7 +115,7 @@ def _plot(draw, box, xs, ys, ylabel, color, log=False, reference=None, reference
     points = list(zip((to_x(v) for v in xs), (to_y(v) for v in values)))
     if len(points) > 1:
         draw.line(points, fill=color, width=2)
-    for x, y in points[-1:] if len(points) > 1 else points:
+    for x, y in points[-1:]:                       # the last value, marked
         draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
 
 

@@ -58,9 +58,14 @@ def _from_float(img, form):
     return img.astype(np.float32)
 
 
+def _whole(value):
+    """An integer (Python or NumPy), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _tile_for(h, w, tile):
     """tile="auto": DEFAULT_TILE for images larger than it, else full frame; anything else as given."""
-    if tile is None or (isinstance(tile, (int, np.integer)) and not isinstance(tile, bool) and tile > 0):
+    if tile is None or (_whole(tile) and tile > 0):
         return tile
     if tile != "auto":
         raise ValueError(f"tile must be 'auto', None (full frame) or a positive number of pixels; got {tile!r:.40}")
@@ -101,7 +106,7 @@ def restore(image, task, level=None, model=None, ensemble=False, tile="auto", ov
     tile: "auto" (512 for larger images), None (full frame) or a size; progress: called once per tile."""
     task = tasks.get(task)
     level = restore_level(task, level)
-    if not (isinstance(overlap, (int, np.integer)) and not isinstance(overlap, bool) and overlap >= 0):
+    if not (_whole(overlap) and overlap >= 0):
         raise ValueError(f"overlap must be a whole number of pixels >= 0; got {overlap!r:.40}")
     img, form = _as_float(image)
     img, alpha = _split_alpha(img)

@@ -74,7 +74,7 @@ class Task:
         return 0
 
     def one_level(self, level, rng):
-        """A concrete level: `level` parsed, or one drawn from it where it is a mix (or a blind range)."""
+        """A concrete level: `level` parsed, or one drawn from it where it is a mix."""
         level = self.parse_level(level)
         return level.draw(rng) if isinstance(level, LevelMix) else level
 
