@@ -4,8 +4,9 @@
 // runs the grid's blocks one after another; inside a block either
 //   - one OS thread walks the block's threads in order (kernels without shared memory: their threads are
 //     independent, so any order is a legal CUDA schedule), or
-//   - every CUDA thread gets an OS thread, and __syncthreads() is a std::barrier over them (kernels that
-//     declare __shared__ memory, which is where __syncthreads matters).
+//   - every CUDA thread of the block gets an OS thread, and __syncthreads() is a std::barrier over them
+//     (kernels that declare __shared__ memory, which is where __syncthreads matters); the OS threads are
+//     started once per launch and run thread t of each block in turn.
 // threadIdx/blockIdx are thread_local; __shared__ becomes `static`, one copy shared by the block's threads,
 // which is exact because blocks never run at the same time.  atomicAdd is std::atomic_ref::fetch_add.
 // WMMA (nvcuda::wmma) is emulated by its meaning, not its register layout: a fragment's elements are
@@ -31,7 +32,7 @@ struct dim3 {
 namespace emu {
 inline thread_local dim3 thread_idx, block_idx;
 inline dim3 grid_dim, block_dim;
-inline std::barrier<>* block_barrier = nullptr;
+inline thread_local std::barrier<>* block_barrier = nullptr;
 
 // Runs body() once per CUDA thread of the grid.
 template <class Body>
@@ -40,32 +41,53 @@ void launch(bool concurrent_threads, dim3 grid, dim3 block, Body body)
     grid_dim = grid;
     block_dim = block;
     const unsigned threads = block.x * block.y * block.z;
+    auto thread_at = [&](unsigned t) { return dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y)); };
+    if (!concurrent_threads) {
+        for (unsigned bz = 0; bz < grid.z; ++bz)
+            for (unsigned by = 0; by < grid.y; ++by)
+                for (unsigned bx = 0; bx < grid.x; ++bx) {
+                    block_idx = dim3(bx, by, bz);
+                    for (unsigned t = 0; t < threads; ++t) {
+                        thread_idx = thread_at(t);
+                        body();
+                    }
+                }
+        return;
+    }
+    // One OS thread per CUDA thread of a block, started once per launch and reused block after block: the
+    // main thread opens a block (a fresh __syncthreads barrier, its index) at `start`, and waits at `end`
+    // until every thread has run it, so blocks never overlap (their `static` shared memory is one copy).
+    std::barrier<> start(threads + 1), end(threads + 1);
+    std::barrier<>* sync = nullptr;
+    dim3 current;
+    bool finished = false;
+    std::vector<std::thread> pool;
+    pool.reserve(threads);
+    for (unsigned t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+            thread_idx = thread_at(t);
+            for (;;) {
+                start.arrive_and_wait();
+                if (finished) return;
+                block_idx = current;
+                block_barrier = sync;
+                body();
+                sync->arrive_and_drop();    // a finished thread no longer holds the others back
+                end.arrive_and_wait();
+            }
+        });
     for (unsigned bz = 0; bz < grid.z; ++bz)
         for (unsigned by = 0; by < grid.y; ++by)
             for (unsigned bx = 0; bx < grid.x; ++bx) {
-                const dim3 b(bx, by, bz);
-                if (!concurrent_threads) {
-                    block_idx = b;
-                    for (unsigned t = 0; t < threads; ++t) {
-                        thread_idx = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
-                        body();
-                    }
-                    continue;
-                }
                 std::barrier<> barrier(threads);
-                block_barrier = &barrier;
-                std::vector<std::thread> pool;
-                pool.reserve(threads);
-                for (unsigned t = 0; t < threads; ++t)
-                    pool.emplace_back([&, t, b] {
-                        block_idx = b;
-                        thread_idx = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
-                        body();
-                        barrier.arrive_and_drop();   // a finished thread no longer holds the others back
-                    });
-                for (auto& th : pool) th.join();
-                block_barrier = nullptr;
+                sync = &barrier;
+                current = dim3(bx, by, bz);
+                start.arrive_and_wait();
+                end.arrive_and_wait();
             }
+    finished = true;
+    start.arrive_and_wait();
+    for (auto& th : pool) th.join();
 }
 }  // namespace emu
 
