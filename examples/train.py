@@ -36,7 +36,7 @@ from redcore import data  # noqa: E402
 from redcore import distributed  # noqa: E402
 from redcore import tasks  # noqa: E402
 from redcore.argtypes import count, positive_float, positive_int  # noqa: E402
-from redcore.backends import BACKENDS  # noqa: E402
+from redcore.backends import BACKENDS, PRECISION_HELP, PRECISIONS, with_precision  # noqa: E402
 from redcore.io import atomic_write, load_checkpoint, lock_folder, remove_orphans, save_checkpoint  # noqa: E402
 from redcore.metrics import psnr  # noqa: E402
 from redcore.pictures import captioned_strip  # noqa: E402
@@ -45,7 +45,13 @@ from redcore.model import PRESETS  # noqa: E402
 
 
 def parse_args(argv=None):
-    return build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.compute = with_precision(args.backend, args.precision)     # the backend that computes
+    except ValueError as e:
+        parser.error(f"--{e}")
+    return args
 
 
 def build_parser():
@@ -54,10 +60,11 @@ def build_parser():
                                 epilog="Levels: " + "; ".join(f"{t.name}: {t.level_help}" for t in tasks.TASKS.values()))
     p.add_argument("--task", default="denoise", help="denoise, sr, jpeg, deblur or inpaint (default: %(default)s)")
     p.add_argument("--level", default=None, help="the corruption's level (default: the task's usual one; see below)")
-    p.add_argument("--backend", default="cpu", choices=BACKENDS,
+    p.add_argument("--backend", default="cpu", choices=[b for b in BACKENDS if "tf32" not in b],
                    help="compute backend (default: %(default)s; cpu-im2col / cpu-winograd2 / cpu-winograd4: one "
                         "convolution method on every layer; cuda-emulation: the CUDA kernels compiled for the CPU, "
                         "slow, for testing)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     p.add_argument("--depth", type=positive_int, default=10,
                    help="layers, even: 10, 20, 30 are the paper's RED10/20/30 (default: %(default)s)")
     p.add_argument("--filters", type=positive_int, default=64,
@@ -185,7 +192,7 @@ def main(argv=None):
         preset_skip = PRESETS.get(f"red{args.depth}", {}).get("skip_step", 2)
         net = redcore.REDNet(depth=args.depth, filters=args.filters, kernel_size=args.kernel_size,
                              skip_step=preset_skip if args.skip_step is None else args.skip_step,
-                             padding=args.padding, backend=args.backend, seed=args.seed, threads=args.threads)
+                             padding=args.padding, backend=args.compute, seed=args.seed, threads=args.threads)
         if args.init and not args.resume:
             init_weights(net, args.init)
         train, val, where = load_images(args, task)

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from .argtypes import count
-from .backends import BACKENDS
+from .backends import BACKENDS, PRECISION_HELP, PRECISIONS, with_precision
 
 FORMATS = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 
@@ -61,6 +61,7 @@ def cmd_restore(args):
     from .data import read_image
     from .pictures import captioned_strip
     from .restore import passes, restore, restore_level
+    backend = with_precision(args.backend, args.precision)
     task = tasks.get(args.task)
     level = restore_level(task, args.level)
     _check_writable(args.output)
@@ -77,7 +78,7 @@ def cmd_restore(args):
     total = passes(image.shape, task.name, level, ensemble=args.ensemble, tile=tile)
     with tqdm(total=total, unit="tile", disable=args.quiet or total < 2, dynamic_ncols=True) as bar:
         out = restore(image, task.name, level, model=args.model, ensemble=args.ensemble, tile=tile,
-                      backend=args.backend, progress=lambda: bar.update())
+                      backend=backend, progress=lambda: bar.update())
     if args.mask:
         # Pixels outside the mask are known to be intact: keep them exactly, take the network's pixels inside.
         mask = read_image(args.mask, "gray") > 0.5
@@ -158,7 +159,9 @@ def build_parser():
     r.add_argument("--model", help="a shipped model name or a weight file (default: the shipped model for the task)")
     r.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (slower, a little better)")
     r.add_argument("--tile", type=count, help="tile size in pixels (default: 512 for larger images; 0: full frame)")
-    r.add_argument("--backend", default="cpu", choices=BACKENDS, help="compute backend (default: %(default)s)")
+    r.add_argument("--backend", default="cpu", choices=[b for b in BACKENDS if "tf32" not in b],
+                   help="compute backend (default: %(default)s)")
+    r.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     r.add_argument("--mask", help="inpainting: a PNG, white where the image is damaged; pixels outside stay as they are")
     r.add_argument("--compare", action="store_true", help="also write OUTPUT_compare: input | result side by side")
     r.add_argument("--quiet", action="store_true", help="no progress bar or messages")

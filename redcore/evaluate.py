@@ -20,6 +20,7 @@ import numpy as np
 
 from . import baselines, tasks
 from .argtypes import positive_int
+from .backends import BACKENDS, PRECISION_HELP, PRECISIONS, with_precision
 from .tasks import level_label
 from .data import load_test_set
 from .inference import restore_array
@@ -149,7 +150,9 @@ def build_parser():
                                      "model's name, or 'shipped': the one `redcore restore` uses for this level")
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (paper §3.5)")
     p.add_argument("--tile", type=positive_int, help="restore in overlapping tiles of this size (default: full frame)")
-    p.add_argument("--backend", default="cpu", help="cpu (default), numpy or cuda")
+    p.add_argument("--backend", default="cpu", choices=[b for b in BACKENDS if "tf32" not in b],
+                   help="compute backend (default: %(default)s)")
+    p.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--no-baseline", action="store_true", help="leave out the classical baseline (BM3D is slow)")
     p.add_argument("--limit", type=positive_int, help="only the first N images of the set")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption (image i uses (seed, i))")
@@ -176,7 +179,7 @@ def main(argv=None):
                 raise ValueError(f"no shipped network restores {task.name} {level_label(level)} (redcore models)")
         if args.weights:
             from .model import REDNet      # here: the harness without --weights needs no network code
-            net = REDNet.load(args.weights, backend=args.backend)
+            net = REDNet.load(args.weights, backend=with_precision(args.backend, args.precision))
         result = evaluate(task, level, names, images, net=net, ensemble=args.ensemble, tile=args.tile,
                           baseline=not args.no_baseline, seed=args.seed, keep_images=args.save_images)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

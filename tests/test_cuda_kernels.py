@@ -41,7 +41,7 @@ def test_sources_compile_with_nvcc(source, real, tmp_path):
 def test_every_kernel_is_found_and_launchable(runtime):
     names = {name for src in cuda_kernels.SOURCES for name, _, _ in kernel_signatures(cuda_kernels.read_source(src))}
     assert names == {"im2col", "col2im", "add_bias", "relu", "add_relu", "relu_backward", "bias_backward",
-                     "mse_loss", "adam_update", "conv3x3_tf32"}
+                     "mse_loss", "adam_update", "conv3x3_tf32", "conv3x3_wgrad_tf32", "conv3x3_wgrad_reduce"}
     for src in cuda_kernels.SOURCES:
         for dtype in (np.float32, np.float64):
             module = runtime.module(src, dtype)
@@ -96,7 +96,7 @@ def test_adam_kernel_matches_the_reference_update(dtype, rtol):
 
 def test_training_script_runs_on_the_emulated_cuda_backend_like_the_cpu(tmp_path, monkeypatch):
     """The whole training code path (forward, loss kernel, backward, Adam kernel, validation, checkpoint) on the
-    emulated CUDA kernels gives the cpu backend's losses (both float32)."""
+    emulated CUDA kernels gives the cpu backend's losses (both exact float32: --precision fp32)."""
     monkeypatch.setenv("REDCORE_DATA", "/nonexistent-data-folder")
     train_denoise = load_example("train_denoise")
     tiny = ["--depth", "4", "--filters", "4", "--batch", "2", "--patch", "20", "--val-crop", "32",
@@ -104,7 +104,7 @@ def test_training_script_runs_on_the_emulated_cuda_backend_like_the_cpu(tmp_path
     summaries = {}
     for backend in ("cpu", "cuda-emulation"):
         out = tmp_path / backend
-        assert train_denoise.main(tiny + ["--backend", backend, "--out", str(out)]) == 0
+        assert train_denoise.main(tiny + ["--backend", backend, "--precision", "fp32", "--out", str(out)]) == 0
         summaries[backend] = json.loads((out / "summary.json").read_text())
         assert (out / "checkpoint.npz").exists()
     assert summaries["cuda-emulation"]["final_loss"] == pytest.approx(summaries["cpu"]["final_loss"], rel=1e-4)
@@ -170,22 +170,116 @@ def test_tensor_core_conv_gives_the_input_gradient_with_flipped_weights(pad):
     assert np.all(np.abs(got - want) <= tf32_bound(dy, flipped, np.zeros(c), 2 - pad, k))
 
 
+@pytest.mark.parametrize("pad", [0, 1, 2])
+def test_tensor_core_conv_reads_nchw_maps_and_the_models_weight_layouts(pad):
+    """The training path calls the kernel on the model's (N, C, H, W) maps with the weights as stored: a conv
+    weight (K, C, 3, 3) (wlayout 1), or a (C, K, 3, 3) weight read flipped (wlayout 2), which gives the input
+    gradient of the conv with that weight and the transposed conv's forward.  Same TF32 bound."""
+    kernels = get_backend("cuda-emulation").kernels
+    rng = np.random.default_rng(10 + pad)
+    n, c, k, h, w = 2, 11, 18, 7, 21
+    x, wt, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c, 3, 3)), rng.standard_normal(k)
+    y = np.zeros((n, k, h + 2 * pad - 2, w + 2 * pad - 2), np.float32)
+    kernels.conv3x3_tf32(y, x.astype(np.float32), wt.astype(np.float32), b.astype(np.float32), pad, False,
+                         nhwc=False, wlayout=1)
+    want = ref.conv2d(x, wt, 1, pad) + b[None, :, None, None]
+    assert np.all(np.abs(y - want) <= tf32_bound(x, wt, b, pad, c))
+    # wlayout 2: wt2 (C, K', 3, 3) read flipped is the conv with w'[o, c, u, v] = wt2[c, o, 2 - u, 2 - v]
+    wt2 = rng.standard_normal((c, 5, 3, 3))
+    flipped = np.ascontiguousarray(wt2.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+    y2 = np.zeros((n, 5) + y.shape[2:], np.float32)
+    kernels.conv3x3_tf32(y2, x.astype(np.float32), wt2.astype(np.float32), np.zeros(5, np.float32), pad, True,
+                         nhwc=False, wlayout=2)
+    want2 = np.maximum(ref.conv2d(x, flipped, 1, pad), 0)
+    assert np.all(np.abs(y2 - want2) <= tf32_bound(x, flipped, np.zeros(5), pad, c))
+
+
+def wgrad_bound(x, dy, pad):
+    """|TF32 dW - exact| per element: each product of TF32-rounded operands errs by <= 2u ~ 2^-10 of |x dy|,
+    and however the tensor cores and the split reduction order the float sum of its T = N H_o W_o terms, it
+    errs by <= T 2^-24 of the sum of their magnitudes: (2^-10 + T 2^-24) conv2d_backward_weight(|dy|, |x|)."""
+    terms = dy.shape[0] * dy.shape[2] * dy.shape[3]
+    return (2 * TF32_UNIT + terms * 2.0 ** -24) * ref.conv2d_backward_weight(np.abs(dy), np.abs(x), 3, 1, pad)
+
+
+@pytest.mark.parametrize("n,h,w,c,k,pad", [(2, 9, 19, 13, 20, 1), (1, 5, 5, 1, 1, 0), (3, 6, 7, 17, 3, 2),
+                                           (1, 8, 8, 64, 64, 1), (2, 4, 33, 1, 16, 1)])
+@pytest.mark.parametrize("nhwc", [False, True])
+def test_tensor_core_weight_gradient_matches_the_reference_within_tf32_rounding(n, h, w, c, k, pad, nhwc):
+    """conv3x3_wgrad_tf32 + conv3x3_wgrad_reduce: dW and the fused bias gradient on shapes that do not divide
+    the tiles (4 x 16 pixels, 16 channels), one channel in or out, several images and split partial sums,
+    both activation layouts and both weight layouts; the bias gradient sums float32 dy in float (T 2^-24)."""
+    kernels = get_backend("cuda-emulation").kernels
+    rng = np.random.default_rng(n * 1000 + c * 10 + k + pad)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32).astype(np.float64)
+    dy = rng.standard_normal((n, k, h + 2 * pad - 2, w + 2 * pad - 2)).astype(np.float32).astype(np.float64)
+    to_layout = (lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1), np.float32)) if nhwc else \
+        (lambda a: a.astype(np.float32))
+    splits = kernels.wgrad_splits(n, dy.shape[2], dy.shape[3], c, k)
+    want_w, want_b = ref.conv2d_backward_weight(dy, x, 3, 1, pad), dy.sum(axis=(0, 2, 3))
+    terms = n * dy.shape[2] * dy.shape[3]
+    for wlayout in (0, 1):
+        dw = np.full((9, c, k) if wlayout == 0 else (k, c, 3, 3), np.nan, np.float32)
+        db = np.full(k, np.nan, np.float32)
+        kernels.conv3x3_wgrad_tf32(dw, db, to_layout(x), to_layout(dy), pad, nhwc=nhwc, wlayout=wlayout)
+        got = dw.transpose(2, 1, 0).reshape(k, c, 3, 3) if wlayout == 0 else dw
+        assert np.all(np.abs(got - want_w) <= wgrad_bound(x, dy, pad)), f"{splits} splits"
+        assert np.all(np.abs(db - want_b) <= terms * 2.0 ** -24 * np.abs(dy).sum(axis=(0, 2, 3)))
+
+
+def test_tensor_core_weight_gradient_is_deterministic_and_accumulates():
+    """The partial sums are added in a fixed order: two runs give the same bits.  accumulate=True adds the
+    gradient to what dw and db hold (micro-batches, a layer used twice)."""
+    kernels = get_backend("cuda-emulation").kernels
+    rng = np.random.default_rng(3)
+    x, dy = rng.standard_normal((3, 8, 9, 9)).astype(np.float32), rng.standard_normal((3, 16, 9, 9)).astype(np.float32)
+    assert kernels.wgrad_splits(3, 9, 9, 8, 16) == 9            # 3 images x 3 x 1 tiles: a split per tile
+    runs = []
+    for _ in range(2):
+        dw, db = np.zeros((16, 8, 3, 3), np.float32), np.zeros(16, np.float32)
+        kernels.conv3x3_wgrad_tf32(dw, db, x, dy, 1, nhwc=False, wlayout=1)
+        runs.append((dw, db))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    start_w, start_b = rng.standard_normal((16, 8, 3, 3)).astype(np.float32), rng.standard_normal(16).astype(np.float32)
+    dw, db = start_w.copy(), start_b.copy()
+    kernels.conv3x3_wgrad_tf32(dw, db, x, dy, 1, nhwc=False, wlayout=1, accumulate=True)
+    # float addition of the same two float32 values: exactly the sum rounded once
+    np.testing.assert_array_equal(dw, start_w + runs[0][0])
+    np.testing.assert_array_equal(db, start_b + runs[0][1])
+
+
+def test_tensor_core_launchers_refuse_mismatched_shapes():
+    kernels = get_backend("cuda-emulation").kernels
+    x = np.zeros((1, 4, 6, 6), np.float32)
+    with pytest.raises(ValueError, match="conv3x3_tf32 takes float32"):
+        kernels.conv3x3_tf32(np.zeros((1, 8, 6, 6), np.float32), x, np.zeros((8, 5, 3, 3), np.float32),
+                             np.zeros(8, np.float32), 1, False, nhwc=False, wlayout=1)
+    with pytest.raises(ValueError, match="conv3x3_wgrad_tf32 takes float32"):
+        kernels.conv3x3_wgrad_tf32(np.zeros((8, 4, 3, 3), np.float32), np.zeros(8, np.float32), x,
+                                   np.zeros((1, 8, 5, 6), np.float32), 1, nhwc=False, wlayout=1)
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tmp_path):
-    """The PTX holds the TF32 m16n16k8 mma (tensor cores from sm_80) and ptxas reports no register spills for
-    sm_80 and sm_90.  (Its SASS is checked for HMMA where cuobjdump is installed.)"""
+    """The PTX holds the TF32 m16n16k8 mma of both operand layouts (tensor cores from sm_80) and ptxas reports
+    no register spills for any kernel of conv_tc.cu on sm_80 and sm_90.  (Its SASS is checked for HMMA where
+    cuobjdump is installed.)"""
     source = cuda_kernels.source_path("conv_tc.cu")
     ptx = tmp_path / "conv_tc.ptx"
     done = subprocess.run(["nvcc", "-ptx", "-arch=sm_80", source, "-o", str(ptx)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "wmma.mma.sync.aligned.row.row.m16n16k8.f32.tf32.tf32.f32" in ptx.read_text()
+    text = ptx.read_text()
+    assert "wmma.mma.sync.aligned.row.row.m16n16k8.f32.tf32.tf32.f32" in text      # forward, input gradient
+    assert "wmma.mma.sync.aligned.col.row.m16n16k8.f32.tf32.tf32.f32" in text      # weight gradient
     fatbin = tmp_path / "conv_tc.fatbin"
     done = subprocess.run(["nvcc", "--fatbin", "-Xptxas", "-v", "-gencode", "arch=compute_80,code=sm_80",
                            "-gencode", "arch=compute_90,code=sm_90", source, "-o", str(fatbin)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    n_kernels = len(kernel_signatures(cuda_kernels.read_source("conv_tc.cu")))
     spills = [line for line in done.stderr.splitlines() if "spill" in line]
-    assert len(spills) == 2 and all("0 bytes spill stores, 0 bytes spill loads" in line for line in spills)
+    assert len(spills) == 2 * n_kernels and all("0 bytes spill stores, 0 bytes spill loads" in line for line in spills)
     if shutil.which("cuobjdump"):
         sass = subprocess.run(["cuobjdump", "-sass", str(fatbin)], capture_output=True, text=True).stdout
         assert "HMMA" in sass

@@ -1,35 +1,72 @@
-// 3x3 stride-1 convolution as an implicit GEMM on tensor cores (WMMA, TF32 m16n16k8, float accumulators),
-// NHWC activations, no im2col matrix in memory.  A first version, for the tensor-core path of the cuda
-// backend (issue: CUDA backend faster than PyTorch + cuDNN); measured on a GPU before it is made faster.
+// 3x3 stride-1 convolutions as implicit GEMMs on tensor cores (WMMA, TF32 m16n16k8, float accumulators),
+// no im2col matrix in memory.  The `tf32` precision of the cuda backend: operands are rounded to TF32
+// (cvt.rna, 10 mantissa bits) as they enter the tensor cores, as PyTorch's default cuDNN convolutions do;
+// products and sums are float.
 //
-//   y[n, i, j, o] = b[o] + sum_{u, v, c} w[u*3 + v, c, o] * x_pad[n, i + u, j + v, c]      (x_pad: pad zeros)
+// Layouts.  Activations are NCHW (nhwc = 0, the model's layout) or NHWC (nhwc = 1); the index helpers below
+// are the only place that knows.  Weights are read in one of three layouts (wlayout), so that no caller has
+// to copy or transpose them:
+//   0  taps (9, C, K):     w[tap, c, o]
+//   1  conv (K, C, 3, 3):  w[o, c, u, v]                    (PyTorch's conv weight; tap = 3u + v)
+//   2  (C, K, 3, 3) read flipped: w[c, o, 2 - u, 2 - v]    the input gradient of the conv whose weight this
+//                                                           is, and the transposed conv's forward
 //
+// conv3x3_tf32, the forward pass and the input gradient:
+//   y[n, i, j, o] = b[o] + sum_{u, v, c} W(u*3 + v, c, o) * x_pad[n, i + u, j + v, c]      (x_pad: pad zeros)
 // As a GEMM: M = output pixels, N = output channels, K = 9 taps x C input channels.  One block computes a
 // tile of TILE_H x TILE_W output pixels (one image) x TILE_N output channels; warp r owns output row r of
 // the tile, 16 pixels, as one 16 x 16 accumulator.  For each chunk of TILE_K input channels the block loads
 // the input tile with its one-pixel halo, (TILE_H + 2) x (TILE_W + 2) x TILE_K, into shared memory once, and
 // the chunk's weights of all 9 taps; every tap then reads its A operand from the same tile, shifted by the
 // tap (a 16 x 8 row-major matrix with ldm = TILE_K), so x is read from global memory once per chunk.
-// Operands are rounded to TF32 (cvt.rna, 10 mantissa bits) as they enter the tensor cores; sums are float.
 // The epilogue restages the accumulators through shared memory and writes y with the bias and an optional
-// ReLU, inside the output's bounds (the tile may overhang the image and the channels).
+// ReLU (the encoder's conv + bias + ReLU in one pass), inside the output's bounds.
+// pad = 1 is RED's "same" convolution, pad = 0 its "valid" one, and pad = 2 with wlayout 2 the transposed
+// convolution's full padding, i.e. the input gradient of a valid conv: one kernel serves all three.
+// Shapes: x (N, C, H, W) or (N, H, W, C), b (K), y (N, K, H_o, W_o) or (N, H_o, W_o, K), H_o = H + 2 pad - 2.
+// Launch: block (128), grid (ceil(W_o / 16), ceil(H_o / 4), N ceil(K / 16)).
 //
-// pad = 1 is RED's "same" convolution, pad = 0 its "valid" one, and pad = 2 with the weights flipped and
-// transposed (w'[8 - tap, o, c] = w[tap, c, o]) the transposed convolution's full padding, i.e. the input
-// gradient: one kernel serves all three.  Shapes: x (N, H, W, C), w (9, C, K), b (K), y (N, H_o, W_o, K)
-// with H_o = H + 2 pad - 2.  Launch: block (128), grid (ceil(W_o / 16), ceil(H_o / 4), N ceil(K / 16)).
+// conv3x3_wgrad_tf32 + conv3x3_wgrad_reduce, the weight and bias gradients:
+//   dW(u*3 + v, c, o) = sum_{n, i, j} x_pad[n, i + u, j + v, c] dy[n, i, j, o],   db[o] = sum_{n, i, j} dy[n, i, j, o]
+// As a GEMM per tap: M = 16 input channels, N = 16 output channels, K = pixels.  The output pixels are cut into
+// tiles of TILE_H x TILE_W (one image each), numbered t = (n * tiles_y + ty) * tiles_x + tx; block (cx, ox, s)
+// sums the tiles t = s, s + S, s + 2S, ... in that order into partial_w[s] (and, for cx = 0, partial_b[s]);
+// warp `tap` of its 9 warps owns tap's 16 x 16 accumulator.  Per tile the block stages x's tile with its halo
+// (16 channels) and dy's tile (16 channels) in shared memory; A (16 channels x 8 pixels) is a column-major
+// view of the x tile shifted by the tap, B (8 pixels x 16 channels) a row-major view of the dy tile.
+// conv3x3_wgrad_reduce then sums the S partials in the order s = 0, 1, ..: the result does not depend on
+// the schedule (deterministic, unlike atomics), and is written in the weight's layout (0 or 1), added to
+// what is there when accumulate != 0.
+// Launch: block (288), grid (ceil(C / 16), ceil(K / 16), S); partial_w (S, 9, C, K), partial_b (S, K).
 #ifdef __CUDACC__
 #include <mma.h>
 #endif
 
-#define TILE_H 4      // output rows per block: one warp each
+#define TILE_H 4      // output rows per block tile: one warp each in the forward
 #define TILE_W 16     // output pixels per row: the mma's M
 #define TILE_N 16     // output channels per block: the mma's N
 #define TILE_K 8      // input channels per chunk: the mma's K
+#define WG_C 16       // input channels per weight-gradient block: the mma's M there
+
+// Offset of element (n, c, i, j) of a map with `channels` channels of hh x ww pixels, in either layout.
+__device__ __forceinline__ long long map_offset(int nhwc, int n, int c, int i, int j, int channels, int hh, int ww)
+{
+    return nhwc ? (((long long)n * hh + i) * ww + j) * channels + c
+                : (((long long)n * channels + c) * hh + i) * ww + j;
+}
+
+// W(tap, c, o) of a weight in layout wlayout (see the top of this file); c_in, c_out: the kernel's channels.
+__device__ __forceinline__ long long weight_offset(int wlayout, int tap, int c, int o, int c_in, int c_out)
+{
+    if (wlayout == 0) return ((long long)tap * c_in + c) * c_out + o;
+    if (wlayout == 1) return ((long long)o * c_in + c) * 9 + tap;
+    return ((long long)c * c_out + o) * 9 + (8 - tap);
+}
 
 extern "C" __global__ void conv3x3_tf32(float* __restrict__ y, const float* __restrict__ x,
                                         const float* __restrict__ w, const float* __restrict__ b,
-                                        int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu)
+                                        int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu,
+                                        int nhwc, int wlayout)
 {
     using namespace nvcuda;
     __shared__ __align__(32) float xs[TILE_H + 2][TILE_W + 2][TILE_K];   // input tile and halo, one chunk
@@ -40,20 +77,23 @@ extern "C" __global__ void conv3x3_tf32(float* __restrict__ y, const float* __re
     const int img = blockIdx.z / n_tiles, o0 = (blockIdx.z % n_tiles) * TILE_N;
     const int i0 = blockIdx.y * TILE_H, j0 = blockIdx.x * TILE_W;
     const int tid = threadIdx.x, row = tid / 32;
+    constexpr int HALO = (TILE_H + 2) * (TILE_W + 2);
 
     wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
     wmma::fill_fragment(acc, 0.0f);
     for (int c0 = 0; c0 < c_in; c0 += TILE_K) {
-        for (int e = tid; e < (TILE_H + 2) * (TILE_W + 2) * TILE_K; e += blockDim.x) {
-            const int k = e % TILE_K, col = (e / TILE_K) % (TILE_W + 2), r = e / (TILE_K * (TILE_W + 2));
+        for (int e = tid; e < HALO * TILE_K; e += blockDim.x) {
+            // consecutive threads read consecutive addresses: channels in NHWC, pixels of a row in NCHW
+            const int k = nhwc ? e % TILE_K : e / HALO, p = nhwc ? e / TILE_K : e % HALO;
+            const int r = p / (TILE_W + 2), col = p % (TILE_W + 2);
             const int si = i0 + r - pad, sj = j0 + col - pad, c = c0 + k;
             xs[r][col][k] = (si >= 0 && si < h && sj >= 0 && sj < w_in && c < c_in)
-                ? x[(((long long)img * h + si) * w_in + sj) * c_in + c] : 0.0f;
+                ? x[map_offset(nhwc, img, c, si, sj, c_in, h, w_in)] : 0.0f;
         }
         for (int e = tid; e < 9 * TILE_K * TILE_N; e += blockDim.x) {
             const int o = e % TILE_N, k = (e / TILE_N) % TILE_K, tap = e / (TILE_N * TILE_K);
             ws[tap][k][o] = (c0 + k < c_in && o0 + o < c_out)
-                ? w[((long long)tap * c_in + c0 + k) * c_out + o0 + o] : 0.0f;
+                ? w[weight_offset(wlayout, tap, c0 + k, o0 + o, c_in, c_out)] : 0.0f;
         }
         __syncthreads();
         for (int tap = 0; tap < 9; ++tap) {
@@ -70,11 +110,96 @@ extern "C" __global__ void conv3x3_tf32(float* __restrict__ y, const float* __re
     wmma::store_matrix_sync(&acc_tile[row][0][0], acc, TILE_N, wmma::mem_row_major);
     __syncthreads();
     for (int e = tid; e < TILE_H * TILE_W * TILE_N; e += blockDim.x) {
-        const int o = e % TILE_N, col = (e / TILE_N) % TILE_W, r = e / (TILE_N * TILE_W);
+        const int o = nhwc ? e % TILE_N : e / (TILE_H * TILE_W), p = nhwc ? e / TILE_N : e % (TILE_H * TILE_W);
+        const int r = p / TILE_W, col = p % TILE_W;
         const int i = i0 + r, j = j0 + col, oc = o0 + o;
         if (i < h_o && j < w_o && oc < c_out) {
             const float value = acc_tile[r][col][o] + b[oc];
-            y[(((long long)img * h_o + i) * w_o + j) * c_out + oc] = (relu && value < 0.0f) ? 0.0f : value;
+            y[map_offset(nhwc, img, oc, i, j, c_out, h_o, w_o)] = (relu && value < 0.0f) ? 0.0f : value;
         }
+    }
+}
+
+extern "C" __global__ void conv3x3_wgrad_tf32(float* __restrict__ partial_w, float* __restrict__ partial_b,
+                                              const float* __restrict__ x, const float* __restrict__ dy,
+                                              int n_img, int h, int w_in, int c_in, int c_out, int pad, int nhwc)
+{
+    using namespace nvcuda;
+    __shared__ __align__(32) float xs[TILE_H + 2][TILE_W + 2][WG_C];    // x's tile and halo, 16 channels
+    __shared__ __align__(32) float dys[TILE_H][TILE_W][TILE_N];          // dy's tile, 16 channels
+    __shared__ __align__(32) float acc_tile[9][WG_C][TILE_N];            // the 9 accumulators, restaged
+    const int h_o = h + 2 * pad - 2, w_o = w_in + 2 * pad - 2;
+    const int tiles_x = (w_o + TILE_W - 1) / TILE_W, tiles_y = (h_o + TILE_H - 1) / TILE_H;
+    const int n_tiles = n_img * tiles_y * tiles_x;
+    const int c0 = blockIdx.x * WG_C, o0 = blockIdx.y * TILE_N, split = blockIdx.z, splits = gridDim.z;
+    const int tid = threadIdx.x, tap = tid / 32, u = tap / 3, v = tap % 3;
+    const bool bias_block = blockIdx.x == 0;
+    constexpr int HALO = (TILE_H + 2) * (TILE_W + 2), PIXELS = TILE_H * TILE_W;
+
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
+    wmma::fill_fragment(acc, 0.0f);
+    float db = 0.0f;                                                     // thread o < 16 of a bias block
+    for (int t = split; t < n_tiles; t += splits) {
+        const int img = t / (tiles_y * tiles_x), i0 = (t / tiles_x) % tiles_y * TILE_H, j0 = t % tiles_x * TILE_W;
+        for (int e = tid; e < HALO * WG_C; e += blockDim.x) {
+            const int k = nhwc ? e % WG_C : e / HALO, p = nhwc ? e / WG_C : e % HALO;
+            const int r = p / (TILE_W + 2), col = p % (TILE_W + 2);
+            const int si = i0 + r - pad, sj = j0 + col - pad, c = c0 + k;
+            xs[r][col][k] = (si >= 0 && si < h && sj >= 0 && sj < w_in && c < c_in)
+                ? x[map_offset(nhwc, img, c, si, sj, c_in, h, w_in)] : 0.0f;
+        }
+        for (int e = tid; e < PIXELS * TILE_N; e += blockDim.x) {
+            const int o = nhwc ? e % TILE_N : e / PIXELS, p = nhwc ? e / TILE_N : e % PIXELS;
+            const int r = p / TILE_W, col = p % TILE_W, i = i0 + r, j = j0 + col;
+            dys[r][col][o] = (i < h_o && j < w_o && o0 + o < c_out)          // 0 outside: adds nothing
+                ? dy[map_offset(nhwc, img, o0 + o, i, j, c_out, h_o, w_o)] : 0.0f;
+        }
+        __syncthreads();
+        for (int r = 0; r < TILE_H; ++r)
+            for (int half = 0; half < TILE_W / 8; ++half) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> bf;
+                // A(c, p) = x_pad at pixel (r + u, 8 half + p + v), channel c: column-major, ldm = WG_C
+                wmma::load_matrix_sync(a, &xs[r + u][8 * half + v][0], WG_C);
+                wmma::load_matrix_sync(bf, &dys[r][8 * half][0], TILE_N);
+                for (int e = 0; e < a.num_elements; ++e) a.x[e] = wmma::__float_to_tf32(a.x[e]);
+                for (int e = 0; e < bf.num_elements; ++e) bf.x[e] = wmma::__float_to_tf32(bf.x[e]);
+                wmma::mma_sync(acc, a, bf, acc);
+            }
+        if (bias_block && tid < TILE_N)
+            for (int p = 0; p < PIXELS; ++p) db += dys[p / TILE_W][p % TILE_W][tid];
+        __syncthreads();                 // the next tile overwrites xs and dys
+    }
+    wmma::store_matrix_sync(&acc_tile[tap][0][0], acc, TILE_N, wmma::mem_row_major);
+    __syncthreads();
+    for (int e = tid; e < 9 * WG_C * TILE_N; e += blockDim.x) {
+        const int o = e % TILE_N, c = (e / TILE_N) % WG_C, k = e / (TILE_N * WG_C);
+        if (c0 + c < c_in && o0 + o < c_out)
+            partial_w[(((long long)split * 9 + k) * c_in + c0 + c) * c_out + o0 + o] = acc_tile[k][c][o];
+    }
+    if (bias_block && tid < TILE_N && o0 + tid < c_out) partial_b[(long long)split * c_out + o0 + tid] = db;
+}
+
+// dw (layout wlayout: 0 taps (9, C, K), 1 conv (K, C, 3, 3)) = or += sum_s partial_w[s]; db likewise from
+// partial_b.  One thread per element, the splits summed in order s = 0, 1, ..: deterministic.
+extern "C" __global__ void conv3x3_wgrad_reduce(float* __restrict__ dw, float* __restrict__ db,
+                                                const float* __restrict__ partial_w,
+                                                const float* __restrict__ partial_b,
+                                                int c_in, int c_out, int splits, int wlayout, int accumulate)
+{
+    const long long n_w = 9LL * c_in * c_out;
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < n_w + c_out;
+         idx += (long long)gridDim.x * blockDim.x) {
+        const bool is_bias = idx >= n_w;
+        float sum = 0.0f;
+        for (int s = 0; s < splits; ++s)
+            sum += is_bias ? partial_b[(long long)s * c_out + (idx - n_w)] : partial_w[s * n_w + idx];
+        if (is_bias) {
+            db[idx - n_w] = accumulate ? db[idx - n_w] + sum : sum;
+            continue;
+        }
+        const int o = idx % c_out, c = (idx / c_out) % c_in, tap = idx / ((long long)c_out * c_in);
+        const long long at = weight_offset(wlayout, tap, c, o, c_in, c_out);
+        dw[at] = accumulate ? dw[at] + sum : sum;
     }
 }

@@ -9,16 +9,37 @@ reference).  Model code never branches on the backend: it asks for one by name a
     cpu-im2col       the same, im2col on every layer
     cpu-winograd2    the same, Winograd F(2x2, 3x3) on every 3x3 stride-1 layer
     cpu-winograd4    the same, Winograd F(4x4, 3x3) on every 3x3 stride-1 layer
-    cuda             CUDA kernels (kernels/cuda) and cuBLAS through CuPy
+    cuda             CUDA kernels (kernels/cuda) and cuBLAS through CuPy, exact float32 (precision "fp32")
+    cuda-tf32        the same with RED's 3x3 convolutions on tensor cores, TF32 operands (precision "tf32")
     cuda-emulation   the cuda backend with its CUDA kernels compiled for the CPU: slow, for tests
+    cuda-tf32-emulation   cuda-tf32 likewise
 """
 from .numpy_backend import NumpyBackend
 
 CPU_VARIANTS = {"cpu": dict(), "cpu-im2col": dict(conv="im2col"),
                 "cpu-winograd2": dict(conv="winograd", winograd_tile=2),
                 "cpu-winograd4": dict(conv="winograd", winograd_tile=4)}
-BACKENDS = ("numpy", *CPU_VARIANTS, "cuda", "cuda-emulation")
+CUDA_VARIANTS = {"cuda": "fp32", "cuda-tf32": "tf32", "cuda-emulation": "fp32", "cuda-tf32-emulation": "tf32"}
+BACKENDS = ("numpy", *CPU_VARIANTS, *CUDA_VARIANTS)
+PRECISIONS = ("tf32", "fp32")
+PRECISION_HELP = ("cuda backends: tf32 runs the 3x3 convolutions on tensor cores with TF32 operands (the numerics "
+                  "of PyTorch's cuDNN convolutions), fp32 every convolution in exact float32 (default: tf32 on "
+                  "cuda, fp32 elsewhere, the only precision of the cpu backends)")
 _instances = {}
+
+
+def with_precision(name, precision=None):
+    """The backend name for a user's --backend and --precision: the cuda backends run tf32 unless asked for
+    fp32 (exact float32); the others compute in exact float32 only, and refuse tf32 with a sentence."""
+    on_cuda = name.startswith("cuda")
+    precision = precision or ("tf32" if on_cuda else "fp32")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "tf32" and not on_cuda:
+        raise ValueError(f"precision tf32 needs a cuda backend: {name} computes in exact float32 only")
+    if on_cuda and CUDA_VARIANTS.get(name) == "tf32":
+        name = name.replace("cuda-tf32", "cuda", 1)
+    return name.replace("cuda", "cuda-tf32", 1) if precision == "tf32" else name
 
 
 def get_backend(name):
@@ -33,18 +54,18 @@ def get_backend(name):
         elif name in CPU_VARIANTS:
             from .cpu_backend import CpuBackend
             _instances[name] = CpuBackend(**CPU_VARIANTS[name])
-        elif name == "cuda":
-            _instances[name] = _cuda_backend()
+        elif not name.endswith("-emulation"):
+            _instances[name] = _cuda_backend(CUDA_VARIANTS[name])
         else:
             from ..cuda_kernels.emulation import EmulatedRuntime, compiler
             from .cuda_backend import CudaBackend
             if compiler() is None:
                 raise RuntimeError("the cuda-emulation backend needs a C++20 compiler (g++), and none was found")
-            _instances[name] = CudaBackend(EmulatedRuntime())
+            _instances[name] = CudaBackend(EmulatedRuntime(), CUDA_VARIANTS[name])
     return _instances[name]
 
 
-def _cuda_backend():
+def _cuda_backend(precision):
     try:
         import cupy
     except ImportError:
@@ -58,5 +79,5 @@ def _cuda_backend():
         raise RuntimeError("the cuda backend needs a CUDA GPU, and none is visible on this machine; "
                            "use --backend cpu")
     from .cuda_backend import CudaBackend, CupyRuntime
-    return CudaBackend(CupyRuntime())
+    return CudaBackend(CupyRuntime(), precision)
 

@@ -11,6 +11,14 @@ Backend declares them, each raising NotImplementedError until a subclass defines
 a kernel fails with its name instead of falling back on another backend's code (NumPy's on CuPy arrays, say).
 tests/test_architecture.py checks that every backend class defines the whole set without borrowing the
 NumPy reference's.
+
+Three compositions of them are the ops' calls where a backend can do two kernels' work in one pass (a
+convolution's epilogue adds the bias and applies the ReLU; the weight gradient's pass over dy sums the bias
+gradient too).  Backend defines them from the kernel set; a backend with fused kernels overrides them:
+
+    conv2d_bias                   conv2d, then add_bias (+ ReLU)
+    conv_transpose2d_bias         conv2d_backward_input (the transposed conv), then add_bias (+ ReLU)
+    conv2d_backward_weight_bias   (conv2d_backward_weight, bias_backward)
 """
 import numpy as np
 
@@ -26,6 +34,19 @@ class Backend:
         if np.dtype(dtype).name not in self.dtypes:
             raise ValueError(f"the {self.name} backend computes in {' or '.join(self.dtypes)}, not {dtype}")
         return np.dtype(dtype)
+
+    def conv2d_bias(self, x, w, b, stride, padding, relu):
+        y = self.conv2d(x, w, stride, padding)
+        self.add_bias(y, b, relu)
+        return y
+
+    def conv_transpose2d_bias(self, x, wt, b, output_hw, stride, padding, relu):
+        y = self.conv2d_backward_input(x, wt, output_hw, stride, padding)
+        self.add_bias(y, b, relu)
+        return y
+
+    def conv2d_backward_weight_bias(self, dy, x, k, stride, padding):
+        return self.conv2d_backward_weight(dy, x, k, stride, padding), self.bias_backward(dy)
 
 
 def _missing(kernel):

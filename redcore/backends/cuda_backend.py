@@ -5,6 +5,11 @@ conv for stride-1 d-input), with the kernel set CudaKernels instead of the Numba
 and matrix products.  The loss is one fused kernel (the error, its gradient and a block-wise sum); Adam is one
 kernel over the flat buffer of all parameters.
 
+Precision "tf32" (the backend "cuda-tf32", which --backend cuda runs unless told --precision fp32) puts RED's
+3x3 stride-1 float32 convolutions on tensor cores instead (kernels/cuda/conv_tc.cu): the forward with bias and
+ReLU in its epilogue, the input gradient and the transposed conv as the same kernel reading the weight flipped,
+and the weight gradient with the bias gradient fused; no im2col matrix and no cuBLAS on that path.
+
 A runtime supplies the array module and the compiled kernels: CupyRuntime on a GPU (cupy.RawModule from
 the source text, -Dreal=float or double), or redcore.cuda_kernels.emulation.EmulatedRuntime, which compiles
 the same sources for the CPU: get_backend("cuda-emulation") runs every line of this file without a GPU.
@@ -18,6 +23,8 @@ from .cpu_backend import Im2colBackend
 THREADS = 256               # threads per block; the reductions need exactly this (REDUCE_THREADS)
 MAX_BLOCKS = 65535          # grid-stride loops cover the rest
 COLS_BUDGET = 256 * 2**20   # im2col columns per call: RED30's 64 x 50x50 batch in 3 groups
+WGRAD_BLOCKS = 4 * 132     # weight-gradient blocks to aim for: about four per SM of an H100 / H200 (132 SMs)
+PRECISIONS = ("fp32", "tf32")   # float32 convolutions exactly (im2col + cuBLAS SGEMM), or on tensor cores
 
 
 def _int(v):
@@ -77,22 +84,69 @@ class CudaKernels:
             if a.dtype != arrays[0].dtype:
                 raise TypeError(f"mixed dtypes {a.dtype} and {arrays[0].dtype} in one kernel call")
 
-    # ---- the tensor-core convolution (kernels/cuda/conv_tc.cu) -------------------------------------------
-    def conv3x3_tf32(self, y, x, w_taps, b, pad, relu):
-        """y (N, H_o, W_o, K) = the 3x3 stride-1 convolution of x (N, H, W, C) with w_taps (9, C, K), plus b,
-        then ReLU if relu; TF32 operands, float sums (kernels/cuda/conv_tc.cu)."""
-        self._check(y, x, w_taps, b)
-        n, h, w, c = x.shape
-        k = w_taps.shape[2]
-        h_o, w_o = h + 2 * pad - 2, w + 2 * pad - 2
-        if (x.dtype != np.float32 or w_taps.shape != (9, c, k) or b.shape != (k,) or y.shape != (n, h_o, w_o, k)
-                or not 0 <= pad <= 2):
-            raise ValueError(f"conv3x3_tf32 takes float32 x (N, H, W, C), w (9, C, K), b (K,), y (N, H_o, W_o, K) "
-                             f"and pad 0..2; got {x.dtype} x {x.shape}, w {w_taps.shape}, b {b.shape}, y {y.shape}, "
-                             f"pad {pad}")
+    # ---- the tensor-core convolutions (kernels/cuda/conv_tc.cu) ------------------------------------------
+    @staticmethod
+    def _nchw(a, nhwc):
+        """(N, C, H, W) of a map in either layout."""
+        n, d1, d2, d3 = a.shape
+        return (n, d3, d1, d2) if nhwc else (n, d1, d2, d3)
+
+    @staticmethod
+    def _weight_shape(wlayout, c_in, c_out):
+        return {0: (9, c_in, c_out), 1: (c_out, c_in, 3, 3), 2: (c_in, c_out, 3, 3)}[wlayout]
+
+    def conv3x3_tf32(self, y, x, w, b, pad, relu, nhwc=True, wlayout=0):
+        """y = the 3x3 stride-1 convolution of x with w, plus b, then ReLU if relu; TF32 operands, float sums.
+        nhwc: x and y are (N, H, W, C) rather than (N, C, H, W).  wlayout: w is 0 taps (9, C, K), 1 a conv
+        weight (K, C, 3, 3), 2 a (C, K, 3, 3) weight read flipped (the input gradient; kernels/cuda/conv_tc.cu)."""
+        self._check(y, x, w, b)
+        n, c, h, wd = self._nchw(x, nhwc)
+        k = b.shape[0] if b.ndim == 1 else -1
+        h_o, w_o = h + 2 * pad - 2, wd + 2 * pad - 2
+        want_y = (n, h_o, w_o, k) if nhwc else (n, k, h_o, w_o)
+        if (x.dtype != np.float32 or wlayout not in (0, 1, 2) or w.shape != self._weight_shape(wlayout, c, k)
+                or y.shape != want_y or not 0 <= pad <= 2 or min(h_o, w_o) < 1):
+            layouts = {0: "taps (9, C, K)", 1: "conv (K, C, 3, 3)", 2: "(C, K, 3, 3), flipped"}
+            raise ValueError(f"conv3x3_tf32 takes float32 x {'(N, H, W, C)' if nhwc else '(N, C, H, W)'}, w of a "
+                             f"layout of {layouts}, b (K,), y {want_y} and pad 0..2; got {x.dtype} x {x.shape}, w "
+                             f"{w.shape} (layout {wlayout}), b {b.shape}, y {y.shape}, pad {pad}")
         grid = (-(-w_o // 16), -(-h_o // 4), n * -(-k // 16))
         self._kernel("conv_tc.cu", "conv3x3_tf32", np.float32)(
-            grid, (128,), (y, x, w_taps, b, _int(n), _int(h), _int(w), _int(c), _int(k), _int(pad), _int(relu)))
+            grid, (128,), (y, x, w, b, _int(n), _int(h), _int(wd), _int(c), _int(k), _int(pad), _int(relu),
+                           _int(nhwc), _int(wlayout)))
+
+    @staticmethod
+    def wgrad_splits(n_img, h_o, w_o, c_in, c_out):
+        """How many partial sums the weight gradient is split into: enough blocks to fill the GPU
+        (WGRAD_BLOCKS), never more than there are pixel tiles.  A function of the shapes only, so the result
+        is the same on every run (the reduction's order is fixed)."""
+        tiles = n_img * -(-h_o // 4) * -(-w_o // 16)
+        pairs = -(-c_in // 16) * -(-c_out // 16)
+        return max(1, min(tiles, -(-WGRAD_BLOCKS // pairs)))
+
+    def conv3x3_wgrad_tf32(self, dw, db, x, dy, pad, nhwc=True, wlayout=0, accumulate=False):
+        """dw = (or += with accumulate) the weight gradient of the 3x3 stride-1 convolution of x with padding
+        pad, for the upstream gradient dy, in weight layout 0 (9, C, K) or 1 (K, C, 3, 3); db likewise the
+        bias gradient (sum of dy).  Split over pixel tiles into partial sums that a second kernel adds in a
+        fixed order: deterministic.  TF32 operands, float sums."""
+        self._check(dw, db, x, dy)
+        xp = self.runtime.xp
+        n, c, h, wd = self._nchw(x, nhwc)
+        nd, k, h_o, w_o = self._nchw(dy, nhwc)
+        if (x.dtype != np.float32 or wlayout not in (0, 1) or nd != n or (h_o, w_o) != (h + 2 * pad - 2, wd + 2 * pad - 2)
+                or dw.shape != self._weight_shape(wlayout, c, k) or db.shape != (k,) or not 0 <= pad <= 2):
+            raise ValueError(f"conv3x3_wgrad_tf32 takes float32 x and dy of one layout whose sizes differ by "
+                             f"2 - 2 pad, pad 0..2, and dw of layout 0 or 1 and db for them; got {x.dtype} "
+                             f"x {x.shape}, dy {dy.shape}, dw {dw.shape} (layout {wlayout}), db {db.shape}, pad {pad}")
+        splits = self.wgrad_splits(n, h_o, w_o, c, k)
+        partial_w = xp.empty((splits, 9, c, k), np.float32)
+        partial_b = xp.empty((splits, k), np.float32)
+        self._kernel("conv_tc.cu", "conv3x3_wgrad_tf32", np.float32)(
+            (-(-c // 16), -(-k // 16), splits), (288,),
+            (partial_w, partial_b, x, dy, _int(n), _int(h), _int(wd), _int(c), _int(k), _int(pad), _int(nhwc)))
+        self._kernel("conv_tc.cu", "conv3x3_wgrad_reduce", np.float32)(
+            _blocks_for(dw.size + k), (THREADS,),
+            (dw, db, partial_w, partial_b, _int(c), _int(k), _int(splits), _int(wlayout), _int(bool(accumulate))))
 
     # ---- convolution data movement (kernels/cuda/conv.cu) ----------------------------------------------
     def im2col(self, cols, x, k, stride, padding, h_out, w_out, i_start):
@@ -157,13 +211,77 @@ class CudaKernels:
 
 
 class CudaBackend(Im2colBackend):
-    name = "cuda"
+    """precision "fp32": every convolution in exact float32 (im2col + cuBLAS SGEMM), the path the 1e-4 parity
+    tests hold; "tf32": the 3x3 stride-1 float32 convolutions (all of RED's, padding 0, 1 or 2) on tensor cores
+    with TF32 operands, bias and ReLU in their epilogue (kernels/cuda/conv_tc.cu), the numerics of PyTorch's
+    default cuDNN convolutions; other shapes and float64 keep the exact path."""
 
-    def __init__(self, runtime):
+    def __init__(self, runtime, precision="fp32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
         super().__init__(CudaKernels(runtime), runtime.xp, COLS_BUDGET)
-        self.runtime = runtime
-        if runtime.name == "emulation":
-            self.name = "cuda-emulation"
+        self.runtime, self.precision = runtime, precision
+        self.name = "cuda" + ("-tf32" if precision == "tf32" else "") + ("-emulation" if runtime.name == "emulation" else "")
+        self._zero_bias = {}
+
+    # ---- the tensor-core path (precision "tf32") --------------------------------------------------------
+    def _tensor_cores(self, dtype, k, stride, padding):
+        return self.precision == "tf32" and dtype == np.float32 and k == 3 and stride == 1 and 0 <= padding <= 2
+
+    def _zeros_bias(self, k):
+        if k not in self._zero_bias:
+            self._zero_bias[k] = self.xp.zeros(k, np.float32)
+        return self._zero_bias[k]
+
+    def _conv_tc(self, x, w, b, padding, relu, wlayout):
+        """y (N, K, H_o, W_o) = conv3x3_tf32 of NCHW x with w read in layout wlayout, b added, ReLU if relu."""
+        xp = self.xp
+        x = xp.ascontiguousarray(x)
+        n, _, h, wd = x.shape
+        k = w.shape[0] if wlayout == 1 else w.shape[1]
+        y = xp.empty((n, k, h + 2 * padding - 2, wd + 2 * padding - 2), np.float32)
+        self.kernels.conv3x3_tf32(y, x, xp.ascontiguousarray(w), self._zeros_bias(k) if b is None else b,
+                                  padding, relu, nhwc=False, wlayout=wlayout)
+        return y
+
+    def _transposed_as_conv(self, dy, w, input_hw, stride, padding):
+        """Whether conv2d_backward_input(dy, w, ...) is the tensor-core conv of dy with w flipped, padding 2 - p."""
+        return (self._tensor_cores(dy.dtype, w.shape[2], stride, 2 - padding) and w.shape[3] == 3
+                and tuple(input_hw) == tuple(s + 2 - 2 * padding for s in dy.shape[2:]))
+
+    def conv2d(self, x, w, stride, padding):
+        if self._tensor_cores(x.dtype, w.shape[2], stride, padding) and w.shape[3] == 3:
+            return self._conv_tc(x, w, None, padding, False, wlayout=1)
+        return super().conv2d(x, w, stride, padding)
+
+    def conv2d_bias(self, x, w, b, stride, padding, relu):
+        if self._tensor_cores(x.dtype, w.shape[2], stride, padding) and w.shape[3] == 3:
+            return self._conv_tc(x, w, b, padding, relu, wlayout=1)          # bias and ReLU in the epilogue
+        return super().conv2d_bias(x, w, b, stride, padding, relu)
+
+    def conv2d_backward_input(self, dy, w, input_hw, stride, padding):
+        if self._transposed_as_conv(dy, w, input_hw, stride, padding):
+            return self._conv_tc(dy, w, None, 2 - padding, False, wlayout=2)
+        return super().conv2d_backward_input(dy, w, input_hw, stride, padding)
+
+    def conv_transpose2d_bias(self, x, wt, b, output_hw, stride, padding, relu):
+        if self._transposed_as_conv(x, wt, output_hw, stride, padding):
+            return self._conv_tc(x, wt, b, 2 - padding, relu, wlayout=2)
+        return super().conv_transpose2d_bias(x, wt, b, output_hw, stride, padding, relu)
+
+    def conv2d_backward_weight(self, dy, x, k, stride, padding):
+        return self.conv2d_backward_weight_bias(dy, x, k, stride, padding)[0] \
+            if self._tensor_cores(dy.dtype, k, stride, padding) else super().conv2d_backward_weight(dy, x, k, stride, padding)
+
+    def conv2d_backward_weight_bias(self, dy, x, k, stride, padding):
+        if not self._tensor_cores(dy.dtype, k, stride, padding):
+            return super().conv2d_backward_weight_bias(dy, x, k, stride, padding)
+        xp = self.xp
+        dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
+        dw = xp.empty((dy.shape[1], x.shape[1], 3, 3), np.float32)
+        db = xp.empty(dy.shape[1], np.float32)
+        self.kernels.conv3x3_wgrad_tf32(dw, db, x, dy, padding, nhwc=False, wlayout=1)
+        return dw, db
 
     def asarray(self, a, dtype):
         return self.xp.ascontiguousarray(self.xp.asarray(a, dtype=dtype))

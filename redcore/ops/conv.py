@@ -135,9 +135,7 @@ def conv2d_backward_weight_reference(dy, x, k, stride=1, padding=0):
 def conv2d_forward(be, x, w, b, stride=1, padding=0, relu=False):
     """y = conv(x, w) + b (then max(y, 0) with relu).   x: (N,C_in,H,W), w: (C_out,C_in,k,k), b: (C_out,)
     -> y: (N,C_out,H_o,W_o)."""
-    y = be.conv2d(x, w, stride, padding)
-    be.add_bias(y, b, relu)
-    return y
+    return be.conv2d_bias(x, w, b, stride, padding, relu)      # conv2d, add_bias: one pass where fused
 
 
 def _accumulate(out, dw, db):
@@ -155,8 +153,8 @@ def conv2d_backward(be, dy, x, w, stride=1, padding=0, input_grad=True, out=None
     input_grad=False skips dx (None): a network's first layer, whose input is data.  out=(dw, db) adds the
     gradients into those arrays and returns them."""
     dx = be.conv2d_backward_input(dy, w, x.shape[2:], stride, padding) if input_grad else None
-    dw = be.conv2d_backward_weight(dy, x, w.shape[2], stride, padding)
-    return (dx, *_accumulate(out, dw, be.bias_backward(dy)))
+    dw, db = be.conv2d_backward_weight_bias(dy, x, w.shape[2], stride, padding)   # and bias_backward(dy)
+    return (dx, *_accumulate(out, dw, db))
 
 
 def conv_transpose2d_forward(be, x, wt, b, stride=1, padding=0, output_padding=0, relu=False):
@@ -169,9 +167,7 @@ def conv_transpose2d_forward(be, x, wt, b, stride=1, padding=0, output_padding=0
     op_h, op_w = (output_padding, output_padding) if isinstance(output_padding, int) else output_padding
     out_hw = (conv_transpose_output_size(x.shape[2], k, stride, padding, op_h),
               conv_transpose_output_size(x.shape[3], k, stride, padding, op_w))
-    y = be.conv2d_backward_input(x, wt, out_hw, stride, padding)
-    be.add_bias(y, b, relu)
-    return y
+    return be.conv_transpose2d_bias(x, wt, b, out_hw, stride, padding, relu)   # conv2d_backward_input + add_bias
 
 
 def conv_transpose2d_backward(be, dy, x, wt, stride=1, padding=0, out=None):
