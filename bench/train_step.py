@@ -5,8 +5,11 @@
     python bench/train_step.py --device cuda --batch 64 --configs red30-release --infer-sizes 321x481,2048x2048
     python bench/train_step.py --configs red30-release --infer-sizes 321x481,2000x3000   # the photo in 512 tiles
 
-With --device cuda redcore runs its "cuda" backend and PyTorch runs on the same GPU with cuDNN (benchmark
-mode); inputs live on the GPU and every timed step ends with a device synchronisation.
+With --device cuda redcore runs its "cuda-tf32" backend (tensor cores, TF32: the default of --backend cuda)
+and its exact "cuda" one, and PyTorch runs on the same GPU with cuDNN in its defaults (benchmark mode on, TF32
+convolutions); inputs live on the GPU and every timed step ends with a device synchronisation.  Peak GPU memory
+is each process's: PyTorch's max_memory_allocated, CuPy's memory pool.  --json writes every figure with the
+GPU, driver and versions (bench/results/).
 
 One training step = forward, MSE loss (Eq. 4), backward, Adam (Eq. 5-7) on a batch of 50x50 patches.  Each
 measurement runs in a fresh subprocess (so neither framework's thread pools or allocator state leak into the
@@ -69,6 +72,7 @@ def worker(args):
         import torch
         torch.set_num_threads(args.threads)
         torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = True            # PyTorch's default for cuDNN convolutions, said aloud
         sys.path.insert(0, os.path.join(ROOT, "tests"))
         from torch_rednet import TorchREDNet
         device = torch.device(args.device)
@@ -137,7 +141,14 @@ def worker(args):
         sync()
         times.append(time.perf_counter() - t0)
     import resource
-    print(json.dumps({"times": times, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10}))
+    peak_gpu = None
+    if args.device == "cuda" and args.framework == "torch":
+        peak_gpu = torch.cuda.max_memory_allocated() / 2**20
+    elif args.device == "cuda":
+        import cupy
+        peak_gpu = cupy.get_default_memory_pool().total_bytes() / 2**20    # the pool keeps its high-water mark
+    print(json.dumps({"times": times, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10,
+                      "peak_gpu_mib": peak_gpu}))
 
 
 def measure(framework, config, mode, args, **extra):
@@ -154,10 +165,16 @@ def measure(framework, config, mode, args, **extra):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     times = result["times"]
     PEAK_RSS[(framework, config, mode)] = result["peak_rss_mib"]
+    PEAK_GPU[(framework, config, mode)] = result["peak_gpu_mib"]
+    RESULTS.append(dict(framework=framework, config=config, mode=mode, **extra, times=times,
+                        median=sorted(times)[len(times) // 2], peak_rss_mib=result["peak_rss_mib"],
+                        peak_gpu_mib=result["peak_gpu_mib"]))
     return sorted(times)[len(times) // 2]
 
 
 PEAK_RSS = {}     # (framework, config, mode) -> peak resident memory of its subprocess, MiB
+PEAK_GPU = {}     # likewise, peak GPU memory (None on the CPU)
+RESULTS = []      # every measurement, for --json
 
 
 def main():
@@ -177,7 +194,8 @@ def main():
     p.add_argument("--tile", type=int, default=512,
                    help="inference of larger images in overlapping tiles of this size, both frameworks (0: whole)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                   help="cuda: redcore's cuda backend against PyTorch+cuDNN on the same GPU")
+                   help="cuda: redcore's cuda-tf32 and cuda backends against PyTorch+cuDNN on the same GPU")
+    p.add_argument("--json", help="also write every measurement, with the machine and versions, to this file")
     # worker-only arguments
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--framework", help=argparse.SUPPRESS)
@@ -192,7 +210,7 @@ def main():
     import numpy as np
     import torch
     if args.device == "cuda":
-        args.backends = "cuda"
+        args.backends = "cuda-tf32,cuda"
         print(f"GPU: {torch.cuda.get_device_name(0)}")
     print(f"threads {args.threads}, batch {args.batch} x {args.size}x{args.size}, median of {args.repeats}; "
           f"torch {torch.__version__}, numpy {np.__version__}, "
@@ -204,8 +222,9 @@ def main():
         t_torch = measure("torch", config, "train", args)
         rows = [("torch", t_torch)] + [(b, measure(b, config, "train", args)) for b in args.backends.split(",")]
         for name, t in rows:
+            gpu = PEAK_GPU[(name, config, "train")]
             print(f"{config:15s} {name:10s} {t:8.3f} {args.batch / t:10.2f} {gflop / t:8.1f} {t_torch / t:8.2f}x "
-                  f"{PEAK_RSS[(name, config, 'train')]:6.0f} MiB")
+                  f"{PEAK_RSS[(name, config, 'train')]:6.0f} MiB" + (f"  GPU {gpu:7.0f} MiB" if gpu else ""))
     for size in ([] if args.no_inference else args.infer_sizes.split(",")):
         cfg = "red30-release"
         height, width = (int(v) for v in size.split("x"))
@@ -214,7 +233,18 @@ def main():
         print(f"\ninference of {cfg} on one {height}x{width} image")
         for name, t in [("torch", t_torch)] + [(b, measure(b, cfg, "infer", args, height=height, width=width))
                                                for b in args.backends.split(",") if not b.endswith("-prange")]:
-            print(f"{cfg:15s} {name:10s} {t:8.3f} s  {gflop / t:8.1f} GFLOP/s {t_torch / t:8.2f}x")
+            gpu = PEAK_GPU[(name, cfg, "infer")]
+            print(f"{cfg:15s} {name:10s} {t:8.3f} s  {gflop / t:8.1f} GFLOP/s {t_torch / t:8.2f}x"
+                  + (f"  GPU {gpu:7.0f} MiB" if gpu else ""))
+    if args.json:
+        machine = dict(torch=torch.__version__, numpy=np.__version__, threads=args.threads, batch=args.batch,
+                       size=args.size, repeats=args.repeats, warmup=args.warmup)
+        if args.device == "cuda":
+            import cupy
+            machine.update(gpu=torch.cuda.get_device_name(0), cupy=cupy.__version__,
+                           driver=cupy.cuda.runtime.driverGetVersion(), cuda_runtime=cupy.cuda.runtime.runtimeGetVersion())
+        with open(args.json, "w") as f:
+            json.dump(dict(machine=machine, results=RESULTS), f, indent=1)
 
 
 if __name__ == "__main__":
