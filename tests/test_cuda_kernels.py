@@ -41,7 +41,8 @@ def test_sources_compile_with_nvcc(source, real, tmp_path):
 def test_every_kernel_is_found_and_launchable(runtime):
     names = {name for src in cuda_kernels.SOURCES for name, _, _ in kernel_signatures(cuda_kernels.read_source(src))}
     assert names == {"im2col", "col2im", "add_bias", "relu", "add_relu", "relu_backward", "bias_backward",
-                     "mse_loss", "adam_update", "conv3x3_tf32", "conv3x3_wgrad_tf32", "conv3x3_wgrad_reduce"}
+                     "mse_loss", "adam_update", "conv3x3_tf32", "conv3x3_tf32_n32", "conv3x3_tf32_n64",
+                     "conv3x3_wgrad_tf32", "conv3x3_wgrad_reduce"}
     for src in cuda_kernels.SOURCES:
         for dtype in (np.float32, np.float64):
             module = runtime.module(src, dtype)
@@ -115,7 +116,7 @@ def test_training_script_runs_on_the_emulated_cuda_backend_like_the_cpu(tmp_path
 TF32_UNIT = 2.0 ** -11          # TF32 keeps 10 mantissa bits: rounding to nearest errs by <= 2^-11 relative
 
 
-def tensor_core_conv(x, w, b, pad, relu=False):
+def tensor_core_conv(x, w, b, pad, relu=False, block_channels=None):
     """conv_tc.cu's conv3x3_tf32 on the emulation, in and out in NCHW / PyTorch layouts (float64 in)."""
     kernels = get_backend("cuda-emulation").kernels
     n, c, h, wd = x.shape
@@ -123,7 +124,7 @@ def tensor_core_conv(x, w, b, pad, relu=False):
     y = np.zeros((n, h + 2 * pad - 2, wd + 2 * pad - 2, k), np.float32)
     kernels.conv3x3_tf32(y, np.ascontiguousarray(x.transpose(0, 2, 3, 1), np.float32),
                          np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(9, c, k), np.float32),
-                         b.astype(np.float32), pad, relu)
+                         b.astype(np.float32), pad, relu, block_channels=block_channels)
     return y.transpose(0, 3, 1, 2).astype(np.float64)
 
 
@@ -138,16 +139,18 @@ def tf32_bound(x, w, b, pad, c):
 @pytest.mark.parametrize("n,h,w,c,k,pad,relu", [(2, 9, 19, 13, 20, 1, False), (1, 5, 5, 1, 1, 0, True),
                                                 (1, 7, 6, 8, 16, 2, False), (1, 8, 8, 64, 64, 1, True),
                                                 (1, 4, 17, 128, 128, 1, False), (3, 3, 3, 5, 3, 0, False)])
-def test_tensor_core_conv_matches_the_reference_within_tf32_rounding(n, h, w, c, k, pad, relu):
-    """Sizes that do not divide the tiles (16 pixels, 16 channels, 8 input channels), batch 1, one channel,
-    64 and 128, every padding RED uses (valid 0, same 1, full 2); bias and ReLU fused."""
+@pytest.mark.parametrize("block_channels", [16, 32, 64])
+def test_tensor_core_conv_matches_the_reference_within_tf32_rounding(n, h, w, c, k, pad, relu, block_channels):
+    """Sizes that do not divide the tiles (16 pixels, 16 / 32 / 64 channels, 8 input channels), batch 1, one
+    channel, 64 and 128, every padding RED uses (valid 0, same 1, full 2); bias and ReLU fused; each of the
+    three block widths."""
     rng = np.random.default_rng(c * 31 + k)
     x, wt, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c, 3, 3)), rng.standard_normal(k)
     want = ref.conv2d(x, wt, 1, pad) + b[None, :, None, None]
     bound = tf32_bound(x, wt, b, pad, c)
     if relu:
         want = np.maximum(want, 0)                    # max(., 0) is 1-Lipschitz: the bound still holds
-    got = tensor_core_conv(x, wt, b, pad, relu)
+    got = tensor_core_conv(x, wt, b, pad, relu, block_channels)
     assert got.shape == want.shape
     assert np.all(np.abs(got - want) <= bound), f"{(np.abs(got - want) / bound).max():.2f}x the TF32 bound"
     # and TF32 it is: float32 operands would err by ~1e-7 of the magnitude, these by ~1e-4
@@ -249,6 +252,30 @@ def test_tensor_core_weight_gradient_is_deterministic_and_accumulates():
     np.testing.assert_array_equal(db, start_b + runs[0][1])
 
 
+def test_the_fastest_width_is_timed_once_per_shape_where_there_is_a_clock():
+    """On a GPU the launcher times the three block widths once per shape and keeps the fastest (as
+    cudnn.benchmark does); the emulation has no clock worth trusting and takes the narrowest width >= K."""
+    from redcore.backends.cuda_backend import CudaKernels
+    calls = []
+
+    class Clocked(EmulatedRuntime):
+        def time(self, run):               # the widths are tried in the order 16, 32, 64: 32 is fastest
+            calls.append(run)
+            run()
+            return [3.0, 1.0, 2.0][len(calls) - 1]
+
+    for runtime, k, want in ((EmulatedRuntime(), 20, 32), (EmulatedRuntime(), 70, 64), (EmulatedRuntime(), 3, 16)):
+        kernels = CudaKernels(runtime)
+        x, w, b = np.zeros((1, 4, 5, 5), np.float32), np.zeros((k, 4, 3, 3), np.float32), np.zeros(k, np.float32)
+        kernels.conv3x3_tf32(np.zeros((1, k, 5, 5), np.float32), x, w, b, 1, False, nhwc=False, wlayout=1)
+        assert list(kernels._choices.values()) == [want]
+    kernels = CudaKernels(Clocked())
+    x, w, b = np.zeros((1, 4, 5, 5), np.float32), np.zeros((8, 4, 3, 3), np.float32), np.zeros(8, np.float32)
+    for _ in range(3):
+        kernels.conv3x3_tf32(np.zeros((1, 8, 5, 5), np.float32), x, w, b, 1, False, nhwc=False, wlayout=1)
+    assert len(calls) == 3 and list(kernels._choices.values()) == [32]
+
+
 def test_tensor_core_launchers_refuse_mismatched_shapes():
     kernels = get_backend("cuda-emulation").kernels
     x = np.zeros((1, 4, 6, 6), np.float32)
@@ -283,3 +310,22 @@ def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tm
     if shutil.which("cuobjdump"):
         sass = subprocess.run(["cuobjdump", "-sass", str(fatbin)], capture_output=True, text=True).stdout
         assert "HMMA" in sass
+
+
+def test_kernel_workbench_runs_its_checks_and_its_timing_code():
+    """bench/conv_workbench.py, which a short GPU lease runs first, is run here on the emulation with its timing
+    code too (against PyTorch on the CPU: the figures mean nothing, the code paths are the GPU's): every
+    kernel within its TF32 bound, every timed entry present, exit 0."""
+    pytest.importorskip("torch", reason="the workbench times against PyTorch, which is not installed")
+    import os
+    import sys
+    bench = os.path.join(os.path.dirname(__file__), "..", "bench", "conv_workbench.py")
+    done = subprocess.run([sys.executable, bench, "--device", "emulation", "--time-emulation", "--repeats", "1",
+                           "--warmup", "0"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["layer"] for r in rows] == ["64->64", "128->128"]
+    for r in rows:
+        assert max(v for k, v in r.items() if "error_over_bound" in k) <= 1
+        assert {"nchw_forward_n16", "nchw_forward_n32", "nchw_forward_n64", "nchw_input_grad",
+                "nchw_weight_grad"} <= set(r) and r["ratio"] > 0

@@ -63,61 +63,104 @@ __device__ __forceinline__ long long weight_offset(int wlayout, int tap, int c, 
     return ((long long)c * c_out + o) * 9 + (8 - tap);
 }
 
-extern "C" __global__ void conv3x3_tf32(float* __restrict__ y, const float* __restrict__ x,
-                                        const float* __restrict__ w, const float* __restrict__ b,
-                                        int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu,
-                                        int nhwc, int wlayout)
+// The forward kernel's block tile: TILE_H x TILE_W output pixels x 16 NF output channels, one warp per row
+// holding NF 16 x 16 accumulators, so that each A fragment (16 pixels x 8 channels) feeds NF mmas.  Shared
+// memory: the input tile with its halo and the chunk's weights; the accumulators are restaged over them.
+template <int NF>
+struct ConvTile {
+    static constexpr int N = 16 * NF;                                  // output channels per block
+    static constexpr int XS = (TILE_H + 2) * (TILE_W + 2) * TILE_K;    // input tile and halo, one chunk
+    static constexpr int WS = 9 * TILE_K * N;                          // the chunk's weights, every tap
+    static constexpr int ACC = TILE_H * TILE_W * N;                    // accumulators, restaged
+    static constexpr int FLOATS = XS + WS > ACC ? XS + WS : ACC;
+};
+
+template <int NF>
+__device__ void conv3x3_tf32_tile(float* smem, float* __restrict__ y, const float* __restrict__ x,
+                                  const float* __restrict__ w, const float* __restrict__ b,
+                                  int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu,
+                                  int nhwc, int wlayout)
 {
     using namespace nvcuda;
-    __shared__ __align__(32) float xs[TILE_H + 2][TILE_W + 2][TILE_K];   // input tile and halo, one chunk
-    __shared__ __align__(32) float ws[9][TILE_K][TILE_N];               // the chunk's weights, every tap
-    __shared__ __align__(32) float acc_tile[TILE_H][TILE_W][TILE_N];     // accumulators, restaged
+    using T = ConvTile<NF>;
+    constexpr int N = T::N, HALO = (TILE_H + 2) * (TILE_W + 2);
+    float* xs = smem;                    // [TILE_H + 2][TILE_W + 2][TILE_K]
+    float* ws = smem + T::XS;            // [9][TILE_K][N]
+    float* acc_tile = smem;              // [TILE_H][TILE_W][N], after the last chunk
     const int h_o = h + 2 * pad - 2, w_o = w_in + 2 * pad - 2;
-    const int n_tiles = (c_out + TILE_N - 1) / TILE_N;
-    const int img = blockIdx.z / n_tiles, o0 = (blockIdx.z % n_tiles) * TILE_N;
+    const int n_tiles = (c_out + N - 1) / N;
+    const int img = blockIdx.z / n_tiles, o0 = (blockIdx.z % n_tiles) * N;
     const int i0 = blockIdx.y * TILE_H, j0 = blockIdx.x * TILE_W;
     const int tid = threadIdx.x, row = tid / 32;
-    constexpr int HALO = (TILE_H + 2) * (TILE_W + 2);
 
-    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
-    wmma::fill_fragment(acc, 0.0f);
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[NF];
+    for (int f = 0; f < NF; ++f) wmma::fill_fragment(acc[f], 0.0f);
     for (int c0 = 0; c0 < c_in; c0 += TILE_K) {
         for (int e = tid; e < HALO * TILE_K; e += blockDim.x) {
             // consecutive threads read consecutive addresses: channels in NHWC, pixels of a row in NCHW
             const int k = nhwc ? e % TILE_K : e / HALO, p = nhwc ? e / TILE_K : e % HALO;
             const int r = p / (TILE_W + 2), col = p % (TILE_W + 2);
             const int si = i0 + r - pad, sj = j0 + col - pad, c = c0 + k;
-            xs[r][col][k] = (si >= 0 && si < h && sj >= 0 && sj < w_in && c < c_in)
+            xs[p * TILE_K + k] = (si >= 0 && si < h && sj >= 0 && sj < w_in && c < c_in)
                 ? x[map_offset(nhwc, img, c, si, sj, c_in, h, w_in)] : 0.0f;
         }
-        for (int e = tid; e < 9 * TILE_K * TILE_N; e += blockDim.x) {
-            const int o = e % TILE_N, k = (e / TILE_N) % TILE_K, tap = e / (TILE_N * TILE_K);
-            ws[tap][k][o] = (c0 + k < c_in && o0 + o < c_out)
-                ? w[weight_offset(wlayout, tap, c0 + k, o0 + o, c_in, c_out)] : 0.0f;
+        for (int e = tid; e < 9 * TILE_K * N; e += blockDim.x) {
+            const int o = e % N, k = (e / N) % TILE_K, tap = e / (N * TILE_K);
+            ws[e] = (c0 + k < c_in && o0 + o < c_out) ? w[weight_offset(wlayout, tap, c0 + k, o0 + o, c_in, c_out)] : 0.0f;
         }
         __syncthreads();
         for (int tap = 0; tap < 9; ++tap) {
             wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a;
-            wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> bf;
-            wmma::load_matrix_sync(a, &xs[row + tap / 3][tap % 3][0], TILE_K);   // 16 pixels, shifted by the tap
-            wmma::load_matrix_sync(bf, &ws[tap][0][0], TILE_N);
+            // 16 pixels of row `row + u`, shifted by v: a 16 x 8 row-major matrix with ldm = TILE_K
+            wmma::load_matrix_sync(a, xs + ((row + tap / 3) * (TILE_W + 2) + tap % 3) * TILE_K, TILE_K);
             for (int t = 0; t < a.num_elements; ++t) a.x[t] = wmma::__float_to_tf32(a.x[t]);
-            for (int t = 0; t < bf.num_elements; ++t) bf.x[t] = wmma::__float_to_tf32(bf.x[t]);
-            wmma::mma_sync(acc, a, bf, acc);
+            for (int f = 0; f < NF; ++f) {
+                wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> bf;
+                wmma::load_matrix_sync(bf, ws + tap * TILE_K * N + 16 * f, N);
+                for (int t = 0; t < bf.num_elements; ++t) bf.x[t] = wmma::__float_to_tf32(bf.x[t]);
+                wmma::mma_sync(acc[f], a, bf, acc[f]);
+            }
         }
-        __syncthreads();                 // the next chunk overwrites xs and ws
+        __syncthreads();                 // the next chunk overwrites xs and ws (and the epilogue reuses them)
     }
-    wmma::store_matrix_sync(&acc_tile[row][0][0], acc, TILE_N, wmma::mem_row_major);
+    for (int f = 0; f < NF; ++f)
+        wmma::store_matrix_sync(acc_tile + row * TILE_W * N + 16 * f, acc[f], N, wmma::mem_row_major);
     __syncthreads();
-    for (int e = tid; e < TILE_H * TILE_W * TILE_N; e += blockDim.x) {
-        const int o = nhwc ? e % TILE_N : e / (TILE_H * TILE_W), p = nhwc ? e / TILE_N : e % (TILE_H * TILE_W);
+    for (int e = tid; e < TILE_H * TILE_W * N; e += blockDim.x) {
+        const int o = nhwc ? e % N : e / (TILE_H * TILE_W), p = nhwc ? e / N : e % (TILE_H * TILE_W);
         const int r = p / TILE_W, col = p % TILE_W;
         const int i = i0 + r, j = j0 + col, oc = o0 + o;
         if (i < h_o && j < w_o && oc < c_out) {
-            const float value = acc_tile[r][col][o] + b[oc];
+            const float value = acc_tile[p * N + o] + b[oc];
             y[map_offset(nhwc, img, oc, i, j, c_out, h_o, w_o)] = (relu && value < 0.0f) ? 0.0f : value;
         }
     }
+}
+
+// Three widths of the same kernel: 16, 32 or 64 output channels per block (more reuse of each input tile and
+// A fragment, fewer blocks); the launcher picks one per layer.
+extern "C" __global__ void conv3x3_tf32(float* __restrict__ y, const float* __restrict__ x,
+                                           const float* __restrict__ w, const float* __restrict__ b,
+                                           int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu, int nhwc, int wlayout)
+{
+    __shared__ __align__(32) float smem[ConvTile<1>::FLOATS];
+    conv3x3_tf32_tile<1>(smem, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
+}
+
+extern "C" __global__ void conv3x3_tf32_n32(float* __restrict__ y, const float* __restrict__ x,
+                                               const float* __restrict__ w, const float* __restrict__ b,
+                                               int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu, int nhwc, int wlayout)
+{
+    __shared__ __align__(32) float smem[ConvTile<2>::FLOATS];
+    conv3x3_tf32_tile<2>(smem, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
+}
+
+extern "C" __global__ void conv3x3_tf32_n64(float* __restrict__ y, const float* __restrict__ x,
+                                               const float* __restrict__ w, const float* __restrict__ b,
+                                               int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu, int nhwc, int wlayout)
+{
+    __shared__ __align__(32) float smem[ConvTile<4>::FLOATS];
+    conv3x3_tf32_tile<4>(smem, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
 }
 
 extern "C" __global__ void conv3x3_wgrad_tf32(float* __restrict__ partial_w, float* __restrict__ partial_b,

@@ -177,3 +177,7 @@ class EmulatedRuntime:
 
     def synchronize(self):
         pass
+
+    def time(self, run):
+        """None: the emulation's speed says nothing about a GPU's, so nothing is chosen by it."""
+        return None

@@ -24,6 +24,7 @@ THREADS = 256               # threads per block; the reductions need exactly thi
 MAX_BLOCKS = 65535          # grid-stride loops cover the rest
 COLS_BUDGET = 256 * 2**20   # im2col columns per call: RED30's 64 x 50x50 batch in 3 groups
 WGRAD_BLOCKS = 4 * 132     # weight-gradient blocks to aim for: about four per SM of an H100 / H200 (132 SMs)
+CONV_WIDTHS = {16: "conv3x3_tf32", 32: "conv3x3_tf32_n32", 64: "conv3x3_tf32_n64"}   # channels per block
 PRECISIONS = ("fp32", "tf32")   # float32 convolutions exactly (im2col + cuBLAS SGEMM), or on tensor cores
 
 
@@ -63,6 +64,19 @@ class CupyRuntime:
     def synchronize(self):
         self.xp.cuda.Device().synchronize()
 
+    def time(self, run, repeats=3):
+        """Median seconds of run() on the GPU (CUDA events), after one untimed run."""
+        run()
+        times = []
+        for _ in range(repeats):
+            start, end = self.xp.cuda.Event(), self.xp.cuda.Event()
+            start.record()
+            run()
+            end.record()
+            end.synchronize()
+            times.append(self.xp.cuda.get_elapsed_time(start, end) / 1e3)
+        return sorted(times)[len(times) // 2]
+
 
 class CudaKernels:
     """The kernel set of Im2colBackend (same names and out-first signatures as the Numba kernels of
@@ -70,6 +84,7 @@ class CudaKernels:
 
     def __init__(self, runtime):
         self.runtime = runtime
+        self._choices = {}          # autotuned kernel variants, by shapes
 
     def _kernel(self, source, name, dtype):
         if np.dtype(dtype) not in (np.float32, np.float64):
@@ -95,25 +110,44 @@ class CudaKernels:
     def _weight_shape(wlayout, c_in, c_out):
         return {0: (9, c_in, c_out), 1: (c_out, c_in, 3, 3), 2: (c_in, c_out, 3, 3)}[wlayout]
 
-    def conv3x3_tf32(self, y, x, w, b, pad, relu, nhwc=True, wlayout=0):
+    def conv3x3_tf32(self, y, x, w, b, pad, relu, nhwc=True, wlayout=0, block_channels=None):
         """y = the 3x3 stride-1 convolution of x with w, plus b, then ReLU if relu; TF32 operands, float sums.
         nhwc: x and y are (N, H, W, C) rather than (N, C, H, W).  wlayout: w is 0 taps (9, C, K), 1 a conv
-        weight (K, C, 3, 3), 2 a (C, K, 3, 3) weight read flipped (the input gradient; kernels/cuda/conv_tc.cu)."""
+        weight (K, C, 3, 3), 2 a (C, K, 3, 3) weight read flipped (the input gradient; kernels/cuda/conv_tc.cu).
+        block_channels: output channels per block, 16, 32 or 64 (CONV_WIDTHS); by default the fastest for
+        these shapes, timed once on a GPU (autotune), or the narrowest that holds K where there is no clock."""
         self._check(y, x, w, b)
         n, c, h, wd = self._nchw(x, nhwc)
         k = b.shape[0] if b.ndim == 1 else -1
         h_o, w_o = h + 2 * pad - 2, wd + 2 * pad - 2
         want_y = (n, h_o, w_o, k) if nhwc else (n, k, h_o, w_o)
         if (x.dtype != np.float32 or wlayout not in (0, 1, 2) or w.shape != self._weight_shape(wlayout, c, k)
-                or y.shape != want_y or not 0 <= pad <= 2 or min(h_o, w_o) < 1):
+                or y.shape != want_y or not 0 <= pad <= 2 or min(h_o, w_o) < 1
+                or block_channels not in (None, *CONV_WIDTHS)):
             layouts = {0: "taps (9, C, K)", 1: "conv (K, C, 3, 3)", 2: "(C, K, 3, 3), flipped"}
             raise ValueError(f"conv3x3_tf32 takes float32 x {'(N, H, W, C)' if nhwc else '(N, C, H, W)'}, w of a "
-                             f"layout of {layouts}, b (K,), y {want_y} and pad 0..2; got {x.dtype} x {x.shape}, w "
-                             f"{w.shape} (layout {wlayout}), b {b.shape}, y {y.shape}, pad {pad}")
-        grid = (-(-w_o // 16), -(-h_o // 4), n * -(-k // 16))
-        self._kernel("conv_tc.cu", "conv3x3_tf32", np.float32)(
-            grid, (128,), (y, x, w, b, _int(n), _int(h), _int(wd), _int(c), _int(k), _int(pad), _int(relu),
-                           _int(nhwc), _int(wlayout)))
+                             f"layout of {layouts}, b (K,), y {want_y}, pad 0..2 and block_channels of "
+                             f"{tuple(CONV_WIDTHS)}; got {x.dtype} x {x.shape}, w {w.shape} (layout {wlayout}), "
+                             f"b {b.shape}, y {y.shape}, pad {pad}, block_channels {block_channels}")
+
+        def launch(width):
+            grid = (-(-w_o // 16), -(-h_o // 4), n * -(-k // width))
+            self._kernel("conv_tc.cu", CONV_WIDTHS[width], np.float32)(
+                grid, (128,), (y, x, w, b, _int(n), _int(h), _int(wd), _int(c), _int(k), _int(pad), _int(relu),
+                               _int(nhwc), _int(wlayout)))
+        if block_channels is None:
+            key = ("conv3x3_tf32", x.shape, k, pad, nhwc)
+            block_channels = self._fastest(key, launch, CONV_WIDTHS,
+                                           default=min((wd for wd in CONV_WIDTHS if wd >= k), default=max(CONV_WIDTHS)))
+        launch(block_channels)
+
+    def _fastest(self, key, launch, choices, default):
+        """The choice whose launch(choice) is fastest for `key`, timed once per key where the runtime has a
+        clock (on a GPU, as cudnn.benchmark does), else `default`.  Cached: later calls pay nothing."""
+        if key not in self._choices:
+            times = {choice: self.runtime.time(lambda: launch(choice)) for choice in choices}
+            self._choices[key] = default if None in times.values() else min(times, key=times.get)
+        return self._choices[key]
 
     @staticmethod
     def wgrad_splits(n_img, h_o, w_o, c_in, c_out):
