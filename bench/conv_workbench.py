@@ -10,7 +10,8 @@ on a GPU, it is timed (median of --repeats after --warmup, CUDA events) beside t
 TF32 on (PyTorch's default for cuDNN convolutions) on channels-last tensors, in TFLOP/s (2 C K 9 H W per image).
 Then the three calls of the training path (cuda-tf32: NCHW maps, the weight as stored): the forward with bias and
 ReLU, the input gradient (the weight read flipped) and the weight gradient with the bias gradient, each checked
-against its TF32 bound on one image and timed beside PyTorch's NCHW conv2d, conv2d_input and conv2d_weight.
+against its TF32 bound on one image and timed beside PyTorch's NCHW conv2d, conv2d_input and conv2d_weight;
+and the forward with bfloat16 operands (cuda-bf16) beside PyTorch's bfloat16 channels-last conv2d.
 """
 import argparse
 import json
@@ -33,7 +34,7 @@ def check(kernels, xp, x, w, b):
     c, k = x.shape[1], w.shape[0]
     x0 = x[:1]
     y = xp.zeros((1, x.shape[2], x.shape[3], k), np.float32)
-    kernels.conv3x3_tf32(y, xp.asarray(np.ascontiguousarray(x0.transpose(0, 2, 3, 1), np.float32)),
+    kernels.conv3x3(y, xp.asarray(np.ascontiguousarray(x0.transpose(0, 2, 3, 1), np.float32)),
                          xp.asarray(np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(9, c, k), np.float32)),
                          xp.asarray(b.astype(np.float32)), 1, False)
     got = np.asarray(y.get() if hasattr(y, "get") else y, np.float64).transpose(0, 3, 1, 2)
@@ -51,15 +52,15 @@ def training_path_errors(kernels, xp, x, w, dy):
     x, w, dy = (a.astype(np.float32).astype(np.float64) for a in (x, w, dy))
     y = xp.empty(x.shape, np.float32)
     zero = xp.zeros(c, np.float32)
-    kernels.conv3x3_tf32(y, dev(x), dev(w), zero, 1, False, nhwc=False, wlayout=1)
+    kernels.conv3x3(y, dev(x), dev(w), zero, 1, False, nhwc=False, wlayout=1)
     unit = 2.0 ** -10 + 9 * c * 2.0 ** -24
     errors = {"forward_error_over_bound": float((np.abs(back(y) - ref.conv2d(x, w, 1, 1))
                                                  / (unit * ref.conv2d(np.abs(x), np.abs(w), 1, 1))).max())}
-    kernels.conv3x3_tf32(y, dev(dy), dev(w), zero, 1, False, nhwc=False, wlayout=2)
+    kernels.conv3x3(y, dev(dy), dev(w), zero, 1, False, nhwc=False, wlayout=2)
     errors["input_grad_error_over_bound"] = float((np.abs(back(y) - ref.conv2d_backward_input(dy, w, x.shape[2:], 1, 1))
                                                    / (unit * ref.conv2d_backward_input(np.abs(dy), np.abs(w), x.shape[2:], 1, 1))).max())
     dw, db = xp.empty(w.shape, np.float32), xp.empty(c, np.float32)
-    kernels.conv3x3_wgrad_tf32(dw, db, dev(x), dev(dy), 1, nhwc=False, wlayout=1)
+    kernels.conv3x3_wgrad(dw, db, dev(x), dev(dy), 1, nhwc=False, wlayout=1)
     terms = dy.shape[0] * dy.shape[2] * dy.shape[3]
     bound = (2.0 ** -10 + terms * 2.0 ** -24) * ref.conv2d_backward_weight(np.abs(dy), np.abs(x), 3, 1, 1)
     errors["weight_grad_error_over_bound"] = float((np.abs(back(dw) - ref.conv2d_backward_weight(dy, x, 3, 1, 1)) / bound).max())
@@ -123,7 +124,7 @@ def main():
             w_taps = xp.asarray(np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(9, channels, channels), np.float32))
             b_dev = xp.asarray(b.astype(np.float32))
             y = xp.empty((batch, size, size, channels), np.float32)
-            ours = timed(lambda: kernels.conv3x3_tf32(y, x_nhwc, w_taps, b_dev, 1, False), gpu, args.warmup, args.repeats)
+            ours = timed(lambda: kernels.conv3x3(y, x_nhwc, w_taps, b_dev, 1, False), gpu, args.warmup, args.repeats)
             xt = torch.from_numpy(x.astype(np.float32)).to(device).to(memory_format=torch.channels_last)
             wt = torch.from_numpy(w.astype(np.float32)).to(device).to(memory_format=torch.channels_last)
             bt = torch.from_numpy(b.astype(np.float32)).to(device)
@@ -134,13 +135,20 @@ def main():
             xc, wc, dyc = (xp.asarray(a.astype(np.float32)) for a in (x, w, dy))
             y = xp.empty_like(xc)
             dw, db = xp.empty_like(wc), xp.empty(channels, np.float32)
-            ops = {f"forward_n{width}": (lambda width=width: kernels.conv3x3_tf32(
+            ops = {f"forward_n{width}": (lambda width=width: kernels.conv3x3(
                        y, xc, wc, b_dev, 1, True, nhwc=False, wlayout=1, block_channels=width)) for width in (16, 32, 64)}
-            ops.update({"input_grad": lambda: kernels.conv3x3_tf32(y, dyc, wc, b_dev, 1, False, nhwc=False, wlayout=2),
-                        "weight_grad": lambda: kernels.conv3x3_wgrad_tf32(dw, db, xc, dyc, 1, nhwc=False, wlayout=1)})
+            ops.update({f"bf16_forward_n{width}": (lambda width=width: kernels.conv3x3(
+                y, xc, wc, b_dev, 1, True, nhwc=False, wlayout=1, block_channels=width, operands="bf16"))
+                for width in (16, 32, 64)})
+            ops.update({"input_grad": lambda: kernels.conv3x3(y, dyc, wc, b_dev, 1, False, nhwc=False, wlayout=2),
+                        "weight_grad": lambda: kernels.conv3x3_wgrad(dw, db, xc, dyc, 1, nhwc=False, wlayout=1)})
             xt, wt, dyt = (torch.from_numpy(a.astype(np.float32)).to(device) for a in (x, w, dy))
             forward = lambda: torch.relu(torch.nn.functional.conv2d(xt, wt, bt, padding=1))   # noqa: E731
+            xb, wb, bb = (t.to(torch.bfloat16).to(memory_format=torch.channels_last) if t.ndim == 4 else
+                          t.to(torch.bfloat16) for t in (xt, wt, bt))
+            forward_bf16 = lambda: torch.relu(torch.nn.functional.conv2d(xb, wb, bb, padding=1))   # noqa: E731
             reference = {**{f"forward_n{width}": forward for width in (16, 32, 64)},
+                         **{f"bf16_forward_n{width}": forward_bf16 for width in (16, 32, 64)},
                          "input_grad": lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dyt, padding=1),
                          "weight_grad": lambda: (torch.nn.grad.conv2d_weight(xt, wt.shape, dyt, padding=1),
                                                  dyt.sum((0, 2, 3)))}

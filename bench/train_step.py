@@ -6,8 +6,9 @@
     python bench/train_step.py --configs red30-release --infer-sizes 321x481,2000x3000   # the photo in 512 tiles
 
 With --device cuda redcore runs its "cuda-tf32" backend (tensor cores, TF32: the default of --backend cuda)
-and its exact "cuda" one, and PyTorch runs on the same GPU with cuDNN in its defaults (benchmark mode on, TF32
-convolutions); inputs live on the GPU and every timed step ends with a device synchronisation.  Peak GPU memory
+and its exact "cuda" one against PyTorch on the same GPU with cuDNN in its defaults (benchmark mode on, TF32
+convolutions), and its "cuda-bf16" backend against PyTorch with channels_last + autocast(bfloat16); inputs live
+on the GPU and every timed step ends with a device synchronisation.  Peak GPU memory
 is each process's: PyTorch's max_memory_allocated, CuPy's memory pool.  --json writes every figure with the
 GPU, driver and versions (bench/results/).
 
@@ -50,7 +51,7 @@ def conv_gflop(cfg, h, w):
 def worker(args):
     """Runs in the subprocess: time one framework on one configuration, print one JSON line."""
     cfg = CONFIGS[args.config]
-    if args.framework != "torch":     # redcore first: it sets the thread pools' idle policy before numpy loads BLAS
+    if not args.framework.startswith("torch"):     # redcore first: it sets the thread pools' idle policy before numpy loads BLAS
         sys.path.insert(0, ROOT)
         import redcore
     import numpy as np
@@ -68,16 +69,22 @@ def worker(args):
 
         def tiled_run(model, image):
             return run_tiled(model, image, tile=args.tile)
-    if args.framework == "torch":
+    if args.framework.startswith("torch"):
+        # "torch": eager defaults (TF32 cuDNN convolutions); "torch-amp": channels_last + autocast to bfloat16,
+        # PyTorch's fast mixed-precision recipe, the yardstick of redcore's bf16 precision
+        import contextlib
         import torch
+        amp = args.framework == "torch-amp"
+        autocast = (lambda: torch.autocast(args.device, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
         torch.set_num_threads(args.threads)
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = True            # PyTorch's default for cuDNN convolutions, said aloud
         sys.path.insert(0, os.path.join(ROOT, "tests"))
         from torch_rednet import TorchREDNet
         device = torch.device(args.device)
-        net = TorchREDNet(**cfg).to(device)
-        xt = torch.from_numpy(x).to(device)
+        layout = torch.channels_last if amp else torch.contiguous_format
+        net = TorchREDNet(**cfg).to(device, memory_format=layout)
+        xt = torch.from_numpy(x).to(device).to(memory_format=layout)
         tt = torch.from_numpy(target).to(device) if args.mode == "train" else None
         opt = torch.optim.Adam(net.parameters(), lr=1e-4)
         sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
@@ -85,13 +92,15 @@ def worker(args):
         def step():
             if args.mode == "train":
                 opt.zero_grad(set_to_none=False)
-                loss = ((net(xt) - tt) ** 2).sum() / x.shape[0]
+                with autocast():
+                    y = net(xt)
+                loss = ((y.float() - tt) ** 2).sum() / x.shape[0]
                 loss.backward()
                 opt.step()
             elif tiled:
                 tiled_run(TorchAsRedcore(), x[0])
             else:
-                with torch.no_grad():
+                with torch.no_grad(), autocast():
                     net(xt)
 
         class TorchAsRedcore:
@@ -142,7 +151,7 @@ def worker(args):
         times.append(time.perf_counter() - t0)
     import resource
     peak_gpu = None
-    if args.device == "cuda" and args.framework == "torch":
+    if args.device == "cuda" and args.framework.startswith("torch"):
         peak_gpu = torch.cuda.max_memory_allocated() / 2**20
     elif args.device == "cuda":
         import cupy
@@ -209,8 +218,10 @@ def main():
 
     import numpy as np
     import torch
+    # each group: a PyTorch yardstick and the redcore backends compared with it, side by side in this run
+    groups = [("torch", args.backends.split(","))]
     if args.device == "cuda":
-        args.backends = "cuda-tf32,cuda"
+        groups = [("torch", ["cuda-tf32", "cuda"]), ("torch-amp", ["cuda-bf16"])]
         print(f"GPU: {torch.cuda.get_device_name(0)}")
     print(f"threads {args.threads}, batch {args.batch} x {args.size}x{args.size}, median of {args.repeats}; "
           f"torch {torch.__version__}, numpy {np.__version__}, "
@@ -219,23 +230,25 @@ def main():
           f"{'peak RSS':>9s}")
     for config in args.configs.split(","):
         gflop = 3 * conv_gflop(CONFIGS[config], args.size, args.size) * args.batch
-        t_torch = measure("torch", config, "train", args)
-        rows = [("torch", t_torch)] + [(b, measure(b, config, "train", args)) for b in args.backends.split(",")]
-        for name, t in rows:
-            gpu = PEAK_GPU[(name, config, "train")]
-            print(f"{config:15s} {name:10s} {t:8.3f} {args.batch / t:10.2f} {gflop / t:8.1f} {t_torch / t:8.2f}x "
-                  f"{PEAK_RSS[(name, config, 'train')]:6.0f} MiB" + (f"  GPU {gpu:7.0f} MiB" if gpu else ""))
+        for yardstick, backends in groups:
+            t_torch = measure(yardstick, config, "train", args)
+            rows = [(yardstick, t_torch)] + [(b, measure(b, config, "train", args)) for b in backends]
+            for name, t in rows:
+                gpu = PEAK_GPU[(name, config, "train")]
+                print(f"{config:15s} {name:10s} {t:8.3f} {args.batch / t:10.2f} {gflop / t:8.1f} {t_torch / t:8.2f}x "
+                      f"{PEAK_RSS[(name, config, 'train')]:6.0f} MiB" + (f"  GPU {gpu:7.0f} MiB" if gpu else ""))
     for size in ([] if args.no_inference else args.infer_sizes.split(",")):
         cfg = "red30-release"
         height, width = (int(v) for v in size.split("x"))
         gflop = conv_gflop(CONFIGS[cfg], height, width)
-        t_torch = measure("torch", cfg, "infer", args, height=height, width=width)
         print(f"\ninference of {cfg} on one {height}x{width} image")
-        for name, t in [("torch", t_torch)] + [(b, measure(b, cfg, "infer", args, height=height, width=width))
-                                               for b in args.backends.split(",") if not b.endswith("-prange")]:
-            gpu = PEAK_GPU[(name, cfg, "infer")]
-            print(f"{cfg:15s} {name:10s} {t:8.3f} s  {gflop / t:8.1f} GFLOP/s {t_torch / t:8.2f}x"
-                  + (f"  GPU {gpu:7.0f} MiB" if gpu else ""))
+        for yardstick, backends in groups:
+            t_torch = measure(yardstick, cfg, "infer", args, height=height, width=width)
+            for name, t in [(yardstick, t_torch)] + [(b, measure(b, cfg, "infer", args, height=height, width=width))
+                                                     for b in backends if not b.endswith("-prange")]:
+                gpu = PEAK_GPU[(name, cfg, "infer")]
+                print(f"{cfg:15s} {name:10s} {t:8.3f} s  {gflop / t:8.1f} GFLOP/s {t_torch / t:8.2f}x"
+                      + (f"  GPU {gpu:7.0f} MiB" if gpu else ""))
     if args.json:
         machine = dict(torch=torch.__version__, numpy=np.__version__, threads=args.threads, batch=args.batch,
                        size=args.size, repeats=args.repeats, warmup=args.warmup)

@@ -41,8 +41,9 @@ def test_sources_compile_with_nvcc(source, real, tmp_path):
 def test_every_kernel_is_found_and_launchable(runtime):
     names = {name for src in cuda_kernels.SOURCES for name, _, _ in kernel_signatures(cuda_kernels.read_source(src))}
     assert names == {"im2col", "col2im", "add_bias", "relu", "add_relu", "relu_backward", "bias_backward",
-                     "mse_loss", "adam_update", "conv3x3_tf32", "conv3x3_tf32_n32", "conv3x3_tf32_n64",
-                     "conv3x3_wgrad_tf32", "conv3x3_wgrad_reduce"}
+                     "mse_loss", "adam_update", "conv3x3_wgrad_reduce"} | {
+        f"conv3x3{kind}_{operands}{width}" for operands in ("tf32", "bf16") for kind, widths in
+        (("", ("", "_n32", "_n64")), ("_wgrad", ("",))) for width in widths}
     for src in cuda_kernels.SOURCES:
         for dtype in (np.float32, np.float64):
             module = runtime.module(src, dtype)
@@ -112,49 +113,61 @@ def test_training_script_runs_on_the_emulated_cuda_backend_like_the_cpu(tmp_path
     assert summaries["cuda-emulation"]["val_psnr"] == pytest.approx(summaries["cpu"]["val_psnr"], abs=1e-3)
 
 
-# ---- the tensor-core convolution (conv_tc.cu) -------------------------------------------------------------
-TF32_UNIT = 2.0 ** -11          # TF32 keeps 10 mantissa bits: rounding to nearest errs by <= 2^-11 relative
+# ---- the tensor-core convolutions (conv_tc.cu) ------------------------------------------------------------
+# Rounding to nearest errs by at most u relative: TF32 keeps 10 mantissa bits (u = 2^-11), bfloat16 7 (2^-8);
+# a product of two rounded operands then by (1 + u)^2 - 1 = 2u + u^2 of |w x| (exact in float: 11 x 11 or
+# 8 x 8 significant bits).
+UNIT = {"tf32": 2.0 ** -11, "bf16": 2.0 ** -8}
+TF32_UNIT = UNIT["tf32"]
 
 
-def tensor_core_conv(x, w, b, pad, relu=False, block_channels=None):
-    """conv_tc.cu's conv3x3_tf32 on the emulation, in and out in NCHW / PyTorch layouts (float64 in)."""
+def product_error(operands):
+    return 2 * UNIT[operands] + UNIT[operands] ** 2
+
+
+def tensor_core_conv(x, w, b, pad, relu=False, block_channels=None, operands="tf32"):
+    """conv_tc.cu's conv3x3 on the emulation, in and out in NCHW / PyTorch layouts (float64 in)."""
     kernels = get_backend("cuda-emulation").kernels
     n, c, h, wd = x.shape
     k = w.shape[0]
     y = np.zeros((n, h + 2 * pad - 2, wd + 2 * pad - 2, k), np.float32)
-    kernels.conv3x3_tf32(y, np.ascontiguousarray(x.transpose(0, 2, 3, 1), np.float32),
+    kernels.conv3x3(y, np.ascontiguousarray(x.transpose(0, 2, 3, 1), np.float32),
                          np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(9, c, k), np.float32),
-                         b.astype(np.float32), pad, relu, block_channels=block_channels)
+                         b.astype(np.float32), pad, relu, block_channels=block_channels, operands=operands)
     return y.transpose(0, 3, 1, 2).astype(np.float64)
 
 
-def tf32_bound(x, w, b, pad, c):
-    """|TF32 result - exact| per output: each product of two TF32-rounded operands errs by at most
-    (1 + u)^2 - 1 ~ 2u = 2^-10 of |w x| (u = 2^-11), and float sums of 9 C terms add at most 9 C 2^-24 of
-    sum |terms|: (2^-10 + 9 C 2^-24) times conv(|x|, |w|) + |b| (the bias is added in float: 2^-24 |b|)."""
+def tf32_bound(x, w, b, pad, c, operands="tf32"):
+    """|tensor-core result - exact| per output: each product errs by at most 2u + u^2 of |w x|, and the float
+    sum of 9 C terms and the bias by at most (9 C + 1) 2^-24 of the sum of their magnitudes:
+    (2u + u^2 + (9 C + 1) 2^-24) times conv(|x|, |w|) + |b|."""
     magnitude = ref.conv2d(np.abs(x), np.abs(w), 1, pad) + np.abs(b)[None, :, None, None]
-    return (2 * TF32_UNIT + 9 * c * 2.0 ** -24) * magnitude
+    return (product_error(operands) + (9 * c + 1) * 2.0 ** -24) * magnitude
 
 
 @pytest.mark.parametrize("n,h,w,c,k,pad,relu", [(2, 9, 19, 13, 20, 1, False), (1, 5, 5, 1, 1, 0, True),
                                                 (1, 7, 6, 8, 16, 2, False), (1, 8, 8, 64, 64, 1, True),
                                                 (1, 4, 17, 128, 128, 1, False), (3, 3, 3, 5, 3, 0, False)])
 @pytest.mark.parametrize("block_channels", [16, 32, 64])
-def test_tensor_core_conv_matches_the_reference_within_tf32_rounding(n, h, w, c, k, pad, relu, block_channels):
-    """Sizes that do not divide the tiles (16 pixels, 16 / 32 / 64 channels, 8 input channels), batch 1, one
-    channel, 64 and 128, every padding RED uses (valid 0, same 1, full 2); bias and ReLU fused; each of the
-    three block widths."""
+@pytest.mark.parametrize("operands", ["tf32", "bf16"])
+def test_tensor_core_conv_matches_the_reference_within_tf32_rounding(n, h, w, c, k, pad, relu, block_channels,
+                                                                     operands):
+    """Sizes that do not divide the tiles (16 pixels, 16 / 32 / 64 channels, 8 or 16 input channels), batch 1,
+    one channel, 64 and 128, every padding RED uses (valid 0, same 1, full 2); bias and ReLU fused; each of
+    the three block widths, both operand types."""
     rng = np.random.default_rng(c * 31 + k)
     x, wt, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c, 3, 3)), rng.standard_normal(k)
     want = ref.conv2d(x, wt, 1, pad) + b[None, :, None, None]
-    bound = tf32_bound(x, wt, b, pad, c)
+    bound = tf32_bound(x, wt, b, pad, c, operands)
     if relu:
         want = np.maximum(want, 0)                    # max(., 0) is 1-Lipschitz: the bound still holds
-    got = tensor_core_conv(x, wt, b, pad, relu, block_channels)
+    got = tensor_core_conv(x, wt, b, pad, relu, block_channels, operands)
     assert got.shape == want.shape
-    assert np.all(np.abs(got - want) <= bound), f"{(np.abs(got - want) / bound).max():.2f}x the TF32 bound"
-    # and TF32 it is: float32 operands would err by ~1e-7 of the magnitude, these by ~1e-4
-    assert (np.abs(got - want) / (bound / (2 * TF32_UNIT))).max() > 1e-5
+    assert np.all(np.abs(got - want) <= bound), f"{(np.abs(got - want) / bound).max():.2f}x the bound"
+    # and rounded they are: float32 operands would err by ~1e-7 of the magnitude, these by ~1e-4 (tf32) or
+    # ~1e-3 (bf16); bf16 errs more than tf32 would (a tf32 bound would not hold it)
+    magnitude = bound / (product_error(operands) + (9 * c + 1) * 2.0 ** -24)
+    assert (np.abs(got - want) / magnitude).max() > (1e-5 if operands == "tf32" else 1e-4)
 
 
 @pytest.mark.parametrize("pad", [0, 1])
@@ -183,7 +196,7 @@ def test_tensor_core_conv_reads_nchw_maps_and_the_models_weight_layouts(pad):
     n, c, k, h, w = 2, 11, 18, 7, 21
     x, wt, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c, 3, 3)), rng.standard_normal(k)
     y = np.zeros((n, k, h + 2 * pad - 2, w + 2 * pad - 2), np.float32)
-    kernels.conv3x3_tf32(y, x.astype(np.float32), wt.astype(np.float32), b.astype(np.float32), pad, False,
+    kernels.conv3x3(y, x.astype(np.float32), wt.astype(np.float32), b.astype(np.float32), pad, False,
                          nhwc=False, wlayout=1)
     want = ref.conv2d(x, wt, 1, pad) + b[None, :, None, None]
     assert np.all(np.abs(y - want) <= tf32_bound(x, wt, b, pad, c))
@@ -191,24 +204,25 @@ def test_tensor_core_conv_reads_nchw_maps_and_the_models_weight_layouts(pad):
     wt2 = rng.standard_normal((c, 5, 3, 3))
     flipped = np.ascontiguousarray(wt2.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
     y2 = np.zeros((n, 5) + y.shape[2:], np.float32)
-    kernels.conv3x3_tf32(y2, x.astype(np.float32), wt2.astype(np.float32), np.zeros(5, np.float32), pad, True,
+    kernels.conv3x3(y2, x.astype(np.float32), wt2.astype(np.float32), np.zeros(5, np.float32), pad, True,
                          nhwc=False, wlayout=2)
     want2 = np.maximum(ref.conv2d(x, flipped, 1, pad), 0)
     assert np.all(np.abs(y2 - want2) <= tf32_bound(x, flipped, np.zeros(5), pad, c))
 
 
-def wgrad_bound(x, dy, pad):
-    """|TF32 dW - exact| per element: each product of TF32-rounded operands errs by <= 2u ~ 2^-10 of |x dy|,
+def wgrad_bound(x, dy, pad, operands="tf32"):
+    """|tensor-core dW - exact| per element: each product of rounded operands errs by <= 2u + u^2 of |x dy|,
     and however the tensor cores and the split reduction order the float sum of its T = N H_o W_o terms, it
-    errs by <= T 2^-24 of the sum of their magnitudes: (2^-10 + T 2^-24) conv2d_backward_weight(|dy|, |x|)."""
+    errs by <= T 2^-24 of the sum of their magnitudes: (2u + u^2 + T 2^-24) conv2d_backward_weight(|dy|, |x|)."""
     terms = dy.shape[0] * dy.shape[2] * dy.shape[3]
-    return (2 * TF32_UNIT + terms * 2.0 ** -24) * ref.conv2d_backward_weight(np.abs(dy), np.abs(x), 3, 1, pad)
+    return (product_error(operands) + terms * 2.0 ** -24) * ref.conv2d_backward_weight(np.abs(dy), np.abs(x), 3, 1, pad)
 
 
 @pytest.mark.parametrize("n,h,w,c,k,pad", [(2, 9, 19, 13, 20, 1), (1, 5, 5, 1, 1, 0), (3, 6, 7, 17, 3, 2),
                                            (1, 8, 8, 64, 64, 1), (2, 4, 33, 1, 16, 1)])
 @pytest.mark.parametrize("nhwc", [False, True])
-def test_tensor_core_weight_gradient_matches_the_reference_within_tf32_rounding(n, h, w, c, k, pad, nhwc):
+@pytest.mark.parametrize("operands", ["tf32", "bf16"])
+def test_tensor_core_weight_gradient_matches_the_reference_within_tf32_rounding(n, h, w, c, k, pad, nhwc, operands):
     """conv3x3_wgrad_tf32 + conv3x3_wgrad_reduce: dW and the fused bias gradient on shapes that do not divide
     the tiles (4 x 16 pixels, 16 channels), one channel in or out, several images and split partial sums,
     both activation layouts and both weight layouts; the bias gradient sums float32 dy in float (T 2^-24)."""
@@ -224,9 +238,9 @@ def test_tensor_core_weight_gradient_matches_the_reference_within_tf32_rounding(
     for wlayout in (0, 1):
         dw = np.full((9, c, k) if wlayout == 0 else (k, c, 3, 3), np.nan, np.float32)
         db = np.full(k, np.nan, np.float32)
-        kernels.conv3x3_wgrad_tf32(dw, db, to_layout(x), to_layout(dy), pad, nhwc=nhwc, wlayout=wlayout)
+        kernels.conv3x3_wgrad(dw, db, to_layout(x), to_layout(dy), pad, nhwc=nhwc, wlayout=wlayout, operands=operands)
         got = dw.transpose(2, 1, 0).reshape(k, c, 3, 3) if wlayout == 0 else dw
-        assert np.all(np.abs(got - want_w) <= wgrad_bound(x, dy, pad)), f"{splits} splits"
+        assert np.all(np.abs(got - want_w) <= wgrad_bound(x, dy, pad, operands)), f"{splits} splits"
         assert np.all(np.abs(db - want_b) <= terms * 2.0 ** -24 * np.abs(dy).sum(axis=(0, 2, 3)))
 
 
@@ -240,13 +254,13 @@ def test_tensor_core_weight_gradient_is_deterministic_and_accumulates():
     runs = []
     for _ in range(2):
         dw, db = np.zeros((16, 8, 3, 3), np.float32), np.zeros(16, np.float32)
-        kernels.conv3x3_wgrad_tf32(dw, db, x, dy, 1, nhwc=False, wlayout=1)
+        kernels.conv3x3_wgrad(dw, db, x, dy, 1, nhwc=False, wlayout=1)
         runs.append((dw, db))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     start_w, start_b = rng.standard_normal((16, 8, 3, 3)).astype(np.float32), rng.standard_normal(16).astype(np.float32)
     dw, db = start_w.copy(), start_b.copy()
-    kernels.conv3x3_wgrad_tf32(dw, db, x, dy, 1, nhwc=False, wlayout=1, accumulate=True)
+    kernels.conv3x3_wgrad(dw, db, x, dy, 1, nhwc=False, wlayout=1, accumulate=True)
     # float addition of the same two float32 values: exactly the sum rounded once
     np.testing.assert_array_equal(dw, start_w + runs[0][0])
     np.testing.assert_array_equal(db, start_b + runs[0][1])
@@ -267,29 +281,30 @@ def test_the_fastest_width_is_timed_once_per_shape_where_there_is_a_clock():
     for runtime, k, want in ((EmulatedRuntime(), 20, 32), (EmulatedRuntime(), 70, 64), (EmulatedRuntime(), 3, 16)):
         kernels = CudaKernels(runtime)
         x, w, b = np.zeros((1, 4, 5, 5), np.float32), np.zeros((k, 4, 3, 3), np.float32), np.zeros(k, np.float32)
-        kernels.conv3x3_tf32(np.zeros((1, k, 5, 5), np.float32), x, w, b, 1, False, nhwc=False, wlayout=1)
+        kernels.conv3x3(np.zeros((1, k, 5, 5), np.float32), x, w, b, 1, False, nhwc=False, wlayout=1)
         assert list(kernels._choices.values()) == [want]
     kernels = CudaKernels(Clocked())
     x, w, b = np.zeros((1, 4, 5, 5), np.float32), np.zeros((8, 4, 3, 3), np.float32), np.zeros(8, np.float32)
     for _ in range(3):
-        kernels.conv3x3_tf32(np.zeros((1, 8, 5, 5), np.float32), x, w, b, 1, False, nhwc=False, wlayout=1)
+        kernels.conv3x3(np.zeros((1, 8, 5, 5), np.float32), x, w, b, 1, False, nhwc=False, wlayout=1)
     assert len(calls) == 3 and list(kernels._choices.values()) == [32]
 
 
 def test_tensor_core_launchers_refuse_mismatched_shapes():
     kernels = get_backend("cuda-emulation").kernels
     x = np.zeros((1, 4, 6, 6), np.float32)
-    with pytest.raises(ValueError, match="conv3x3_tf32 takes float32"):
-        kernels.conv3x3_tf32(np.zeros((1, 8, 6, 6), np.float32), x, np.zeros((8, 5, 3, 3), np.float32),
+    with pytest.raises(ValueError, match="conv3x3 takes tf32 or bf16 operands, float32"):
+        kernels.conv3x3(np.zeros((1, 8, 6, 6), np.float32), x, np.zeros((8, 5, 3, 3), np.float32),
                              np.zeros(8, np.float32), 1, False, nhwc=False, wlayout=1)
-    with pytest.raises(ValueError, match="conv3x3_wgrad_tf32 takes float32"):
-        kernels.conv3x3_wgrad_tf32(np.zeros((8, 4, 3, 3), np.float32), np.zeros(8, np.float32), x,
+    with pytest.raises(ValueError, match="conv3x3_wgrad takes tf32 or bf16 operands, float32"):
+        kernels.conv3x3_wgrad(np.zeros((8, 4, 3, 3), np.float32), np.zeros(8, np.float32), x,
                                    np.zeros((1, 8, 5, 6), np.float32), 1, nhwc=False, wlayout=1)
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tmp_path):
-    """The PTX holds the TF32 m16n16k8 mma of both operand layouts (tensor cores from sm_80) and ptxas reports
+    """The PTX holds the TF32 m16n16k8 and bf16 m16n16k16 mmas of both operand layouts (tensor cores from
+    sm_80) and ptxas reports
     no register spills for any kernel of conv_tc.cu on sm_80 and sm_90.  (Its SASS is checked for HMMA where
     cuobjdump is installed.)"""
     source = cuda_kernels.source_path("conv_tc.cu")
@@ -297,8 +312,9 @@ def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tm
     done = subprocess.run(["nvcc", "-ptx", "-arch=sm_80", source, "-o", str(ptx)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     text = ptx.read_text()
-    assert "wmma.mma.sync.aligned.row.row.m16n16k8.f32.tf32.tf32.f32" in text      # forward, input gradient
-    assert "wmma.mma.sync.aligned.col.row.m16n16k8.f32.tf32.tf32.f32" in text      # weight gradient
+    for shape in ("m16n16k8.f32.tf32.tf32.f32", "m16n16k16.f32.bf16.bf16.f32"):     # TF32, bfloat16
+        assert f"wmma.mma.sync.aligned.row.row.{shape}" in text       # forward, input gradient
+        assert f"wmma.mma.sync.aligned.col.row.{shape}" in text       # weight gradient
     fatbin = tmp_path / "conv_tc.fatbin"
     done = subprocess.run(["nvcc", "--fatbin", "-Xptxas", "-v", "-gencode", "arch=compute_80,code=sm_80",
                            "-gencode", "arch=compute_90,code=sm_90", source, "-o", str(fatbin)],
@@ -327,5 +343,21 @@ def test_kernel_workbench_runs_its_checks_and_its_timing_code():
     assert [r["layer"] for r in rows] == ["64->64", "128->128"]
     for r in rows:
         assert max(v for k, v in r.items() if "error_over_bound" in k) <= 1
-        assert {"nchw_forward_n16", "nchw_forward_n32", "nchw_forward_n64", "nchw_input_grad",
-                "nchw_weight_grad"} <= set(r) and r["ratio"] > 0
+        assert {"nchw_forward_n16", "nchw_forward_n32", "nchw_forward_n64", "nchw_bf16_forward_n64",
+                "nchw_input_grad", "nchw_weight_grad"} <= set(r) and r["ratio"] > 0
+
+
+def test_the_emulation_runs_block_threads_together_where_a_called_function_synchronises():
+    """A kernel whose __syncthreads or __shared__ memory sits in a __device__ function it calls (the templates
+    of conv_tc.cu) needs its block's threads run concurrently, as one that holds them itself does."""
+    from redcore.cuda_kernels.emulation import synchronising
+    source = """
+    template <int N> __device__ void tile(float* y) { __syncthreads(); y[threadIdx.x] = N; }
+    __device__ float twice(float v) { return 2 * v; }
+    extern "C" __global__ void wide(float* y) { tile<4>(y); }
+    extern "C" __global__ void plain(float* y) { y[threadIdx.x] = twice(y[threadIdx.x]); }
+    extern "C" __global__ void own(float* y) { __shared__ float s[32]; s[0] = y[0]; }
+    """
+    kernels = {name: body for name, _, body in kernel_signatures(source)}
+    assert synchronising(source, kernels["wide"]) and synchronising(source, kernels["own"])
+    assert not synchronising(source, kernels["plain"])

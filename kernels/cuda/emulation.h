@@ -12,7 +12,8 @@
 // WMMA (nvcuda::wmma) is emulated by its meaning, not its register layout: a fragment's elements are
 // unspecified per lane in CUDA, so here every lane holds the whole tile, mma_sync computes it whole in float,
 // and store_matrix_sync is done by lane 0 of the warp; __float_to_tf32 rounds as cvt.rna.tf32.f32 does
-// (to nearest, ties away from zero, 10 mantissa bits).
+// (to nearest, ties away from zero, 10 mantissa bits), __float2bfloat16 as CUDA's (to nearest even, 7 bits);
+// products of two such operands are exact in float, so mma_sync's float sums are the tensor cores' products.
 // Not emulated (the sources do not use them): warp shuffles/votes, dynamic shared memory, streams.
 #pragma once
 #include <atomic>
@@ -20,6 +21,8 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -102,7 +105,18 @@ void launch(bool concurrent_threads, dim3 grid, dim3 block, Body body)
 #define __restrict__ __restrict
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
-#define __syncthreads() emu::block_barrier->arrive_and_wait()
+#define __syncthreads() emu::syncthreads()
+
+namespace emu {
+inline void syncthreads()
+{
+    if (block_barrier == nullptr) {      // emulation.py ran the block's threads one by one: a harness bug
+        std::fputs("emulation: __syncthreads() in a kernel whose threads run one after another\n", stderr);
+        std::abort();
+    }
+    block_barrier->arrive_and_wait();
+}
+}  // namespace emu
 
 template <class T>
 T atomicAdd(T* address, T value)
@@ -119,6 +133,24 @@ inline unsigned lane()
     return (thread_idx.x + block_dim.x * (thread_idx.y + block_dim.y * thread_idx.z)) % 32;
 }
 }  // namespace emu
+
+// bfloat16: the upper 16 bits of a float; __float2bfloat16 rounds to nearest, ties to even, as CUDA's does.
+struct __nv_bfloat16 {
+    std::uint16_t bits;
+};
+
+inline __nv_bfloat16 __float2bfloat16(float value)
+{
+    std::uint32_t u = std::bit_cast<std::uint32_t>(value);
+    if (std::isnan(value)) return {static_cast<std::uint16_t>((u >> 16) | 0x40)};   // stays a (quiet) NaN
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return {static_cast<std::uint16_t>(u >> 16)};
+}
+
+inline float __bfloat162float(__nv_bfloat16 value)
+{
+    return std::bit_cast<float>(static_cast<std::uint32_t>(value.bits) << 16);
+}
 
 namespace nvcuda {
 namespace wmma {
@@ -146,13 +178,17 @@ void fill_fragment(Frag& f, float value)
     for (float& e : f.x) e = value;
 }
 
-template <class Use, int M, int N, int K, class T, class Layout>
-void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const float* p, unsigned ldm)
+inline float to_float(float v) { return v; }
+inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// Loads float (TF32 operands) or bfloat16 memory; the fragment holds the values as floats.
+template <class Use, int M, int N, int K, class T, class Layout, class E>
+void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const E* p, unsigned ldm)
 {
     using F = fragment<Use, M, N, K, T, Layout>;
     for (int r = 0; r < F::num_rows; ++r)
         for (int c = 0; c < F::num_cols; ++c)
-            f.x[r * F::num_cols + c] = std::is_same_v<Layout, col_major> ? p[c * ldm + r] : p[r * ldm + c];
+            f.x[r * F::num_cols + c] = to_float(std::is_same_v<Layout, col_major> ? p[c * ldm + r] : p[r * ldm + c]);
 }
 
 template <int M, int N, int K, class TA, class LA, class TB, class LB>

@@ -72,10 +72,40 @@ def kernel_signatures(source):
     return kernels
 
 
+_DEVICE_FUNCTION = re.compile(r'__device__[^;{}()]*?\b(\w+)\s*\([^)]*\)\s*\{', re.S)
+
+
+def _block(source, start):
+    """The text from the brace at `start` to its matching brace."""
+    depth = 0
+    for end in range(start, len(source)):
+        depth += {"{": 1, "}": -1}.get(source[end], 0)
+        if depth == 0:
+            return source[start:end + 1]
+    return source[start:]
+
+
+def synchronising(source, body):
+    """Whether code with this body needs its block's threads to run concurrently: it uses shared memory or
+    __syncthreads, itself or through the __device__ functions of the source it calls (transitively)."""
+    functions = {m.group(1): _block(source, m.end() - 1) for m in _DEVICE_FUNCTION.finditer(source)}
+    marks = ("__shared__", "__syncthreads")
+    syncing = {name for name, text in functions.items() if any(mark in text for mark in marks)}
+    while True:                   # a function that calls a synchronising one synchronises
+        more = {name for name, text in functions.items()
+                if name not in syncing and any(re.search(rf"\b{f}\b", text) for f in syncing)}
+        if not more:
+            break
+        syncing |= more
+    return any(mark in body for mark in marks) or any(re.search(rf"\b{f}\b", body) for f in syncing)
+
+
 def _wrapper_source(source_path, kernels):
     lines = [f'#include "{source_path}"']
+    with open(source_path) as f:
+        source = f.read()
     for name, params, body in kernels:
-        concurrent = "true" if "__shared__" in body else "false"
+        concurrent = "true" if synchronising(source, body) else "false"
         arg_names = ", ".join(p.replace("*", " ").split()[-1] for p in params)
         lines.append(
             f'extern "C" void emu_launch_{name}(unsigned gx, unsigned gy, unsigned gz, '

@@ -8,7 +8,9 @@ kernel over the flat buffer of all parameters.
 Precision "tf32" (the backend "cuda-tf32", which --backend cuda runs unless told --precision fp32) puts RED's
 3x3 stride-1 float32 convolutions on tensor cores instead (kernels/cuda/conv_tc.cu): the forward with bias and
 ReLU in its epilogue, the input gradient and the transposed conv as the same kernel reading the weight flipped,
-and the weight gradient with the bias gradient fused; no im2col matrix and no cuBLAS on that path.
+and the weight gradient with the bias gradient fused; no im2col matrix and no cuBLAS on that path.  Precision
+"bf16" ("cuda-bf16") is the same path with bfloat16 operands (twice TF32's tensor-core rate, 7 mantissa bits
+instead of 10); maps, weights, sums and Adam stay float32.
 
 A runtime supplies the array module and the compiled kernels: CupyRuntime on a GPU (cupy.RawModule from
 the source text, -Dreal=float or double), or redcore.cuda_kernels.emulation.EmulatedRuntime, which compiles
@@ -24,8 +26,9 @@ THREADS = 256               # threads per block; the reductions need exactly thi
 MAX_BLOCKS = 65535          # grid-stride loops cover the rest
 COLS_BUDGET = 256 * 2**20   # im2col columns per call: RED30's 64 x 50x50 batch in 3 groups
 WGRAD_BLOCKS = 4 * 132     # weight-gradient blocks to aim for: about four per SM of an H100 / H200 (132 SMs)
-CONV_WIDTHS = {16: "conv3x3_tf32", 32: "conv3x3_tf32_n32", 64: "conv3x3_tf32_n64"}   # channels per block
-PRECISIONS = ("fp32", "tf32")   # float32 convolutions exactly (im2col + cuBLAS SGEMM), or on tensor cores
+CONV_WIDTHS = {16: "", 32: "_n32", 64: "_n64"}   # output channels per block -> kernel name suffix
+OPERANDS = ("tf32", "bf16")                       # the tensor cores' operand types (kernels/cuda/conv_tc.cu)
+PRECISIONS = ("fp32", *OPERANDS)   # float32 convolutions exactly (im2col + cuBLAS SGEMM), or on tensor cores
 
 
 def _int(v):
@@ -110,8 +113,9 @@ class CudaKernels:
     def _weight_shape(wlayout, c_in, c_out):
         return {0: (9, c_in, c_out), 1: (c_out, c_in, 3, 3), 2: (c_in, c_out, 3, 3)}[wlayout]
 
-    def conv3x3_tf32(self, y, x, w, b, pad, relu, nhwc=True, wlayout=0, block_channels=None):
-        """y = the 3x3 stride-1 convolution of x with w, plus b, then ReLU if relu; TF32 operands, float sums.
+    def conv3x3(self, y, x, w, b, pad, relu, nhwc=True, wlayout=0, block_channels=None, operands="tf32"):
+        """y = the 3x3 stride-1 convolution of x with w, plus b, then ReLU if relu, on tensor cores: operands
+        rounded to TF32 or bfloat16 (operands), float sums; x, w, b and y are float32.
         nhwc: x and y are (N, H, W, C) rather than (N, C, H, W).  wlayout: w is 0 taps (9, C, K), 1 a conv
         weight (K, C, 3, 3), 2 a (C, K, 3, 3) weight read flipped (the input gradient; kernels/cuda/conv_tc.cu).
         block_channels: output channels per block, 16, 32 or 64 (CONV_WIDTHS); by default the fastest for
@@ -123,20 +127,20 @@ class CudaKernels:
         want_y = (n, h_o, w_o, k) if nhwc else (n, k, h_o, w_o)
         if (x.dtype != np.float32 or wlayout not in (0, 1, 2) or w.shape != self._weight_shape(wlayout, c, k)
                 or y.shape != want_y or not 0 <= pad <= 2 or min(h_o, w_o) < 1
-                or block_channels not in (None, *CONV_WIDTHS)):
+                or block_channels not in (None, *CONV_WIDTHS) or operands not in OPERANDS):
             layouts = {0: "taps (9, C, K)", 1: "conv (K, C, 3, 3)", 2: "(C, K, 3, 3), flipped"}
-            raise ValueError(f"conv3x3_tf32 takes float32 x {'(N, H, W, C)' if nhwc else '(N, C, H, W)'}, w of a "
+            raise ValueError(f"conv3x3 takes {' or '.join(OPERANDS)} operands, float32 x {'(N, H, W, C)' if nhwc else '(N, C, H, W)'}, w of a "
                              f"layout of {layouts}, b (K,), y {want_y}, pad 0..2 and block_channels of "
                              f"{tuple(CONV_WIDTHS)}; got {x.dtype} x {x.shape}, w {w.shape} (layout {wlayout}), "
                              f"b {b.shape}, y {y.shape}, pad {pad}, block_channels {block_channels}")
 
         def launch(width):
             grid = (-(-w_o // 16), -(-h_o // 4), n * -(-k // width))
-            self._kernel("conv_tc.cu", CONV_WIDTHS[width], np.float32)(
+            self._kernel("conv_tc.cu", f"conv3x3_{operands}{CONV_WIDTHS[width]}", np.float32)(
                 grid, (128,), (y, x, w, b, _int(n), _int(h), _int(wd), _int(c), _int(k), _int(pad), _int(relu),
                                _int(nhwc), _int(wlayout)))
         if block_channels is None:
-            key = ("conv3x3_tf32", x.shape, k, pad, nhwc)
+            key = ("conv3x3", operands, x.shape, k, pad, nhwc)
             block_channels = self._fastest(key, launch, CONV_WIDTHS,
                                            default=min((wd for wd in CONV_WIDTHS if wd >= k), default=max(CONV_WIDTHS)))
         launch(block_channels)
@@ -158,24 +162,25 @@ class CudaKernels:
         pairs = -(-c_in // 16) * -(-c_out // 16)
         return max(1, min(tiles, -(-WGRAD_BLOCKS // pairs)))
 
-    def conv3x3_wgrad_tf32(self, dw, db, x, dy, pad, nhwc=True, wlayout=0, accumulate=False):
+    def conv3x3_wgrad(self, dw, db, x, dy, pad, nhwc=True, wlayout=0, accumulate=False, operands="tf32"):
         """dw = (or += with accumulate) the weight gradient of the 3x3 stride-1 convolution of x with padding
         pad, for the upstream gradient dy, in weight layout 0 (9, C, K) or 1 (K, C, 3, 3); db likewise the
-        bias gradient (sum of dy).  Split over pixel tiles into partial sums that a second kernel adds in a
-        fixed order: deterministic.  TF32 operands, float sums."""
+        bias gradient (sum of dy, in float from float dy).  Split over pixel tiles into partial sums that a
+        second kernel adds in a fixed order: deterministic.  TF32 or bfloat16 operands, float sums."""
         self._check(dw, db, x, dy)
         xp = self.runtime.xp
         n, c, h, wd = self._nchw(x, nhwc)
         nd, k, h_o, w_o = self._nchw(dy, nhwc)
         if (x.dtype != np.float32 or wlayout not in (0, 1) or nd != n or (h_o, w_o) != (h + 2 * pad - 2, wd + 2 * pad - 2)
-                or dw.shape != self._weight_shape(wlayout, c, k) or db.shape != (k,) or not 0 <= pad <= 2):
-            raise ValueError(f"conv3x3_wgrad_tf32 takes float32 x and dy of one layout whose sizes differ by "
+                or dw.shape != self._weight_shape(wlayout, c, k) or db.shape != (k,) or not 0 <= pad <= 2
+                or operands not in OPERANDS):
+            raise ValueError(f"conv3x3_wgrad takes {' or '.join(OPERANDS)} operands, float32 x and dy of one layout whose sizes differ by "
                              f"2 - 2 pad, pad 0..2, and dw of layout 0 or 1 and db for them; got {x.dtype} "
                              f"x {x.shape}, dy {dy.shape}, dw {dw.shape} (layout {wlayout}), db {db.shape}, pad {pad}")
         splits = self.wgrad_splits(n, h_o, w_o, c, k)
         partial_w = xp.empty((splits, 9, c, k), np.float32)
         partial_b = xp.empty((splits, k), np.float32)
-        self._kernel("conv_tc.cu", "conv3x3_wgrad_tf32", np.float32)(
+        self._kernel("conv_tc.cu", f"conv3x3_wgrad_{operands}", np.float32)(
             (-(-c // 16), -(-k // 16), splits), (288,),
             (partial_w, partial_b, x, dy, _int(n), _int(h), _int(wd), _int(c), _int(k), _int(pad), _int(nhwc)))
         self._kernel("conv_tc.cu", "conv3x3_wgrad_reduce", np.float32)(
@@ -248,19 +253,20 @@ class CudaBackend(Im2colBackend):
     """precision "fp32": every convolution in exact float32 (im2col + cuBLAS SGEMM), the path the 1e-4 parity
     tests hold; "tf32": the 3x3 stride-1 float32 convolutions (all of RED's, padding 0, 1 or 2) on tensor cores
     with TF32 operands, bias and ReLU in their epilogue (kernels/cuda/conv_tc.cu), the numerics of PyTorch's
-    default cuDNN convolutions; other shapes and float64 keep the exact path."""
+    default cuDNN convolutions; "bf16": the same with bfloat16 operands; other shapes and float64 keep the exact
+    path."""
 
     def __init__(self, runtime, precision="fp32"):
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
         super().__init__(CudaKernels(runtime), runtime.xp, COLS_BUDGET)
         self.runtime, self.precision = runtime, precision
-        self.name = "cuda" + ("-tf32" if precision == "tf32" else "") + ("-emulation" if runtime.name == "emulation" else "")
+        self.name = "cuda" + ("" if precision == "fp32" else f"-{precision}") + ("-emulation" if runtime.name == "emulation" else "")
         self._zero_bias = {}
 
-    # ---- the tensor-core path (precision "tf32") --------------------------------------------------------
+    # ---- the tensor-core path (precision "tf32" or "bf16") ----------------------------------------------
     def _tensor_cores(self, dtype, k, stride, padding):
-        return self.precision == "tf32" and dtype == np.float32 and k == 3 and stride == 1 and 0 <= padding <= 2
+        return self.precision in OPERANDS and dtype == np.float32 and k == 3 and stride == 1 and 0 <= padding <= 2
 
     def _zeros_bias(self, k):
         if k not in self._zero_bias:
@@ -268,14 +274,14 @@ class CudaBackend(Im2colBackend):
         return self._zero_bias[k]
 
     def _conv_tc(self, x, w, b, padding, relu, wlayout):
-        """y (N, K, H_o, W_o) = conv3x3_tf32 of NCHW x with w read in layout wlayout, b added, ReLU if relu."""
+        """y (N, K, H_o, W_o) = the tensor-core conv of NCHW x with w read in layout wlayout, b added, ReLU if relu."""
         xp = self.xp
         x = xp.ascontiguousarray(x)
         n, _, h, wd = x.shape
         k = w.shape[0] if wlayout == 1 else w.shape[1]
         y = xp.empty((n, k, h + 2 * padding - 2, wd + 2 * padding - 2), np.float32)
-        self.kernels.conv3x3_tf32(y, x, xp.ascontiguousarray(w), self._zeros_bias(k) if b is None else b,
-                                  padding, relu, nhwc=False, wlayout=wlayout)
+        self.kernels.conv3x3(y, x, xp.ascontiguousarray(w), self._zeros_bias(k) if b is None else b,
+                             padding, relu, nhwc=False, wlayout=wlayout, operands=self.precision)
         return y
 
     def _transposed_as_conv(self, dy, w, input_hw, stride, padding):
@@ -314,7 +320,7 @@ class CudaBackend(Im2colBackend):
         dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
         dw = xp.empty((dy.shape[1], x.shape[1], 3, 3), np.float32)
         db = xp.empty(dy.shape[1], np.float32)
-        self.kernels.conv3x3_wgrad_tf32(dw, db, x, dy, padding, nhwc=False, wlayout=1)
+        self.kernels.conv3x3_wgrad(dw, db, x, dy, padding, nhwc=False, wlayout=1, operands=self.precision)
         return dw, db
 
     def asarray(self, a, dtype):

@@ -1,11 +1,12 @@
-"""The cuda backend's "tf32" precision (RED's 3x3 stride-1 convolutions on tensor cores, kernels/cuda/conv_tc.cu)
-against the float64 NumPy reference, on the emulation (and on a GPU where CuPy finds one).
+"""The cuda backend's tensor-core precisions, "tf32" and "bf16" (RED's 3x3 stride-1 convolutions on tensor cores,
+kernels/cuda/conv_tc.cu), against the float64 NumPy reference, on the emulation (and on a GPU where CuPy finds one).
 
-Tolerances are bounds derived from the rounding, not tuned: TF32 keeps 10 mantissa bits, so each product of
-two rounded operands errs by at most 2u = 2^-10 of |w x| (u = 2^-11, rounding to nearest), and a float sum of
-T terms by at most T 2^-24 of the sum of their magnitudes, whatever the order.  A convolution's error is then
-at most (2^-10 + T 2^-24) times the same convolution of |x| and |w| (plus 2^-24 |b| for the bias).  A whole
-net is checked layer by layer, each layer on the input the net gave it (test_whole_net_is_the_composition_...).
+Tolerances are bounds derived from the rounding, not tuned: TF32 keeps 10 mantissa bits and bfloat16 7, so
+rounding to nearest errs by at most u = 2^-11 or 2^-8 relative, and a product of two rounded operands (exact in
+float) by (1 + u)^2 - 1 = 2u + u^2; a float sum of T terms errs by at most T 2^-24 of the sum of their
+magnitudes, whatever the order.  A convolution's error is then at most (2u + u^2 + T 2^-24) times the same
+convolution of |x| and |w| (plus 2^-24 |b| for the bias).  A whole net is checked layer by layer, each layer
+on the input the net gave it (test_whole_net_is_the_composition_of_tensor_core_layers).
 """
 import json
 
@@ -20,11 +21,17 @@ from redcore.backends import get_backend, with_precision
 from redcore.ops.conv import conv2d_backward, conv2d_forward, conv_transpose2d_backward, conv_transpose2d_forward
 
 ref = get_backend("numpy")
-U32 = 2.0 ** -24                 # float32 unit roundoff
-DELTA_TF32 = 2.0 ** -10          # a product of two TF32-rounded operands: (1 + 2^-11)^2 - 1 < 2^-10 + 2^-22
+U32 = 2.0 ** -24                              # float32 unit roundoff
+UNIT = {"tf32": 2.0 ** -11, "bf16": 2.0 ** -8}    # the operands' rounding
 
 
-@pytest.fixture(params=["cuda-tf32-emulation", "cuda-tf32"], scope="module")
+def product_error(backend):
+    """Relative error of a product of two operands rounded to the backend's precision."""
+    u = UNIT[backend.precision]
+    return 2 * u + u * u
+
+
+@pytest.fixture(params=["cuda-tf32-emulation", "cuda-bf16-emulation", "cuda-tf32", "cuda-bf16"], scope="module")
 def tf32(request):
     try:
         return get_backend(request.param)
@@ -44,7 +51,7 @@ def f32(*arrays):
 def within(got, want, bound, what):
     err = np.abs(host(got).astype(np.float64) - want)
     assert got.shape == want.shape and np.all(err <= bound), \
-        f"{what}: {(err / np.maximum(bound, 1e-300)).max():.2f}x the TF32 bound"
+        f"{what}: {(err / np.maximum(bound, 1e-300)).max():.2f}x the bound"
 
 
 @settings(max_examples=15, deadline=None)      # each example launches a few thousand emulated threads
@@ -60,15 +67,15 @@ def test_conv_primitives_within_the_tf32_bound(tf32, n, c_in, c_out, pad, h, w, 
     dy, = f32(rng.standard_normal(ref.conv2d(x, wt, 1, pad).shape))
     dev = lambda a: tf32.asarray(a, np.float32)   # noqa: E731
     within(tf32.conv2d(dev(x), dev(wt), 1, pad), ref.conv2d(x, wt, 1, pad),
-           (DELTA_TF32 + 9 * c_in * U32) * ref.conv2d(np.abs(x), np.abs(wt), 1, pad), "conv2d")
+           (product_error(tf32) + 9 * c_in * U32) * ref.conv2d(np.abs(x), np.abs(wt), 1, pad), "conv2d")
     within(tf32.conv2d_backward_input(dev(dy), dev(wt), (h, w), 1, pad),
            ref.conv2d_backward_input(dy, wt, (h, w), 1, pad),
-           (DELTA_TF32 + 9 * c_out * U32) * ref.conv2d_backward_input(np.abs(dy), np.abs(wt), (h, w), 1, pad),
+           (product_error(tf32) + 9 * c_out * U32) * ref.conv2d_backward_input(np.abs(dy), np.abs(wt), (h, w), 1, pad),
            "conv2d_backward_input")
     terms = n * dy.shape[2] * dy.shape[3]
     dw, db = tf32.conv2d_backward_weight_bias(dev(dy), dev(x), 3, 1, pad)
     within(dw, ref.conv2d_backward_weight(dy, x, 3, 1, pad),
-           (DELTA_TF32 + terms * U32) * ref.conv2d_backward_weight(np.abs(dy), np.abs(x), 3, 1, pad), "weight gradient")
+           (product_error(tf32) + terms * U32) * ref.conv2d_backward_weight(np.abs(dy), np.abs(x), 3, 1, pad), "weight gradient")
     within(db, ref.bias_backward(dy), terms * U32 * ref.bias_backward(np.abs(dy)), "bias gradient")
 
 
@@ -80,20 +87,20 @@ def test_ops_fuse_bias_and_relu_into_the_epilogue(tf32):
     n, c, k, h, w = 2, 6, 9, 8, 13
     x, wt, b = f32(rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c, 3, 3)), rng.standard_normal(k))
     dev = lambda a: tf32.asarray(a, np.float32)   # noqa: E731
-    bound = (DELTA_TF32 + (9 * c + 1) * U32) * (ref.conv2d(np.abs(x), np.abs(wt), 1, 1) + np.abs(b)[:, None, None])
+    bound = (product_error(tf32) + (9 * c + 1) * U32) * (ref.conv2d(np.abs(x), np.abs(wt), 1, 1) + np.abs(b)[:, None, None])
     within(conv2d_forward(tf32, dev(x), dev(wt), dev(b), 1, 1, relu=True),
            conv2d_forward(ref, x, wt, b, 1, 1, relu=True), bound, "conv + bias + ReLU")
     # the transposed conv (C -> K weight (C, K, 3, 3)) of a valid-padded net: pad 0, the map grows by 2
     wtt, = f32(rng.standard_normal((c, k, 3, 3)))
     want = conv_transpose2d_forward(ref, x, wtt, b, 1, 0, relu=True)
-    bound = (DELTA_TF32 + (9 * c + 1) * U32) * (conv_transpose2d_forward(ref, np.abs(x), np.abs(wtt), np.abs(b), 1, 0))
+    bound = (product_error(tf32) + (9 * c + 1) * U32) * (conv_transpose2d_forward(ref, np.abs(x), np.abs(wtt), np.abs(b), 1, 0))
     within(conv_transpose2d_forward(tf32, dev(x), dev(wtt), dev(b), 1, 0, relu=True), want, bound, "deconv + bias + ReLU")
     dy, = f32(rng.standard_normal(want.shape))
     dx, dwt, db = conv_transpose2d_backward(tf32, dev(dy), dev(x), dev(wtt), 1, 0)
     rdx, rdwt, rdb = conv_transpose2d_backward(ref, dy, x, wtt, 1, 0)
-    within(dx, rdx, (DELTA_TF32 + 9 * k * U32) * ref.conv2d(np.abs(dy), np.abs(wtt), 1, 0), "deconv dx")
+    within(dx, rdx, (product_error(tf32) + 9 * k * U32) * ref.conv2d(np.abs(dy), np.abs(wtt), 1, 0), "deconv dx")
     terms = n * h * w
-    within(dwt, rdwt, (DELTA_TF32 + terms * U32) * ref.conv2d_backward_weight(np.abs(x), np.abs(dy), 3, 1, 0), "deconv dw")
+    within(dwt, rdwt, (product_error(tf32) + terms * U32) * ref.conv2d_backward_weight(np.abs(x), np.abs(dy), 3, 1, 0), "deconv dw")
     within(db, rdb, dy[0].size // k * n * U32 * ref.bias_backward(np.abs(dy)), "deconv db")
     dx, dw, db = conv2d_backward(tf32, dev(dy[:, :, 1:-1, 1:-1]), dev(x), dev(wt), 1, 1)
     assert dx.shape == x.shape and dw.shape == wt.shape and db.shape == b.shape
@@ -113,10 +120,10 @@ def test_float64_and_other_shapes_keep_the_exact_path(tf32):
 
 
 @pytest.mark.parametrize("padding", ["same", "valid"])
-def test_whole_net_is_the_composition_of_tf32_layers(tf32, padding):
-    """A RED-Net (skips, residual) run on the tf32 path, layer by layer: each conv and deconv output the forward
-    kept matches the float64 reference of that layer on the input the net actually gave it, within the TF32
-    bound of one layer (2^-10 + (9 C + 1) 2^-24 of conv(|h|, |W|) + |b|; ReLU is 1-Lipschitz), and each skip
+def test_whole_net_is_the_composition_of_tensor_core_layers(tf32, padding):
+    """A RED-Net (skips, residual) run on the tensor-core path, layer by layer: each conv and deconv output the forward
+    kept matches the float64 reference of that layer on the input the net actually gave it, within the
+    bound of one layer (2u + u^2 + (9 C + 1) 2^-24 of conv(|h|, |W|) + |b|; ReLU is 1-Lipschitz), and each skip
     sum (Eq. 3) and the residual are the float32 sums of the maps they join.  A bound carried through the whole
     net instead (with |W| in every layer) would be some 10^4 times the actual error here, so it could not see
     a wrong layer; this one checks every layer's wiring (weights, layout, padding, bias, ReLU) to its own
@@ -131,7 +138,7 @@ def test_whole_net_is_the_composition_of_tf32_layers(tf32, padding):
     maps = {k: [None if a is None else host(a).astype(np.float64) for a in c[k]] for k in ("conv_in", "conv_out", "stage_in")}
     relu_out = {j: host(a).astype(np.float64) for j, a in c["relu_out"].items()}
     skip_out = {j: host(a).astype(np.float64) for j, a in c["skip_out"].items()}
-    delta = DELTA_TF32 + (9 * 20 + 1) * U32
+    delta = product_error(tf32) + (9 * 20 + 1) * U32
     np.testing.assert_array_equal(maps["conv_in"][1], x)
     for i in range(1, net.n + 1):
         w, b, h = p[f"conv{i}.weight"], p[f"conv{i}.bias"], maps["conv_in"][i]
@@ -150,7 +157,7 @@ def test_whole_net_is_the_composition_of_tf32_layers(tf32, padding):
             joined = np.maximum(relu_out[j] + maps["conv_out"][net.skips[j] - 1], 0)
             within(skip_out[j], joined, U32 * np.abs(joined), f"skip sum after deconv{j}")
         np.testing.assert_array_equal(maps["stage_in"][j + 1], skip_out.get(j, relu_out[j]))
-    # and TF32 it is: the output differs from the float64 net's by far more than float32 rounding
+    # and rounded operands it has: the output differs from the float64 net's by far more than float32 rounding
     exact = redcore.REDNet(**{**net.config, "dtype": "float64"}, backend="numpy")
     exact.load_state_dict(p)
     y = exact.forward(x.astype(np.float64), keep=False)
@@ -161,6 +168,7 @@ def test_train_script_uses_tensor_cores_on_cuda_by_default(tmp_path, monkeypatch
     """examples/train.py --backend cuda runs precision tf32 unless told fp32; the emulated run learns (its loss
     falls), and the cpu backends refuse tf32 with a sentence."""
     assert with_precision("cuda") == "cuda-tf32" and with_precision("cuda", "fp32") == "cuda"
+    assert with_precision("cuda", "bf16") == "cuda-bf16" and with_precision("cuda-emulation", "bf16") == "cuda-bf16-emulation"
     assert with_precision("cuda-emulation") == "cuda-tf32-emulation" and with_precision("cpu") == "cpu"
     with pytest.raises(ValueError, match="precision tf32 needs a cuda backend: cpu computes in exact float32 only"):
         with_precision("cpu", "tf32")
