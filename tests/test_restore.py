@@ -177,6 +177,17 @@ def test_ship_model_adds_a_card_and_restore_finds_it(tmp_path, monkeypatch, caps
     assert test["set"] == "classic5" and test["images"] == 5 and abs(test["input_psnr"] - 27.82) < 0.01
     img = (np.random.default_rng(0).random((32, 32)) * 255).astype(np.uint8)
     assert redcore.restore(img, "jpeg", 10).shape == (32, 32)
+    # --baseline cached: the baseline's figures only where runs/baselines holds them; it never runs
+    from redcore import baselines
+
+    def never(*args):
+        raise AssertionError("the baseline ran")
+    monkeypatch.setattr(baselines, "CACHE_FOLDER", str(tmp_path / "empty-cache"))
+    monkeypatch.setitem(baselines.BASELINES, "jpeg", ("BM3D deblock", never))
+    assert script("ship_model").main([str(run / "checkpoint.npz"), "--name", "tiny-jpeg-q10", "--baseline", "cached",
+                                      "--hardware", "test machine", "--command", "the test"]) == 0
+    test = zoo.cards()["tiny-jpeg-q10"]["tests"][0]
+    assert "baseline" not in test and abs(test["input_psnr"] - 27.82) < 0.01
 
 
 def test_the_baselines_cache_keeps_only_what_was_scored(tmp_path):
