@@ -25,6 +25,51 @@ def runtime():
     return EmulatedRuntime()
 
 
+def find_nvrtc():
+    """libnvrtc (the compiler CuPy's RawModule uses on a GPU): the nvidia-cuda-nvrtc-cu12 wheel's, or the
+    system's; None where neither is installed."""
+    import ctypes.util
+    import glob
+    import os
+    try:
+        import nvidia.cuda_nvrtc
+        found = sorted(glob.glob(os.path.join(list(nvidia.cuda_nvrtc.__path__)[0], "lib", "libnvrtc.so.*")))
+        if found:
+            return found[0]
+    except ImportError:
+        pass
+    return ctypes.util.find_library("nvrtc")
+
+
+def nvrtc_compile(library, source, options):
+    """(status, log) of compiling `source` with NVRTC and `options`, as cupy.RawModule does (no GPU needed)."""
+    import ctypes
+    lib = ctypes.CDLL(library)
+    program = ctypes.c_void_p()
+    assert lib.nvrtcCreateProgram(ctypes.byref(program), source.encode(), b"kernel.cu", 0, None, None) == 0
+    encoded = [o.encode() for o in options]
+    status = lib.nvrtcCompileProgram(program, len(encoded), (ctypes.c_char_p * len(encoded))(*encoded))
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(program, log)
+    lib.nvrtcDestroyProgram(ctypes.byref(program))
+    return status, log.value.decode(errors="replace")
+
+
+@pytest.mark.skipif(find_nvrtc() is None, reason="libnvrtc is not installed (pip install nvidia-cuda-nvrtc-cu12)")
+@pytest.mark.parametrize("source", cuda_kernels.SOURCES)
+@pytest.mark.parametrize("real", ["float", "double"])
+def test_sources_compile_with_nvrtc_and_no_toolkit_headers(source, real):
+    """On a GPU CuPy compiles the sources with NVRTC, which finds no CUDA header unless a toolkit lies beside it
+    (a pip-installed CuPy has none): so the sources include none, and compile with NVRTC's own built-ins for
+    sm_80 and sm_90 here, with no include path."""
+    for arch in ("compute_80", "compute_90"):
+        status, log = nvrtc_compile(find_nvrtc(), cuda_kernels.read_source(source), [f"-Dreal={real}",
+                                                                                     f"--gpu-architecture={arch}"])
+        assert status == 0, log
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("source", cuda_kernels.SOURCES)
 @pytest.mark.parametrize("real", ["float", "double"])
@@ -244,6 +289,40 @@ def test_tensor_core_weight_gradient_matches_the_reference_within_tf32_rounding(
         assert np.all(np.abs(db - want_b) <= terms * 2.0 ** -24 * np.abs(dy).sum(axis=(0, 2, 3)))
 
 
+def rounded(a, operands):
+    """a rounded as the kernels round operands: TF32 by cvt.rna (to nearest, ties away from zero: add half an
+    ulp of 13 dropped bits to the magnitude), bfloat16 to nearest even (16 dropped bits)."""
+    bits = np.ascontiguousarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    if operands == "tf32":
+        bits = (bits + 0x1000) & 0xFFFFE000
+    else:
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize("operands", ["tf32", "bf16"])
+def test_tensor_cores_see_exactly_the_rounded_operands(operands):
+    """Sharper than the bounds above: against the float64 convolution of the operands rounded as the PTX says
+    (cvt.rna for TF32, nearest even for bf16), the kernels err only by their float sums, (T + 1) 2^-24 of the
+    magnitude.  An operand passed unrounded (which the tensor cores truncate) or rounded the wrong way fails."""
+    kernels = get_backend("cuda-emulation").kernels
+    rng = np.random.default_rng(21)
+    n, c, k, h, w = 2, 24, 20, 6, 19
+    x, wt, dy = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c, 3, 3)), rng.standard_normal((n, k, h, w))
+    x, wt, dy = (a.astype(np.float32).astype(np.float64) for a in (x, wt, dy))
+    y = np.zeros((n, k, h, w), np.float32)
+    kernels.conv3x3(y, x.astype(np.float32), wt.astype(np.float32), np.zeros(k, np.float32), 1, False, nhwc=False,
+                    wlayout=1, operands=operands)
+    want = ref.conv2d(rounded(x, operands), rounded(wt, operands), 1, 1)
+    assert np.all(np.abs(y - want) <= (9 * c + 1) * 2.0 ** -24 * ref.conv2d(np.abs(x), np.abs(wt), 1, 1) * 1.01)
+    dw, db = np.zeros((k, c, 3, 3), np.float32), np.zeros(k, np.float32)
+    kernels.conv3x3_wgrad(dw, db, x.astype(np.float32), dy.astype(np.float32), 1, nhwc=False, wlayout=1,
+                          operands=operands)
+    want = ref.conv2d_backward_weight(rounded(dy, operands), rounded(x, operands), 3, 1, 1)
+    terms = n * h * w
+    assert np.all(np.abs(dw - want) <= (terms + 1) * 2.0 ** -24 * ref.conv2d_backward_weight(np.abs(dy), np.abs(x), 3, 1, 1) * 1.01)
+
+
 def test_tensor_core_weight_gradient_is_deterministic_and_accumulates():
     """The partial sums are added in a fixed order: two runs give the same bits.  accumulate=True adds the
     gradient to what dw and db hold (micro-batches, a layer used twice)."""
@@ -303,8 +382,8 @@ def test_tensor_core_launchers_refuse_mismatched_shapes():
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tmp_path):
-    """The PTX holds the TF32 m16n16k8 and bf16 m16n16k16 mmas of both operand layouts (tensor cores from
-    sm_80) and ptxas reports
+    """The PTX holds the TF32 m16n8k8 and bf16 m16n8k16 mma.sync (tensor cores from sm_80) and the TF32
+    rounding, and ptxas reports
     no register spills for any kernel of conv_tc.cu on sm_80 and sm_90.  (Its SASS is checked for HMMA where
     cuobjdump is installed.)"""
     source = cuda_kernels.source_path("conv_tc.cu")
@@ -312,9 +391,9 @@ def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tm
     done = subprocess.run(["nvcc", "-ptx", "-arch=sm_80", source, "-o", str(ptx)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     text = ptx.read_text()
-    for shape in ("m16n16k8.f32.tf32.tf32.f32", "m16n16k16.f32.bf16.bf16.f32"):     # TF32, bfloat16
-        assert f"wmma.mma.sync.aligned.row.row.{shape}" in text       # forward, input gradient
-        assert f"wmma.mma.sync.aligned.col.row.{shape}" in text       # weight gradient
+    assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in text
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in text
+    assert "cvt.rna.tf32.f32" in text
     fatbin = tmp_path / "conv_tc.fatbin"
     done = subprocess.run(["nvcc", "--fatbin", "-Xptxas", "-v", "-gencode", "arch=compute_80,code=sm_80",
                            "-gencode", "arch=compute_90,code=sm_90", source, "-o", str(fatbin)],

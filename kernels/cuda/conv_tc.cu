@@ -1,7 +1,9 @@
-// 3x3 stride-1 convolutions as implicit GEMMs on tensor cores (WMMA, TF32 m16n16k8, float accumulators),
-// no im2col matrix in memory.  The `tf32` precision of the cuda backend: operands are rounded to TF32
-// (cvt.rna, 10 mantissa bits) as they enter the tensor cores, as PyTorch's default cuDNN convolutions do;
-// products and sums are float.
+// 3x3 stride-1 convolutions as implicit GEMMs on tensor cores (mma.sync: TF32 m16n8k8 or bf16 m16n8k16,
+// float accumulators), no im2col matrix in memory.  The `tf32` and `bf16` precisions of the cuda backend:
+// operands are rounded once, as they are staged in shared memory (TF32: cvt.rna, 10 mantissa bits, as
+// PyTorch's default cuDNN convolutions; bf16: to nearest even, 7 bits); products and sums are float.
+// No header is included: the tensor-core instructions are inline PTX, so NVRTC compiles this file without a
+// CUDA toolkit beside it (tests/test_cuda_kernels.py compiles it so), and emulation.h models them per lane.
 //
 // Layouts.  Activations are NCHW (nhwc = 0, the model's layout) or NHWC (nhwc = 1); the index helpers below
 // are the only place that knows.  Weights are read in one of three layouts (wlayout), so that no caller has
@@ -11,59 +13,80 @@
 //   2  (C, K, 3, 3) read flipped: w[c, o, 2 - u, 2 - v]    the input gradient of the conv whose weight this
 //                                                           is, and the transposed conv's forward
 //
-// conv3x3_tf32, the forward pass and the input gradient:
+// conv3x3_<operands>[_n32|_n64], the forward pass and the input gradient:
 //   y[n, i, j, o] = b[o] + sum_{u, v, c} W(u*3 + v, c, o) * x_pad[n, i + u, j + v, c]      (x_pad: pad zeros)
 // As a GEMM: M = output pixels, N = output channels, K = 9 taps x C input channels.  One block computes a
-// tile of TILE_H x TILE_W output pixels (one image) x TILE_N output channels; warp r owns output row r of
-// the tile, 16 pixels, as one 16 x 16 accumulator.  For each chunk of TILE_K input channels the block loads
-// the input tile with its one-pixel halo, (TILE_H + 2) x (TILE_W + 2) x TILE_K, into shared memory once, and
-// the chunk's weights of all 9 taps; every tap then reads its A operand from the same tile, shifted by the
-// tap (a 16 x 8 row-major matrix with ldm = TILE_K), so x is read from global memory once per chunk.
-// The epilogue restages the accumulators through shared memory and writes y with the bias and an optional
-// ReLU (the encoder's conv + bias + ReLU in one pass), inside the output's bounds.
+// tile of TILE_H x TILE_W output pixels (one image) x 16 NF output channels (NF = 1, 2, 4: the three widths);
+// warp r owns output row r of the tile, 16 pixels, as 2 NF m16n8 accumulators.  For each chunk of K input
+// channels (the mma's K: 8 or 16) the block stages the input tile with its one-pixel halo, (TILE_H + 2) x
+// (TILE_W + 2) x K, and the chunk's weights of all 9 taps in shared memory once; every tap then reads its A
+// fragment from the same tile, shifted by the tap, so x is read from global memory once per chunk.  The
+// epilogue writes each lane's accumulators to y with the bias and an optional ReLU (the encoder's conv + bias
+// + ReLU in one pass), inside the output's bounds.
 // pad = 1 is RED's "same" convolution, pad = 0 its "valid" one, and pad = 2 with wlayout 2 the transposed
 // convolution's full padding, i.e. the input gradient of a valid conv: one kernel serves all three.
 // Shapes: x (N, C, H, W) or (N, H, W, C), b (K), y (N, K, H_o, W_o) or (N, H_o, W_o, K), H_o = H + 2 pad - 2.
-// Launch: block (128), grid (ceil(W_o / 16), ceil(H_o / 4), N ceil(K / 16)).
+// Launch: block (128), grid (ceil(W_o / 16), ceil(H_o / 4), N ceil(K / (16 NF))).
 //
-// conv3x3_wgrad_tf32 + conv3x3_wgrad_reduce, the weight and bias gradients:
+// conv3x3_wgrad_<operands> + conv3x3_wgrad_reduce, the weight and bias gradients:
 //   dW(u*3 + v, c, o) = sum_{n, i, j} x_pad[n, i + u, j + v, c] dy[n, i, j, o],   db[o] = sum_{n, i, j} dy[n, i, j, o]
 // As a GEMM per tap: M = 16 input channels, N = 16 output channels, K = pixels.  The output pixels are cut into
 // tiles of TILE_H x TILE_W (one image each), numbered t = (n * tiles_y + ty) * tiles_x + tx; block (cx, ox, s)
 // sums the tiles t = s, s + S, s + 2S, ... in that order into partial_w[s] (and, for cx = 0, partial_b[s]);
-// warp `tap` of its 9 warps owns tap's 16 x 16 accumulator.  Per tile the block stages x's tile with its halo
-// (16 channels) and dy's tile (16 channels) in shared memory; A (16 channels x 8 pixels) is a column-major
-// view of the x tile shifted by the tap, B (8 pixels x 16 channels) a row-major view of the dy tile.
+// warp `tap` of its 9 warps owns tap's two m16n8 accumulators.  Per tile the block stages x's tile with its
+// halo (16 channels) and dy's tile (16 channels) in shared memory; A (16 channels x K pixels) is x's tile
+// shifted by the tap, B (K pixels x 8 channels) dy's.  The bias gradient is summed from float dy.
 // conv3x3_wgrad_reduce then sums the S partials in the order s = 0, 1, ..: the result does not depend on
 // the schedule (deterministic, unlike atomics), and is written in the weight's layout (0 or 1), added to
 // what is there when accumulate != 0.
 // Launch: block (288), grid (ceil(C / 16), ceil(K / 16), S); partial_w (S, 9, C, K), partial_b (S, K).
-#ifdef __CUDACC__
-#include <cuda_bf16.h>
-#include <mma.h>
-#endif
+//
+// Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k8 / m16n8k16"), lane = 4 g + t (g = lane / 4,
+// t = lane % 4), each register a 32-bit word:
+//   TF32 m16n8k8:  A (16 x 8)  a0 A[g][t], a1 A[g+8][t], a2 A[g][t+4], a3 A[g+8][t+4]
+//                  B (8 x 8)   b0 B[t][g], b1 B[t+4][g]
+//   bf16 m16n8k16: A (16 x 16) a0 A[g][2t..2t+1], a1 A[g+8][2t..2t+1], a2 A[g][2t+8..2t+9], a3 A[g+8][2t+8..2t+9]
+//                  B (16 x 8)  b0 B[2t..2t+1][g], b1 B[2t+8..2t+9][g]        (the lower index in the low half)
+//   C, D (16 x 8, float):      c0 C[g][2t], c1 C[g][2t+1], c2 C[g+8][2t], c3 C[g+8][2t+1]
 
 #define TILE_H 4      // output rows per block tile: one warp each in the forward
 #define TILE_W 16     // output pixels per row: the mma's M
-#define TILE_N 16     // output channels per weight-gradient block: the mma's N
+#define TILE_N 16     // output channels per weight-gradient block: two m16n8 tiles
 #define WG_C 16       // input channels per weight-gradient block: the mma's M there
 
-// The two operand types of the tensor cores.  Operands are rounded once, as they are staged in shared memory,
-// and the mmas sum their exact products in float.
-//   Tf32: float storage rounded to TF32 (cvt.rna: to nearest, ties away; 10 mantissa bits), mma K = 8.
-//   Bf16: __nv_bfloat16 storage (to nearest even; 7 mantissa bits), mma K = 16: twice TF32's rate.
-struct Tf32 {
-    using stored = float;
-    using precision = nvcuda::wmma::precision::tf32;
-    static constexpr int K = 8;
-    __device__ static float round(float v) { return nvcuda::wmma::__float_to_tf32(v); }
-};
-struct Bf16 {
-    using stored = __nv_bfloat16;
-    using precision = __nv_bfloat16;
-    static constexpr int K = 16;
-    __device__ static __nv_bfloat16 round(float v) { return __float2bfloat16(v); }
-};
+#ifdef __CUDACC__
+// The tensor-core instructions (emulation.h defines the same three for the CPU, by the fragment tables above).
+__device__ __forceinline__ unsigned ptx_cvt_rna_tf32(float x)
+{
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+
+__device__ __forceinline__ void ptx_mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
+{
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ void ptx_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
+
+// bfloat16 bits of x, rounded to nearest even (the upper half of the float; NaN stays NaN).
+__device__ __forceinline__ unsigned short bf16_bits(float x)
+{
+    const unsigned u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);
+    return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
 
 // Offset of element (n, c, i, j) of a map with `channels` channels of hh x ww pixels, in either layout.
 __device__ __forceinline__ long long map_offset(int nhwc, int n, int c, int i, int j, int channels, int hh, int ww)
@@ -80,40 +103,80 @@ __device__ __forceinline__ long long weight_offset(int wlayout, int tap, int c, 
     return ((long long)c * c_out + o) * 9 + (8 - tap);
 }
 
-// The forward kernel's block tile: TILE_H x TILE_W output pixels x 16 NF output channels, one warp per row
-// holding NF 16 x 16 accumulators, so that each A fragment (16 pixels x K channels) feeds NF mmas.  Shared
-// memory: the input tile with its halo and the chunk's weights, as rounded operands; the float accumulators
-// are restaged over them at the end.
+// The two operand types: how a value is stored in shared memory (rounded), the mma's K, how a lane gathers its
+// fragments from a matrix stored at base[row * row_stride + col * col_stride], and the mma itself.
+struct Tf32 {
+    using stored = unsigned;                             // TF32 bits (a float with the low 13 bits zero)
+    static constexpr int K = 8;
+    __device__ static unsigned round(float v) { return ptx_cvt_rna_tf32(v); }
+    __device__ static void load_a(unsigned (&a)[4], const unsigned* base, int ms, int ks, int g, int t)
+    {
+        a[0] = base[g * ms + t * ks];
+        a[1] = base[(g + 8) * ms + t * ks];
+        a[2] = base[g * ms + (t + 4) * ks];
+        a[3] = base[(g + 8) * ms + (t + 4) * ks];
+    }
+    __device__ static void load_b(unsigned (&b)[2], const unsigned* base, int ks, int ns, int g, int t)
+    {
+        b[0] = base[t * ks + g * ns];
+        b[1] = base[(t + 4) * ks + g * ns];
+    }
+    __device__ static void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
+    {
+        ptx_mma_m16n8k8_tf32(d, a, b);
+    }
+};
+
+struct Bf16 {
+    using stored = unsigned short;                       // bfloat16 bits
+    static constexpr int K = 16;
+    __device__ static unsigned short round(float v) { return bf16_bits(v); }
+    __device__ static unsigned pair(unsigned short lo, unsigned short hi) { return lo | ((unsigned)hi << 16); }
+    __device__ static void load_a(unsigned (&a)[4], const unsigned short* base, int ms, int ks, int g, int t)
+    {
+        for (int r = 0; r < 4; ++r) {
+            const int m = g + 8 * (r & 1), k = 2 * t + 8 * (r >> 1);
+            a[r] = pair(base[m * ms + k * ks], base[m * ms + (k + 1) * ks]);
+        }
+    }
+    __device__ static void load_b(unsigned (&b)[2], const unsigned short* base, int ks, int ns, int g, int t)
+    {
+        for (int r = 0; r < 2; ++r) {
+            const int k = 2 * t + 8 * r;
+            b[r] = pair(base[k * ks + g * ns], base[(k + 1) * ks + g * ns]);
+        }
+    }
+    __device__ static void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
+    {
+        ptx_mma_m16n8k16_bf16(d, a, b);
+    }
+};
+
+// The forward kernel's block tile: TILE_H x TILE_W output pixels x 16 NF output channels.  Shared memory: the
+// input tile with its halo, [pixel][K], and the chunk's weights, [tap][output channel][K], as rounded operands.
 template <int NF, class Op>
 struct ConvTile {
     using T = typename Op::stored;
     static constexpr int N = 16 * NF;                                  // output channels per block
     static constexpr int XS = (TILE_H + 2) * (TILE_W + 2) * Op::K;     // input tile and halo, one chunk of K
-    static constexpr int WS = 9 * Op::K * N;                           // the chunk's weights, every tap
-    static constexpr int ACC = TILE_H * TILE_W * N;                    // float accumulators, restaged
-    static constexpr int BYTES = (XS + WS) * (int)sizeof(T) > ACC * 4 ? (XS + WS) * (int)sizeof(T) : ACC * 4;
+    static constexpr int WS = 9 * N * Op::K;                           // the chunk's weights, every tap
 };
 
 template <int NF, class Op>
-__device__ void conv3x3_tile(unsigned char* smem, float* __restrict__ y, const float* __restrict__ x,
-                             const float* __restrict__ w, const float* __restrict__ b,
+__device__ void conv3x3_tile(typename Op::stored* xs, typename Op::stored* ws, float* __restrict__ y,
+                             const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
                              int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu, int nhwc, int wlayout)
 {
-    using namespace nvcuda;
-    using Tile = ConvTile<NF, Op>;
-    using T = typename Op::stored;
-    constexpr int N = Tile::N, K = Op::K, HALO = (TILE_H + 2) * (TILE_W + 2);
-    T* xs = reinterpret_cast<T*>(smem);                  // [TILE_H + 2][TILE_W + 2][K]
-    T* ws = xs + Tile::XS;                               // [9][K][N]
-    float* acc_tile = reinterpret_cast<float*>(smem);    // [TILE_H][TILE_W][N], after the last chunk
+    constexpr int N = ConvTile<NF, Op>::N, K = Op::K, HALO = (TILE_H + 2) * (TILE_W + 2);
     const int h_o = h + 2 * pad - 2, w_o = w_in + 2 * pad - 2;
     const int n_tiles = (c_out + N - 1) / N;
     const int img = blockIdx.z / n_tiles, o0 = (blockIdx.z % n_tiles) * N;
     const int i0 = blockIdx.y * TILE_H, j0 = blockIdx.x * TILE_W;
-    const int tid = threadIdx.x, row = tid / 32;
+    const int tid = threadIdx.x, row = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
 
-    wmma::fragment<wmma::accumulator, 16, 16, K, float> acc[NF];
-    for (int f = 0; f < NF; ++f) wmma::fill_fragment(acc[f], 0.0f);
+    float acc[2 * NF][4];
+    for (int f = 0; f < 2 * NF; ++f)
+        for (int q = 0; q < 4; ++q) acc[f][q] = 0.0f;
     for (int c0 = 0; c0 < c_in; c0 += K) {
         for (int e = tid; e < HALO * K; e += blockDim.x) {
             // consecutive threads read consecutive addresses: channels in NHWC, pixels of a row in NCHW
@@ -123,36 +186,33 @@ __device__ void conv3x3_tile(unsigned char* smem, float* __restrict__ y, const f
             xs[p * K + k] = Op::round((si >= 0 && si < h && sj >= 0 && sj < w_in && c < c_in)
                                       ? x[map_offset(nhwc, img, c, si, sj, c_in, h, w_in)] : 0.0f);
         }
-        for (int e = tid; e < 9 * K * N; e += blockDim.x) {
-            const int o = e % N, k = (e / N) % K, tap = e / (N * K);
+        for (int e = tid; e < 9 * N * K; e += blockDim.x) {
+            const int k = e % K, o = (e / K) % N, tap = e / (K * N);
             ws[e] = Op::round((c0 + k < c_in && o0 + o < c_out)
                               ? w[weight_offset(wlayout, tap, c0 + k, o0 + o, c_in, c_out)] : 0.0f);
         }
         __syncthreads();
         for (int tap = 0; tap < 9; ++tap) {
-            wmma::fragment<wmma::matrix_a, 16, 16, K, typename Op::precision, wmma::row_major> a;
-            // 16 pixels of row `row + u`, shifted by v: a 16 x K row-major matrix with ldm = K
-            wmma::load_matrix_sync(a, xs + ((row + tap / 3) * (TILE_W + 2) + tap % 3) * K, K);
-            for (int f = 0; f < NF; ++f) {
-                wmma::fragment<wmma::matrix_b, 16, 16, K, typename Op::precision, wmma::row_major> bf;
-                wmma::load_matrix_sync(bf, ws + tap * K * N + 16 * f, N);
-                wmma::mma_sync(acc[f], a, bf, acc[f]);
+            unsigned a[4];
+            // A[m][k]: pixel m of row `row + u`, shifted by v, channel k
+            Op::load_a(a, xs + ((row + tap / 3) * (TILE_W + 2) + tap % 3) * K, K, 1, g, t);
+            for (int f = 0; f < 2 * NF; ++f) {
+                unsigned bf[2];
+                Op::load_b(bf, ws + (tap * N + 8 * f) * K, 1, K, g, t);     // B[k][n] = W(tap, k, 8 f + n)
+                Op::mma(acc[f], a, bf);
             }
         }
-        __syncthreads();                 // the next chunk overwrites xs and ws (and the epilogue reuses them)
+        __syncthreads();                 // the next chunk overwrites xs and ws
     }
-    for (int f = 0; f < NF; ++f)
-        wmma::store_matrix_sync(acc_tile + row * TILE_W * N + 16 * f, acc[f], N, wmma::mem_row_major);
-    __syncthreads();
-    for (int e = tid; e < TILE_H * TILE_W * N; e += blockDim.x) {
-        const int o = nhwc ? e % N : e / (TILE_H * TILE_W), p = nhwc ? e / N : e % (TILE_H * TILE_W);
-        const int r = p / TILE_W, col = p % TILE_W;
-        const int i = i0 + r, j = j0 + col, oc = o0 + o;
-        if (i < h_o && j < w_o && oc < c_out) {
-            const float value = acc_tile[p * N + o] + b[oc];
-            y[map_offset(nhwc, img, oc, i, j, c_out, h_o, w_o)] = (relu && value < 0.0f) ? 0.0f : value;
+    const int i = i0 + row;
+    for (int f = 0; f < 2 * NF; ++f)
+        for (int q = 0; q < 4; ++q) {
+            const int j = j0 + g + 8 * (q >> 1), oc = o0 + 8 * f + 2 * t + (q & 1);
+            if (i < h_o && j < w_o && oc < c_out) {
+                const float value = acc[f][q] + b[oc];
+                y[map_offset(nhwc, img, oc, i, j, c_out, h_o, w_o)] = (relu && value < 0.0f) ? 0.0f : value;
+            }
         }
-    }
 }
 
 // Each operand type in three widths: 16, 32 or 64 output channels per block (more reuse of each staged input
@@ -161,48 +221,48 @@ extern "C" __global__ void conv3x3_tf32(float* __restrict__ y, const float* __re
                                            const float* __restrict__ w, const float* __restrict__ b,
                                            int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu, int nhwc, int wlayout)
 {
-    __shared__ __align__(32) unsigned char smem[ConvTile<1, Tf32>::BYTES];
-    conv3x3_tile<1, Tf32>(smem, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
+    __shared__ __align__(16) ConvTile<1, Tf32>::T xs[ConvTile<1, Tf32>::XS], ws[ConvTile<1, Tf32>::WS];
+    conv3x3_tile<1, Tf32>(xs, ws, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
 }
 
 extern "C" __global__ void conv3x3_tf32_n32(float* __restrict__ y, const float* __restrict__ x,
                                                const float* __restrict__ w, const float* __restrict__ b,
                                                int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu, int nhwc, int wlayout)
 {
-    __shared__ __align__(32) unsigned char smem[ConvTile<2, Tf32>::BYTES];
-    conv3x3_tile<2, Tf32>(smem, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
+    __shared__ __align__(16) ConvTile<2, Tf32>::T xs[ConvTile<2, Tf32>::XS], ws[ConvTile<2, Tf32>::WS];
+    conv3x3_tile<2, Tf32>(xs, ws, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
 }
 
 extern "C" __global__ void conv3x3_tf32_n64(float* __restrict__ y, const float* __restrict__ x,
                                                const float* __restrict__ w, const float* __restrict__ b,
                                                int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu, int nhwc, int wlayout)
 {
-    __shared__ __align__(32) unsigned char smem[ConvTile<4, Tf32>::BYTES];
-    conv3x3_tile<4, Tf32>(smem, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
+    __shared__ __align__(16) ConvTile<4, Tf32>::T xs[ConvTile<4, Tf32>::XS], ws[ConvTile<4, Tf32>::WS];
+    conv3x3_tile<4, Tf32>(xs, ws, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
 }
 
 extern "C" __global__ void conv3x3_bf16(float* __restrict__ y, const float* __restrict__ x,
                                            const float* __restrict__ w, const float* __restrict__ b,
                                            int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu, int nhwc, int wlayout)
 {
-    __shared__ __align__(32) unsigned char smem[ConvTile<1, Bf16>::BYTES];
-    conv3x3_tile<1, Bf16>(smem, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
+    __shared__ __align__(16) ConvTile<1, Bf16>::T xs[ConvTile<1, Bf16>::XS], ws[ConvTile<1, Bf16>::WS];
+    conv3x3_tile<1, Bf16>(xs, ws, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
 }
 
 extern "C" __global__ void conv3x3_bf16_n32(float* __restrict__ y, const float* __restrict__ x,
                                                const float* __restrict__ w, const float* __restrict__ b,
                                                int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu, int nhwc, int wlayout)
 {
-    __shared__ __align__(32) unsigned char smem[ConvTile<2, Bf16>::BYTES];
-    conv3x3_tile<2, Bf16>(smem, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
+    __shared__ __align__(16) ConvTile<2, Bf16>::T xs[ConvTile<2, Bf16>::XS], ws[ConvTile<2, Bf16>::WS];
+    conv3x3_tile<2, Bf16>(xs, ws, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
 }
 
 extern "C" __global__ void conv3x3_bf16_n64(float* __restrict__ y, const float* __restrict__ x,
                                                const float* __restrict__ w, const float* __restrict__ b,
                                                int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu, int nhwc, int wlayout)
 {
-    __shared__ __align__(32) unsigned char smem[ConvTile<4, Bf16>::BYTES];
-    conv3x3_tile<4, Bf16>(smem, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
+    __shared__ __align__(16) ConvTile<4, Bf16>::T xs[ConvTile<4, Bf16>::XS], ws[ConvTile<4, Bf16>::WS];
+    conv3x3_tile<4, Bf16>(xs, ws, y, x, w, b, n_img, h, w_in, c_in, c_out, pad, relu, nhwc, wlayout);
 }
 
 template <class Op>
@@ -210,24 +270,24 @@ __device__ void conv3x3_wgrad_tile(float* __restrict__ partial_w, float* __restr
                                    const float* __restrict__ x, const float* __restrict__ dy,
                                    int n_img, int h, int w_in, int c_in, int c_out, int pad, int nhwc)
 {
-    using namespace nvcuda;
     using T = typename Op::stored;
     constexpr int K = Op::K, HALO = (TILE_H + 2) * (TILE_W + 2), PIXELS = TILE_H * TILE_W;
-    __shared__ __align__(32) T xs[HALO * WG_C];                   // x's tile and halo, 16 channels, rounded
-    __shared__ __align__(32) T dys[PIXELS * TILE_N];              // dy's tile, 16 channels, rounded
-    __shared__ __align__(32) float acc_tile[9 * WG_C * TILE_N];   // the 9 accumulators, restaged
+    __shared__ __align__(16) T xs[HALO * WG_C];          // x's tile and halo, [pixel][16 channels], rounded
+    __shared__ __align__(16) T dys[PIXELS * TILE_N];     // dy's tile, [pixel][16 channels], rounded
     const int h_o = h + 2 * pad - 2, w_o = w_in + 2 * pad - 2;
     const int tiles_x = (w_o + TILE_W - 1) / TILE_W, tiles_y = (h_o + TILE_H - 1) / TILE_H;
     const int n_tiles = n_img * tiles_y * tiles_x;
     const int c0 = blockIdx.x * WG_C, o0 = blockIdx.y * TILE_N, split = blockIdx.z, splits = gridDim.z;
-    const int tid = threadIdx.x, tap = tid / 32, u = tap / 3, v = tap % 3;
+    const int tid = threadIdx.x, tap = tid / 32, u = tap / 3, v = tap % 3, lane = tid % 32, g = lane / 4, t = lane % 4;
     const bool bias_thread = blockIdx.x == 0 && tid < TILE_N && o0 + tid < c_out;
 
-    wmma::fragment<wmma::accumulator, 16, 16, K, float> acc;
-    wmma::fill_fragment(acc, 0.0f);
+    float acc[2][4];
+    for (int f = 0; f < 2; ++f)
+        for (int q = 0; q < 4; ++q) acc[f][q] = 0.0f;
     float db = 0.0f;                     // the bias gradient of channel o0 + tid, summed from float dy
-    for (int t = split; t < n_tiles; t += splits) {
-        const int img = t / (tiles_y * tiles_x), i0 = (t / tiles_x) % tiles_y * TILE_H, j0 = t % tiles_x * TILE_W;
+    for (int tile = split; tile < n_tiles; tile += splits) {
+        const int img = tile / (tiles_y * tiles_x), i0 = (tile / tiles_x) % tiles_y * TILE_H;
+        const int j0 = tile % tiles_x * TILE_W;
         for (int e = tid; e < HALO * WG_C; e += blockDim.x) {
             const int k = nhwc ? e % WG_C : e / HALO, p = nhwc ? e / WG_C : e % HALO;
             const int r = p / (TILE_W + 2), col = p % (TILE_W + 2);
@@ -249,22 +309,22 @@ __device__ void conv3x3_wgrad_tile(float* __restrict__ partial_w, float* __restr
         __syncthreads();
         for (int r = 0; r < TILE_H; ++r)
             for (int k0 = 0; k0 < TILE_W; k0 += K) {
-                wmma::fragment<wmma::matrix_a, 16, 16, K, typename Op::precision, wmma::col_major> a;
-                wmma::fragment<wmma::matrix_b, 16, 16, K, typename Op::precision, wmma::row_major> bf;
-                // A(c, p) = x_pad at pixel (r + u, k0 + p + v), channel c: column-major, ldm = WG_C
-                wmma::load_matrix_sync(a, xs + ((r + u) * (TILE_W + 2) + k0 + v) * WG_C, WG_C);
-                wmma::load_matrix_sync(bf, dys + (r * TILE_W + k0) * TILE_N, TILE_N);
-                wmma::mma_sync(acc, a, bf, acc);
+                unsigned a[4];
+                // A[m][k] = x_pad at pixel (r + u, k0 + k + v), channel m
+                Op::load_a(a, xs + ((r + u) * (TILE_W + 2) + k0 + v) * WG_C, 1, WG_C, g, t);
+                for (int f = 0; f < 2; ++f) {
+                    unsigned bf[2];
+                    Op::load_b(bf, dys + (r * TILE_W + k0) * TILE_N + 8 * f, TILE_N, 1, g, t);   // B[k][n] = dy
+                    Op::mma(acc[f], a, bf);
+                }
             }
         __syncthreads();                 // the next tile overwrites xs and dys
     }
-    wmma::store_matrix_sync(acc_tile + tap * WG_C * TILE_N, acc, TILE_N, wmma::mem_row_major);
-    __syncthreads();
-    for (int e = tid; e < 9 * WG_C * TILE_N; e += blockDim.x) {
-        const int o = e % TILE_N, c = (e / TILE_N) % WG_C, k = e / (TILE_N * WG_C);
-        if (c0 + c < c_in && o0 + o < c_out)
-            partial_w[(((long long)split * 9 + k) * c_in + c0 + c) * c_out + o0 + o] = acc_tile[e];
-    }
+    for (int f = 0; f < 2; ++f)
+        for (int q = 0; q < 4; ++q) {
+            const int c = c0 + g + 8 * (q >> 1), o = o0 + 8 * f + 2 * t + (q & 1);
+            if (c < c_in && o < c_out) partial_w[(((long long)split * 9 + tap) * c_in + c) * c_out + o] = acc[f][q];
+        }
     if (bias_thread) partial_b[(long long)split * c_out + o0 + tid] = db;
 }
 

@@ -1,29 +1,37 @@
 // CPU emulation of the CUDA execution model, for testing the .cu sources of this folder without a GPU.
 //
 // The .cu file is compiled as C++20 with this header included first (g++ -include emulation.h).  A launch
-// runs the grid's blocks one after another; inside a block either
-//   - one OS thread walks the block's threads in order (kernels without shared memory: their threads are
+// runs the grid's blocks one after another, on the calling OS thread; inside a block either
+//   - the block's threads run one after another (kernels without shared memory: their threads are
 //     independent, so any order is a legal CUDA schedule), or
-//   - every CUDA thread of the block gets an OS thread, and __syncthreads() is a std::barrier over them
-//     (kernels that declare __shared__ memory, which is where __syncthreads matters); the OS threads are
-//     started once per launch and run thread t of each block in turn.
-// threadIdx/blockIdx are thread_local; __shared__ becomes `static`, one copy shared by the block's threads,
-// which is exact because blocks never run at the same time.  atomicAdd is std::atomic_ref::fetch_add.
-// WMMA (nvcuda::wmma) is emulated by its meaning, not its register layout: a fragment's elements are
-// unspecified per lane in CUDA, so here every lane holds the whole tile, mma_sync computes it whole in float,
-// and store_matrix_sync is done by lane 0 of the warp; __float_to_tf32 rounds as cvt.rna.tf32.f32 does
-// (to nearest, ties away from zero, 10 mantissa bits), __float2bfloat16 as CUDA's (to nearest even, 7 bits);
-// products of two such operands are exact in float, so mma_sync's float sums are the tensor cores' products.
-// Not emulated (the sources do not use them): warp shuffles/votes, dynamic shared memory, streams.
+//   - every CUDA thread of the block is a fiber (ucontext, its own stack), and __syncthreads() is a barrier
+//     at which a thread yields to the next until all have arrived (kernels that use __shared__ memory or
+//     __syncthreads, themselves or through a __device__ function they call); threads that wait at barriers
+//     none of the others reach abort with a sentence instead of hanging.
+// threadIdx/blockIdx are set before each thread resumes; __shared__ becomes `static`, one copy shared by the
+// block's threads, which is exact because blocks never run at the same time.  atomicAdd is
+// std::atomic_ref::fetch_add.
+// The tensor-core instructions the sources write as inline PTX are functions here, by the PTX ISA's tables:
+// ptx_cvt_rna_tf32 (cvt.rna.tf32.f32: to nearest, ties away from zero, 10 mantissa bits) and the warp-wide
+// ptx_mma_m16n8k8_tf32 / ptx_mma_m16n8k16_bf16 (mma.sync.aligned ... row.col.f32): every lane of the warp
+// puts its fragment registers in the warp's exchange, waits for the other 31 at a barrier of the warp, rebuilds
+// A, B and C from all 32 lanes' registers by the documented fragment layouts (lane = 4 g + t), and keeps the
+// four entries of D its own registers hold.  A lane that passed a register in the wrong place, or a
+// kernel that gathered its fragment wrongly, gets a wrong D, as on the GPU.  The operands are decoded as the
+// hardware reads them: a TF32 register by its upper 19 bits (the low 13 ignored, so an unrounded operand is
+// truncated), bf16 pairs low half first; products are exact in float and summed in float.
+// Not emulated (the sources do not use them): warp shuffles/votes, ldmatrix, cp.async, dynamic shared memory,
+// streams.
 #pragma once
 #include <atomic>
-#include <barrier>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <thread>
+#include <memory>
+#include <functional>
+#include <ucontext.h>
 #include <type_traits>
 #include <vector>
 
@@ -33,9 +41,73 @@ struct dim3 {
 };
 
 namespace emu {
-inline thread_local dim3 thread_idx, block_idx;
-inline dim3 grid_dim, block_dim;
-inline thread_local std::barrier<>* block_barrier = nullptr;
+// The CUDA thread that runs now, and what it shares with the others of its block and warp.  Everything runs
+// on the calling OS thread (see launch), so these are plain variables, set before each thread resumes.
+inline dim3 thread_idx, block_idx, grid_dim, block_dim;
+
+// A barrier of cooperative threads: a thread that arrives early yields until the last one arrives.
+struct Barrier {
+    unsigned expected, arrived = 0, phase = 0;
+    explicit Barrier(unsigned n) : expected(n) {}
+    void arrive_and_wait();
+    void arrive_and_drop();      // a finished thread no longer holds the others back
+};
+inline Barrier* block_barrier = nullptr;
+
+// Where the lanes of a warp meet for a warp-wide instruction (mma.sync): its registers, and a barrier.
+struct WarpExchange {
+    std::uint32_t a[32][4], b[32][2];
+    float c[32][4];
+};
+inline WarpExchange* warp_exchange = nullptr;
+inline Barrier* warp_barrier = nullptr;
+
+// The threads of a block as fibers (ucontext): each has its own stack, and runs until it waits at a barrier
+// or ends; then the next one runs.  Switching costs a fraction of a microsecond, where OS threads meeting at a
+// barrier cost tens: a block of 288 threads doing hundreds of warp-wide mmas stays fast on two cores.
+struct Fiber {
+    ucontext_t context;
+    std::unique_ptr<char[]> stack;
+    bool done = false;
+};
+constexpr std::size_t FIBER_STACK = 256 * 1024;
+inline ucontext_t scheduler;
+inline Fiber* running = nullptr;
+inline std::function<void()>* fiber_body = nullptr;
+inline unsigned long long progress = 0;        // barrier releases and finished threads: deadlock detection
+
+inline void yield() { swapcontext(&running->context, &scheduler); }
+
+inline void Barrier::arrive_and_wait()
+{
+    if (++arrived == expected) {
+        arrived = 0;
+        ++phase;
+        ++progress;
+        return;
+    }
+    const unsigned waiting_for = phase;
+    while (phase == waiting_for) yield();
+}
+
+inline void Barrier::arrive_and_drop()
+{
+    --expected;
+    if (expected > 0 && arrived == expected) {
+        arrived = 0;
+        ++phase;
+        ++progress;
+    }
+}
+
+inline void fiber_entry()
+{
+    (*fiber_body)();
+    running->done = true;
+    ++progress;
+    block_barrier->arrive_and_drop();
+    if (warp_barrier) warp_barrier->arrive_and_drop();
+}   // returns to uc_link: the scheduler
 
 // Runs body() once per CUDA thread of the grid.
 template <class Body>
@@ -45,7 +117,7 @@ void launch(bool concurrent_threads, dim3 grid, dim3 block, Body body)
     block_dim = block;
     const unsigned threads = block.x * block.y * block.z;
     auto thread_at = [&](unsigned t) { return dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y)); };
-    if (!concurrent_threads) {
+    if (!concurrent_threads) {                 // independent threads: any order is a legal schedule
         for (unsigned bz = 0; bz < grid.z; ++bz)
             for (unsigned by = 0; by < grid.y; ++by)
                 for (unsigned bx = 0; bx < grid.x; ++bx) {
@@ -57,40 +129,53 @@ void launch(bool concurrent_threads, dim3 grid, dim3 block, Body body)
                 }
         return;
     }
-    // One OS thread per CUDA thread of a block, started once per launch and reused block after block: the
-    // main thread opens a block (a fresh __syncthreads barrier, its index) at `start`, and waits at `end`
-    // until every thread has run it, so blocks never overlap (their `static` shared memory is one copy).
-    std::barrier<> start(threads + 1), end(threads + 1);
-    std::barrier<>* sync = nullptr;
-    dim3 current;
-    bool finished = false;
-    std::vector<std::thread> pool;
-    pool.reserve(threads);
-    for (unsigned t = 0; t < threads; ++t)
-        pool.emplace_back([&, t] {
-            thread_idx = thread_at(t);
-            for (;;) {
-                start.arrive_and_wait();
-                if (finished) return;
-                block_idx = current;
-                block_barrier = sync;
-                body();
-                sync->arrive_and_drop();    // a finished thread no longer holds the others back
-                end.arrive_and_wait();
-            }
-        });
+    // Blocks one after another (their `static` shared memory is one copy); inside a block, the threads as
+    // fibers, resumed in turn until all have ended.
+    std::function<void()> call = body;
+    fiber_body = &call;
+    const unsigned warps = (threads + 31) / 32;
+    std::vector<Fiber> fibers(threads);
+    for (auto& f : fibers) f.stack = std::make_unique<char[]>(FIBER_STACK);
+    std::vector<WarpExchange> exchanges(warps);
     for (unsigned bz = 0; bz < grid.z; ++bz)
         for (unsigned by = 0; by < grid.y; ++by)
             for (unsigned bx = 0; bx < grid.x; ++bx) {
-                std::barrier<> barrier(threads);
-                sync = &barrier;
-                current = dim3(bx, by, bz);
-                start.arrive_and_wait();
-                end.arrive_and_wait();
+                Barrier sync(threads);
+                std::vector<Barrier> warp_barriers;
+                for (unsigned wp = 0; wp < warps; ++wp) warp_barriers.emplace_back(std::min(32u, threads - 32 * wp));
+                for (auto& f : fibers) {
+                    getcontext(&f.context);
+                    f.context.uc_stack.ss_sp = f.stack.get();
+                    f.context.uc_stack.ss_size = FIBER_STACK;
+                    f.context.uc_link = &scheduler;
+                    f.done = false;
+                    makecontext(&f.context, fiber_entry, 0);
+                }
+                block_idx = dim3(bx, by, bz);
+                block_barrier = &sync;
+                for (unsigned live = threads; live > 0;) {
+                    const unsigned long long before = progress;
+                    live = 0;
+                    for (unsigned t = 0; t < threads; ++t) {
+                        if (fibers[t].done) continue;
+                        running = &fibers[t];
+                        thread_idx = thread_at(t);
+                        warp_exchange = &exchanges[t / 32];
+                        warp_barrier = &warp_barriers[t / 32];
+                        swapcontext(&scheduler, &fibers[t].context);
+                        live += !fibers[t].done;
+                    }
+                    if (live > 0 && progress == before) {
+                        std::fputs("emulation: the block's threads wait at barriers none of the others reach "
+                                   "(a __syncthreads or mma.sync not reached by every thread)\n", stderr);
+                        std::abort();
+                    }
+                }
             }
-    finished = true;
-    start.arrive_and_wait();
-    for (auto& th : pool) th.join();
+    block_barrier = nullptr;
+    warp_exchange = nullptr;
+    warp_barrier = nullptr;
+    running = nullptr;
 }
 }  // namespace emu
 
@@ -134,91 +219,78 @@ inline unsigned lane()
 }
 }  // namespace emu
 
-// bfloat16: the upper 16 bits of a float; __float2bfloat16 rounds to nearest, ties to even, as CUDA's does.
-struct __nv_bfloat16 {
-    std::uint16_t bits;
-};
+inline unsigned __float_as_uint(float value) { return std::bit_cast<unsigned>(value); }
+inline float __uint_as_float(unsigned value) { return std::bit_cast<float>(value); }
 
-inline __nv_bfloat16 __float2bfloat16(float value)
+// cvt.rna.tf32.f32: to nearest, ties away from zero, keeping 10 mantissa bits (the result: float bits with
+// the low 13 bits zero).
+inline unsigned ptx_cvt_rna_tf32(float value)
 {
-    std::uint32_t u = std::bit_cast<std::uint32_t>(value);
-    if (std::isnan(value)) return {static_cast<std::uint16_t>((u >> 16) | 0x40)};   // stays a (quiet) NaN
-    u += 0x7FFFu + ((u >> 16) & 1u);
-    return {static_cast<std::uint16_t>(u >> 16)};
+    const std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
+    if (!std::isfinite(value)) return bits;
+    return (bits + 0x1000u) & 0xFFFFE000u;   // add half a TF32 ulp to the magnitude, drop 13 bits
 }
 
-inline float __bfloat162float(__nv_bfloat16 value)
+namespace emu {
+inline float tf32_operand(std::uint32_t r) { return std::bit_cast<float>(r & 0xFFFFE000u); }   // upper 19 bits
+inline float bf16_operand(std::uint32_t r, int half) { return std::bit_cast<float>(((r >> (16 * half)) & 0xFFFFu) << 16); }
+
+// One warp's mma.sync m16n8kK (row.col, f32 accumulators): D = A B + C, each lane holding its registers by
+// the PTX ISA's fragment layouts (lane = 4 g + t); see the top of this file.
+template <int K>
+void mma_m16n8(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2])
 {
-    return std::bit_cast<float>(static_cast<std::uint32_t>(value.bits) << 16);
-}
-
-namespace nvcuda {
-namespace wmma {
-struct matrix_a {};
-struct matrix_b {};
-struct accumulator {};
-struct row_major {};
-struct col_major {};
-namespace precision {
-struct tf32 {};
-}
-enum layout_t { mem_row_major, mem_col_major };
-
-template <class Use, int M, int N, int K, class T, class Layout = void>
-struct fragment {
-    static constexpr int num_rows = std::is_same_v<Use, matrix_b> ? K : M;
-    static constexpr int num_cols = std::is_same_v<Use, matrix_a> ? K : N;
-    static constexpr int num_elements = num_rows * num_cols;   // the whole tile, in every lane
-    float x[num_elements];
-};
-
-template <class Frag>
-void fill_fragment(Frag& f, float value)
-{
-    for (float& e : f.x) e = value;
-}
-
-inline float to_float(float v) { return v; }
-inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-// Loads float (TF32 operands) or bfloat16 memory; the fragment holds the values as floats.
-template <class Use, int M, int N, int K, class T, class Layout, class E>
-void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const E* p, unsigned ldm)
-{
-    using F = fragment<Use, M, N, K, T, Layout>;
-    for (int r = 0; r < F::num_rows; ++r)
-        for (int c = 0; c < F::num_cols; ++c)
-            f.x[r * F::num_cols + c] = to_float(std::is_same_v<Layout, col_major> ? p[c * ldm + r] : p[r * ldm + c]);
-}
-
-template <int M, int N, int K, class TA, class LA, class TB, class LB>
-void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, TA, LA>& a,
-              const fragment<matrix_b, M, N, K, TB, LB>& b, const fragment<accumulator, M, N, K, float>& c)
-{
-    float out[M * N];
-    for (int i = 0; i < M; ++i)
-        for (int j = 0; j < N; ++j) {
-            float sum = c.x[i * N + j];
-            for (int k = 0; k < K; ++k) sum += a.x[i * K + k] * b.x[k * N + j];
-            out[i * N + j] = sum;
+    if (warp_barrier == nullptr) {
+        std::fputs("emulation: mma.sync in a kernel whose threads run one after another\n", stderr);
+        std::abort();
+    }
+    const unsigned me = lane();
+    WarpExchange& x = *warp_exchange;
+    for (int r = 0; r < 4; ++r) x.a[me][r] = a[r], x.c[me][r] = d[r];
+    for (int r = 0; r < 2; ++r) x.b[me][r] = b[r];
+    warp_barrier->arrive_and_wait();                 // every lane's registers are in
+    float A[16][K], B[K][8], C[16][8];
+    for (int l = 0; l < 32; ++l) {
+        const int g = l / 4, t = l % 4;
+        if constexpr (K == 8) {                      // TF32 m16n8k8
+            A[g][t] = tf32_operand(x.a[l][0]);
+            A[g + 8][t] = tf32_operand(x.a[l][1]);
+            A[g][t + 4] = tf32_operand(x.a[l][2]);
+            A[g + 8][t + 4] = tf32_operand(x.a[l][3]);
+            B[t][g] = tf32_operand(x.b[l][0]);
+            B[t + 4][g] = tf32_operand(x.b[l][1]);
+        } else {                                     // bf16 m16n8k16: two values a register, low half first
+            for (int h = 0; h < 2; ++h) {
+                A[g][2 * t + h] = bf16_operand(x.a[l][0], h);
+                A[g + 8][2 * t + h] = bf16_operand(x.a[l][1], h);
+                A[g][2 * t + 8 + h] = bf16_operand(x.a[l][2], h);
+                A[g + 8][2 * t + 8 + h] = bf16_operand(x.a[l][3], h);
+                B[2 * t + h][g] = bf16_operand(x.b[l][0], h);
+                B[2 * t + 8 + h][g] = bf16_operand(x.b[l][1], h);
+            }
         }
-    for (int e = 0; e < M * N; ++e) d.x[e] = out[e];
+        C[g][2 * t] = x.c[l][0];
+        C[g][2 * t + 1] = x.c[l][1];
+        C[g + 8][2 * t] = x.c[l][2];
+        C[g + 8][2 * t + 1] = x.c[l][3];
+    }
+    warp_barrier->arrive_and_wait();                 // every lane has read the exchange: it may be refilled
+    const int g = me / 4, t = me % 4;
+    for (int q = 0; q < 4; ++q) {
+        const int m = g + 8 * (q >> 1), n = 2 * t + (q & 1);
+        float sum = C[m][n];
+        for (int k = 0; k < K; ++k) sum += A[m][k] * B[k][n];
+        d[q] = sum;
+    }
+}
+}  // namespace emu
+
+inline void ptx_mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
+{
+    emu::mma_m16n8<8>(d, a, b);
 }
 
-template <int M, int N, int K>
-void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout)
+inline void ptx_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
 {
-    if (emu::lane() != 0) return;      // the warp's one store (every lane holds the same tile)
-    for (int i = 0; i < M; ++i)
-        for (int j = 0; j < N; ++j) (layout == mem_row_major ? p[i * ldm + j] : p[j * ldm + i]) = f.x[i * N + j];
+    emu::mma_m16n8<16>(d, a, b);
 }
-
-inline float __float_to_tf32(float value)
-{
-    if (!std::isfinite(value)) return value;
-    std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
-    bits = (bits + 0x1000u) & 0xFFFFE000u;     // add half a TF32 ulp to the magnitude, drop 13 bits
-    return std::bit_cast<float>(bits);
-}
-}  // namespace wmma
-}  // namespace nvcuda
