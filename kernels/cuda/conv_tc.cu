@@ -153,13 +153,16 @@ struct Bf16 {
 };
 
 // The forward kernel's block tile: TILE_H x TILE_W output pixels x 16 NF output channels.  Shared memory: the
-// input tile with its halo, [pixel][K], and the chunk's weights, [tap][output channel][K], as rounded operands.
+// input tile with its halo, [pixel][KS], and the chunk's weights, [tap][output channel][KS], as rounded
+// operands; a row holds the K values of a pixel (or an output channel) and is KS = K + 16 bytes long, so that
+// the 8 rows a fragment's lanes read (g = 0..7) fall in different shared-memory banks.
 template <int NF, class Op>
 struct ConvTile {
     using T = typename Op::stored;
     static constexpr int N = 16 * NF;                                  // output channels per block
-    static constexpr int XS = (TILE_H + 2) * (TILE_W + 2) * Op::K;     // input tile and halo, one chunk of K
-    static constexpr int WS = 9 * N * Op::K;                           // the chunk's weights, every tap
+    static constexpr int KS = Op::K + 16 / (int)sizeof(T);             // row stride, elements
+    static constexpr int XS = (TILE_H + 2) * (TILE_W + 2) * KS;        // input tile and halo, one chunk of K
+    static constexpr int WS = 9 * N * KS;                              // the chunk's weights, every tap
 };
 
 template <int NF, class Op>
@@ -167,7 +170,7 @@ __device__ void conv3x3_tile(typename Op::stored* xs, typename Op::stored* ws, f
                              const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
                              int n_img, int h, int w_in, int c_in, int c_out, int pad, int relu, int nhwc, int wlayout)
 {
-    constexpr int N = ConvTile<NF, Op>::N, K = Op::K, HALO = (TILE_H + 2) * (TILE_W + 2);
+    constexpr int N = ConvTile<NF, Op>::N, K = Op::K, KS = ConvTile<NF, Op>::KS, HALO = (TILE_H + 2) * (TILE_W + 2);
     const int h_o = h + 2 * pad - 2, w_o = w_in + 2 * pad - 2;
     const int n_tiles = (c_out + N - 1) / N;
     const int img = blockIdx.z / n_tiles, o0 = (blockIdx.z % n_tiles) * N;
@@ -183,22 +186,22 @@ __device__ void conv3x3_tile(typename Op::stored* xs, typename Op::stored* ws, f
             const int k = nhwc ? e % K : e / HALO, p = nhwc ? e / K : e % HALO;
             const int r = p / (TILE_W + 2), col = p % (TILE_W + 2);
             const int si = i0 + r - pad, sj = j0 + col - pad, c = c0 + k;
-            xs[p * K + k] = Op::round((si >= 0 && si < h && sj >= 0 && sj < w_in && c < c_in)
+            xs[p * KS + k] = Op::round((si >= 0 && si < h && sj >= 0 && sj < w_in && c < c_in)
                                       ? x[map_offset(nhwc, img, c, si, sj, c_in, h, w_in)] : 0.0f);
         }
         for (int e = tid; e < 9 * N * K; e += blockDim.x) {
             const int k = e % K, o = (e / K) % N, tap = e / (K * N);
-            ws[e] = Op::round((c0 + k < c_in && o0 + o < c_out)
+            ws[(tap * N + o) * KS + k] = Op::round((c0 + k < c_in && o0 + o < c_out)
                               ? w[weight_offset(wlayout, tap, c0 + k, o0 + o, c_in, c_out)] : 0.0f);
         }
         __syncthreads();
         for (int tap = 0; tap < 9; ++tap) {
             unsigned a[4];
             // A[m][k]: pixel m of row `row + u`, shifted by v, channel k
-            Op::load_a(a, xs + ((row + tap / 3) * (TILE_W + 2) + tap % 3) * K, K, 1, g, t);
+            Op::load_a(a, xs + ((row + tap / 3) * (TILE_W + 2) + tap % 3) * KS, KS, 1, g, t);
             for (int f = 0; f < 2 * NF; ++f) {
                 unsigned bf[2];
-                Op::load_b(bf, ws + (tap * N + 8 * f) * K, 1, K, g, t);     // B[k][n] = W(tap, k, 8 f + n)
+                Op::load_b(bf, ws + (tap * N + 8 * f) * KS, 1, KS, g, t);   // B[k][n] = W(tap, k, 8 f + n)
                 Op::mma(acc[f], a, bf);
             }
         }
@@ -272,9 +275,10 @@ __device__ void conv3x3_wgrad_tile(float* __restrict__ partial_w, float* __restr
                                    int n_img, int h, int w_in, int c_in, int c_out, int pad, int nhwc)
 {
     using T = typename Op::stored;
-    constexpr int K = Op::K, HALO = (TILE_H + 2) * (TILE_W + 2), PIXELS = TILE_H * TILE_W;
-    __shared__ __align__(16) T xs[HALO * WG_C];          // x's tile and halo, [pixel][16 channels], rounded
-    __shared__ __align__(16) T dys[PIXELS * TILE_N];     // dy's tile, [pixel][16 channels], rounded
+    // rows of 16 channels padded to CS = 24 elements: the lanes' rows (t = 0..3) then fall in different banks
+    constexpr int K = Op::K, HALO = (TILE_H + 2) * (TILE_W + 2), PIXELS = TILE_H * TILE_W, CS = WG_C + 8;
+    __shared__ __align__(16) T xs[HALO * CS];            // x's tile and halo, [pixel][16 channels], rounded
+    __shared__ __align__(16) T dys[PIXELS * CS];         // dy's tile, [pixel][16 channels], rounded
     const int h_o = h + 2 * pad - 2, w_o = w_in + 2 * pad - 2;
     const int tiles_x = (w_o + TILE_W - 1) / TILE_W, tiles_y = (h_o + TILE_H - 1) / TILE_H;
     const int n_tiles = n_img * tiles_y * tiles_x;
@@ -293,13 +297,13 @@ __device__ void conv3x3_wgrad_tile(float* __restrict__ partial_w, float* __restr
             const int k = nhwc ? e % WG_C : e / HALO, p = nhwc ? e / WG_C : e % HALO;
             const int r = p / (TILE_W + 2), col = p % (TILE_W + 2);
             const int si = i0 + r - pad, sj = j0 + col - pad, c = c0 + k;
-            xs[p * WG_C + k] = Op::round((si >= 0 && si < h && sj >= 0 && sj < w_in && c < c_in)
+            xs[p * CS + k] = Op::round((si >= 0 && si < h && sj >= 0 && sj < w_in && c < c_in)
                                          ? x[map_offset(nhwc, img, c, si, sj, c_in, h, w_in)] : 0.0f);
         }
         for (int e = tid; e < PIXELS * TILE_N; e += blockDim.x) {
             const int o = nhwc ? e % TILE_N : e / PIXELS, p = nhwc ? e / TILE_N : e % PIXELS;
             const int i = i0 + p / TILE_W, j = j0 + p % TILE_W;
-            dys[p * TILE_N + o] = Op::round((i < h_o && j < w_o && o0 + o < c_out)     // 0 outside: adds nothing
+            dys[p * CS + o] = Op::round((i < h_o && j < w_o && o0 + o < c_out)     // 0 outside: adds nothing
                                             ? dy[map_offset(nhwc, img, o0 + o, i, j, c_out, h_o, w_o)] : 0.0f);
         }
         if (bias_thread)
@@ -312,10 +316,10 @@ __device__ void conv3x3_wgrad_tile(float* __restrict__ partial_w, float* __restr
             for (int k0 = 0; k0 < TILE_W; k0 += K) {
                 unsigned a[4];
                 // A[m][k] = x_pad at pixel (r + u, k0 + k + v), channel m
-                Op::load_a(a, xs + ((r + u) * (TILE_W + 2) + k0 + v) * WG_C, 1, WG_C, g, t);
+                Op::load_a(a, xs + ((r + u) * (TILE_W + 2) + k0 + v) * CS, 1, CS, g, t);
                 for (int f = 0; f < 2; ++f) {
                     unsigned bf[2];
-                    Op::load_b(bf, dys + (r * TILE_W + k0) * TILE_N + 8 * f, TILE_N, 1, g, t);   // B[k][n] = dy
+                    Op::load_b(bf, dys + (r * TILE_W + k0) * CS + 8 * f, CS, 1, g, t);   // B[k][n] = dy
                     Op::mma(acc[f], a, bf);
                 }
             }
