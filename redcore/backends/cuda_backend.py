@@ -129,8 +129,9 @@ class CudaKernels:
                 or y.shape != want_y or not 0 <= pad <= 2 or min(h_o, w_o) < 1
                 or block_channels not in (None, *CONV_WIDTHS) or operands not in OPERANDS):
             layouts = {0: "taps (9, C, K)", 1: "conv (K, C, 3, 3)", 2: "(C, K, 3, 3), flipped"}
-            raise ValueError(f"conv3x3 takes {' or '.join(OPERANDS)} operands, float32 x {'(N, H, W, C)' if nhwc else '(N, C, H, W)'}, w of a "
-                             f"layout of {layouts}, b (K,), y {want_y}, pad 0..2 and block_channels of "
+            raise ValueError(f"conv3x3 takes {' or '.join(OPERANDS)} operands, float32 x "
+                             f"{'(N, H, W, C)' if nhwc else '(N, C, H, W)'}, w of a layout of {layouts}, b (K,), "
+                             f"y {want_y}, pad 0..2 and block_channels of "
                              f"{tuple(CONV_WIDTHS)}; got {x.dtype} x {x.shape}, w {w.shape} (layout {wlayout}), "
                              f"b {b.shape}, y {y.shape}, pad {pad}, block_channels {block_channels}")
 
@@ -141,8 +142,8 @@ class CudaKernels:
                                _int(nhwc), _int(wlayout)))
         if block_channels is None:
             key = ("conv3x3", operands, x.shape, k, pad, nhwc)
-            block_channels = self._fastest(key, launch, CONV_WIDTHS,
-                                           default=min((wd for wd in CONV_WIDTHS if wd >= k), default=max(CONV_WIDTHS)))
+            narrowest = min((width for width in CONV_WIDTHS if width >= k), default=max(CONV_WIDTHS))
+            block_channels = self._fastest(key, launch, CONV_WIDTHS, default=narrowest)
         launch(block_channels)
 
     def _fastest(self, key, launch, choices, default):
@@ -171,11 +172,11 @@ class CudaKernels:
         xp = self.runtime.xp
         n, c, h, wd = self._nchw(x, nhwc)
         nd, k, h_o, w_o = self._nchw(dy, nhwc)
-        if (x.dtype != np.float32 or wlayout not in (0, 1) or nd != n or (h_o, w_o) != (h + 2 * pad - 2, wd + 2 * pad - 2)
-                or dw.shape != self._weight_shape(wlayout, c, k) or db.shape != (k,) or not 0 <= pad <= 2
-                or operands not in OPERANDS):
-            raise ValueError(f"conv3x3_wgrad takes {' or '.join(OPERANDS)} operands, float32 x and dy of one layout whose sizes differ by "
-                             f"2 - 2 pad, pad 0..2, and dw of layout 0 or 1 and db for them; got {x.dtype} "
+        if (x.dtype != np.float32 or wlayout not in (0, 1) or nd != n
+                or (h_o, w_o) != (h + 2 * pad - 2, wd + 2 * pad - 2) or dw.shape != self._weight_shape(wlayout, c, k)
+                or db.shape != (k,) or not 0 <= pad <= 2 or operands not in OPERANDS):
+            raise ValueError(f"conv3x3_wgrad takes {' or '.join(OPERANDS)} operands, float32 x and dy of one layout "
+                             f"whose sizes differ by 2 - 2 pad, pad 0..2, and dw of layout 0 or 1 and db for them; got {x.dtype} "
                              f"x {x.shape}, dy {dy.shape}, dw {dw.shape} (layout {wlayout}), db {db.shape}, pad {pad}")
         splits = self.wgrad_splits(n, h_o, w_o, c, k)
         partial_w = xp.empty((splits, 9, c, k), np.float32)
