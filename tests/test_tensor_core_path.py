@@ -32,10 +32,10 @@ def product_error(backend):
 
 
 @pytest.fixture(params=["cuda-tf32-emulation", "cuda-bf16-emulation", "cuda-tf32", "cuda-bf16"], scope="module")
-def tf32(request):
+def tensor_cores(request):
     try:
         return get_backend(request.param)
-    except RuntimeError as e:            # no CuPy or GPU (cuda-tf32), no C++ compiler (the emulation)
+    except RuntimeError as e:            # no CuPy or GPU (cuda-tensor_cores), no C++ compiler (the emulation)
         pytest.skip(str(e))
 
 
@@ -57,7 +57,7 @@ def within(got, want, bound, what):
 @settings(max_examples=15, deadline=None)      # each example launches a few thousand emulated threads
 @given(n=st.integers(1, 2), c_in=st.integers(1, 20), c_out=st.integers(1, 20), pad=st.integers(0, 1),
        h=st.integers(1, 11), w=st.integers(1, 21), seed=st.integers(0, 2**31 - 1))
-def test_conv_primitives_within_the_tf32_bound(tf32, n, c_in, c_out, pad, h, w, seed):
+def test_conv_primitives_within_the_rounding_bound(tensor_cores, n, c_in, c_out, pad, h, w, seed):
     """conv2d, conv2d_backward_input (a conv with the weight read flipped, padding 2 - p) and the weight
     gradient with the fused bias gradient, on RED's paddings (same, valid) and sizes off the tiles."""
     if h + 2 * pad < 3 or w + 2 * pad < 3:
@@ -65,62 +65,62 @@ def test_conv_primitives_within_the_tf32_bound(tf32, n, c_in, c_out, pad, h, w, 
     rng = np.random.default_rng(seed)
     x, wt = f32(rng.standard_normal((n, c_in, h, w)), rng.standard_normal((c_out, c_in, 3, 3)))
     dy, = f32(rng.standard_normal(ref.conv2d(x, wt, 1, pad).shape))
-    dev = lambda a: tf32.asarray(a, np.float32)   # noqa: E731
-    within(tf32.conv2d(dev(x), dev(wt), 1, pad), ref.conv2d(x, wt, 1, pad),
-           (product_error(tf32) + 9 * c_in * U32) * ref.conv2d(np.abs(x), np.abs(wt), 1, pad), "conv2d")
-    within(tf32.conv2d_backward_input(dev(dy), dev(wt), (h, w), 1, pad),
+    dev = lambda a: tensor_cores.asarray(a, np.float32)   # noqa: E731
+    within(tensor_cores.conv2d(dev(x), dev(wt), 1, pad), ref.conv2d(x, wt, 1, pad),
+           (product_error(tensor_cores) + 9 * c_in * U32) * ref.conv2d(np.abs(x), np.abs(wt), 1, pad), "conv2d")
+    within(tensor_cores.conv2d_backward_input(dev(dy), dev(wt), (h, w), 1, pad),
            ref.conv2d_backward_input(dy, wt, (h, w), 1, pad),
-           (product_error(tf32) + 9 * c_out * U32) * ref.conv2d_backward_input(np.abs(dy), np.abs(wt), (h, w), 1, pad),
+           (product_error(tensor_cores) + 9 * c_out * U32) * ref.conv2d_backward_input(np.abs(dy), np.abs(wt), (h, w), 1, pad),
            "conv2d_backward_input")
     terms = n * dy.shape[2] * dy.shape[3]
-    dw, db = tf32.conv2d_backward_weight_bias(dev(dy), dev(x), 3, 1, pad)
+    dw, db = tensor_cores.conv2d_backward_weight_bias(dev(dy), dev(x), 3, 1, pad)
     within(dw, ref.conv2d_backward_weight(dy, x, 3, 1, pad),
-           (product_error(tf32) + terms * U32) * ref.conv2d_backward_weight(np.abs(dy), np.abs(x), 3, 1, pad), "weight gradient")
+           (product_error(tensor_cores) + terms * U32) * ref.conv2d_backward_weight(np.abs(dy), np.abs(x), 3, 1, pad), "weight gradient")
     within(db, ref.bias_backward(dy), terms * U32 * ref.bias_backward(np.abs(dy)), "bias gradient")
 
 
-def test_ops_fuse_bias_and_relu_into_the_epilogue(tf32):
+def test_ops_fuse_bias_and_relu_into_the_epilogue(tensor_cores):
     """The conv and the transposed conv of RED (ops/conv.py) with bias and ReLU, forward and backward, through
     the backend's fused calls (conv2d_bias, conv_transpose2d_bias, conv2d_backward_weight_bias).  ReLU is
     1-Lipschitz, so the bound of the conv plus 2^-24 |b| for the bias addition holds after it."""
     rng = np.random.default_rng(5)
     n, c, k, h, w = 2, 6, 9, 8, 13
     x, wt, b = f32(rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c, 3, 3)), rng.standard_normal(k))
-    dev = lambda a: tf32.asarray(a, np.float32)   # noqa: E731
-    bound = (product_error(tf32) + (9 * c + 1) * U32) * (ref.conv2d(np.abs(x), np.abs(wt), 1, 1) + np.abs(b)[:, None, None])
-    within(conv2d_forward(tf32, dev(x), dev(wt), dev(b), 1, 1, relu=True),
+    dev = lambda a: tensor_cores.asarray(a, np.float32)   # noqa: E731
+    bound = (product_error(tensor_cores) + (9 * c + 1) * U32) * (ref.conv2d(np.abs(x), np.abs(wt), 1, 1) + np.abs(b)[:, None, None])
+    within(conv2d_forward(tensor_cores, dev(x), dev(wt), dev(b), 1, 1, relu=True),
            conv2d_forward(ref, x, wt, b, 1, 1, relu=True), bound, "conv + bias + ReLU")
     # the transposed conv (C -> K weight (C, K, 3, 3)) of a valid-padded net: pad 0, the map grows by 2
     wtt, = f32(rng.standard_normal((c, k, 3, 3)))
     want = conv_transpose2d_forward(ref, x, wtt, b, 1, 0, relu=True)
-    bound = (product_error(tf32) + (9 * c + 1) * U32) * (conv_transpose2d_forward(ref, np.abs(x), np.abs(wtt), np.abs(b), 1, 0))
-    within(conv_transpose2d_forward(tf32, dev(x), dev(wtt), dev(b), 1, 0, relu=True), want, bound, "deconv + bias + ReLU")
+    bound = (product_error(tensor_cores) + (9 * c + 1) * U32) * (conv_transpose2d_forward(ref, np.abs(x), np.abs(wtt), np.abs(b), 1, 0))
+    within(conv_transpose2d_forward(tensor_cores, dev(x), dev(wtt), dev(b), 1, 0, relu=True), want, bound, "deconv + bias + ReLU")
     dy, = f32(rng.standard_normal(want.shape))
-    dx, dwt, db = conv_transpose2d_backward(tf32, dev(dy), dev(x), dev(wtt), 1, 0)
+    dx, dwt, db = conv_transpose2d_backward(tensor_cores, dev(dy), dev(x), dev(wtt), 1, 0)
     rdx, rdwt, rdb = conv_transpose2d_backward(ref, dy, x, wtt, 1, 0)
-    within(dx, rdx, (product_error(tf32) + 9 * k * U32) * ref.conv2d(np.abs(dy), np.abs(wtt), 1, 0), "deconv dx")
+    within(dx, rdx, (product_error(tensor_cores) + 9 * k * U32) * ref.conv2d(np.abs(dy), np.abs(wtt), 1, 0), "deconv dx")
     terms = n * h * w
-    within(dwt, rdwt, (product_error(tf32) + terms * U32) * ref.conv2d_backward_weight(np.abs(x), np.abs(dy), 3, 1, 0), "deconv dw")
+    within(dwt, rdwt, (product_error(tensor_cores) + terms * U32) * ref.conv2d_backward_weight(np.abs(x), np.abs(dy), 3, 1, 0), "deconv dw")
     within(db, rdb, dy[0].size // k * n * U32 * ref.bias_backward(np.abs(dy)), "deconv db")
-    dx, dw, db = conv2d_backward(tf32, dev(dy[:, :, 1:-1, 1:-1]), dev(x), dev(wt), 1, 1)
+    dx, dw, db = conv2d_backward(tensor_cores, dev(dy[:, :, 1:-1, 1:-1]), dev(x), dev(wt), 1, 1)
     assert dx.shape == x.shape and dw.shape == wt.shape and db.shape == b.shape
 
 
-def test_float64_and_other_shapes_keep_the_exact_path(tf32):
+def test_float64_and_other_shapes_keep_the_exact_path(tensor_cores):
     """Tensor cores take float32 3x3 stride-1 layers; float64 (the gradient checks), other kernel sizes and
     strides run the exact kernels, held to the float32 / float64 rounding of tests/test_backend_parity.py."""
     rng = np.random.default_rng(7)
     x, w3, w5 = rng.standard_normal((2, 3, 9, 10)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((4, 3, 5, 5))
-    got = host(tf32.conv2d(tf32.asarray(x, np.float64), tf32.asarray(w3, np.float64), 1, 1))
+    got = host(tensor_cores.conv2d(tensor_cores.asarray(x, np.float64), tensor_cores.asarray(w3, np.float64), 1, 1))
     np.testing.assert_allclose(got, ref.conv2d(x, w3, 1, 1), rtol=1e-10, atol=1e-10)
     for wt, stride in ((w5, 1), (w3, 2)):
         want = ref.conv2d(x, wt, stride, 1)
-        got = host(tf32.conv2d(tf32.asarray(x, np.float32), tf32.asarray(wt, np.float32), stride, 1))
+        got = host(tensor_cores.conv2d(tensor_cores.asarray(x, np.float32), tensor_cores.asarray(wt, np.float32), stride, 1))
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()      # exact float32, not TF32
 
 
 @pytest.mark.parametrize("padding", ["same", "valid"])
-def test_whole_net_is_the_composition_of_tensor_core_layers(tf32, padding):
+def test_whole_net_is_the_composition_of_tensor_core_layers(tensor_cores, padding):
     """A RED-Net (skips, residual) run on the tensor-core path, layer by layer: each conv and deconv output the forward
     kept matches the float64 reference of that layer on the input the net actually gave it, within the
     bound of one layer (2u + u^2 + (9 C + 1) 2^-24 of conv(|h|, |W|) + |b|; ReLU is 1-Lipschitz), and each skip
@@ -128,7 +128,7 @@ def test_whole_net_is_the_composition_of_tensor_core_layers(tf32, padding):
     net instead (with |W| in every layer) would be some 10^4 times the actual error here, so it could not see
     a wrong layer; this one checks every layer's wiring (weights, layout, padding, bias, ReLU) to its own
     rounding."""
-    net = redcore.REDNet(depth=6, filters=20, channels=1, padding=padding, backend=tf32, seed=3)
+    net = redcore.REDNet(depth=6, filters=20, channels=1, padding=padding, backend=tensor_cores, seed=3)
     rng = np.random.default_rng(11)
     net.load_state_dict({k: (v if k.endswith("weight") else 0.05 * rng.standard_normal(v.shape)).astype(np.float32)
                          for k, v in net.state_dict().items()})               # biases that are not 0
@@ -138,7 +138,7 @@ def test_whole_net_is_the_composition_of_tensor_core_layers(tf32, padding):
     maps = {k: [None if a is None else host(a).astype(np.float64) for a in c[k]] for k in ("conv_in", "conv_out", "stage_in")}
     relu_out = {j: host(a).astype(np.float64) for j, a in c["relu_out"].items()}
     skip_out = {j: host(a).astype(np.float64) for j, a in c["skip_out"].items()}
-    delta = product_error(tf32) + (9 * 20 + 1) * U32
+    delta = product_error(tensor_cores) + (9 * 20 + 1) * U32
     np.testing.assert_array_equal(maps["conv_in"][1], x)
     for i in range(1, net.n + 1):
         w, b, h = p[f"conv{i}.weight"], p[f"conv{i}.bias"], maps["conv_in"][i]
