@@ -35,7 +35,7 @@ def product_error(backend):
 def tensor_cores(request):
     try:
         return get_backend(request.param)
-    except RuntimeError as e:            # no CuPy or GPU (cuda-tensor_cores), no C++ compiler (the emulation)
+    except RuntimeError as e:            # no CuPy or GPU (cuda-tf32, cuda-bf16), no C++ compiler (the emulation)
         pytest.skip(str(e))
 
 
