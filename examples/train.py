@@ -36,7 +36,7 @@ from redcore import data  # noqa: E402
 from redcore import distributed  # noqa: E402
 from redcore import tasks  # noqa: E402
 from redcore.argtypes import count, positive_float, positive_int  # noqa: E402
-from redcore.backends import BACKENDS, PRECISION_HELP, PRECISIONS, with_precision  # noqa: E402
+from redcore.backends import BACKEND_CHOICES, PRECISION_HELP, PRECISIONS, with_precision  # noqa: E402
 from redcore.io import atomic_write, load_checkpoint, lock_folder, remove_orphans, save_checkpoint  # noqa: E402
 from redcore.metrics import psnr  # noqa: E402
 from redcore.pictures import captioned_strip  # noqa: E402
@@ -60,7 +60,7 @@ def build_parser():
                                 epilog="Levels: " + "; ".join(f"{t.name}: {t.level_help}" for t in tasks.TASKS.values()))
     p.add_argument("--task", default="denoise", help="denoise, sr, jpeg, deblur or inpaint (default: %(default)s)")
     p.add_argument("--level", default=None, help="the corruption's level (default: the task's usual one; see below)")
-    p.add_argument("--backend", default="cpu", choices=[b for b in BACKENDS if "tf32" not in b],
+    p.add_argument("--backend", default="cpu", choices=BACKEND_CHOICES,
                    help="compute backend (default: %(default)s; cpu-im2col / cpu-winograd2 / cpu-winograd4: one "
                         "convolution method on every layer; cuda-emulation: the CUDA kernels compiled for the CPU, "
                         "slow, for testing)")

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from .argtypes import count
-from .backends import BACKENDS, PRECISION_HELP, PRECISIONS, with_precision
+from .backends import BACKEND_CHOICES, PRECISION_HELP, PRECISIONS, with_precision
 
 FORMATS = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 
@@ -159,7 +159,7 @@ def build_parser():
     r.add_argument("--model", help="a shipped model name or a weight file (default: the shipped model for the task)")
     r.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (slower, a little better)")
     r.add_argument("--tile", type=count, help="tile size in pixels (default: 512 for larger images; 0: full frame)")
-    r.add_argument("--backend", default="cpu", choices=[b for b in BACKENDS if "tf32" not in b],
+    r.add_argument("--backend", default="cpu", choices=BACKEND_CHOICES,
                    help="compute backend (default: %(default)s)")
     r.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     r.add_argument("--mask", help="inpainting: a PNG, white where the image is damaged; pixels outside stay as they are")

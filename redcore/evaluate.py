@@ -20,7 +20,7 @@ import numpy as np
 
 from . import baselines, tasks
 from .argtypes import positive_int
-from .backends import BACKENDS, PRECISION_HELP, PRECISIONS, with_precision
+from .backends import BACKEND_CHOICES, PRECISION_HELP, PRECISIONS, with_precision
 from .tasks import level_label
 from .data import load_test_set
 from .inference import restore_array
@@ -150,7 +150,7 @@ def build_parser():
                                      "model's name, or 'shipped': the one `redcore restore` uses for this level")
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (paper §3.5)")
     p.add_argument("--tile", type=positive_int, help="restore in overlapping tiles of this size (default: full frame)")
-    p.add_argument("--backend", default="cpu", choices=[b for b in BACKENDS if "tf32" not in b],
+    p.add_argument("--backend", default="cpu", choices=BACKEND_CHOICES,
                    help="compute backend (default: %(default)s)")
     p.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--no-baseline", action="store_true", help="leave out the classical baseline (BM3D is slow)")

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import redcore
-from redcore.backends import get_backend, with_precision
+from redcore.backends import BACKEND_CHOICES, get_backend, with_precision
 from redcore.ops.conv import conv2d_backward, conv2d_forward, conv_transpose2d_backward, conv_transpose2d_forward
 
 ref = get_backend("numpy")
@@ -169,6 +169,7 @@ def test_train_script_uses_tensor_cores_on_cuda_by_default(tmp_path, monkeypatch
     falls), and the cpu backends refuse tf32 with a sentence."""
     assert with_precision("cuda") == "cuda-tf32" and with_precision("cuda", "fp32") == "cuda"
     assert with_precision("cuda", "bf16") == "cuda-bf16" and with_precision("cuda-emulation", "bf16") == "cuda-bf16-emulation"
+    assert not any("tf32" in b or "bf16" in b for b in BACKEND_CHOICES)      # --precision chooses, not --backend
     assert with_precision("cuda-emulation") == "cuda-tf32-emulation" and with_precision("cpu") == "cpu"
     with pytest.raises(ValueError, match="precision tf32 needs a cuda backend: cpu computes in exact float32 only"):
         with_precision("cpu", "tf32")

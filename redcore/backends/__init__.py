@@ -15,15 +15,16 @@ reference).  Model code never branches on the backend: it asks for one by name a
     cuda-emulation   the cuda backend with its CUDA kernels compiled for the CPU: slow, for tests
     cuda-tf32-emulation, cuda-bf16-emulation   likewise
 """
+from .base import PRECISIONS, cuda_name
 from .numpy_backend import NumpyBackend
 
 CPU_VARIANTS = {"cpu": dict(), "cpu-im2col": dict(conv="im2col"),
                 "cpu-winograd2": dict(conv="winograd", winograd_tile=2),
                 "cpu-winograd4": dict(conv="winograd", winograd_tile=4)}
-CUDA_VARIANTS = {"cuda": "fp32", "cuda-tf32": "tf32", "cuda-bf16": "bf16",
-                 "cuda-emulation": "fp32", "cuda-tf32-emulation": "tf32", "cuda-bf16-emulation": "bf16"}
+CUDA_VARIANTS = {cuda_name(p, emulated): p for emulated in (False, True) for p in ("fp32", "tf32", "bf16")}
 BACKENDS = ("numpy", *CPU_VARIANTS, *CUDA_VARIANTS)
-PRECISIONS = ("tf32", "bf16", "fp32")
+# What --backend offers: the precision of a cuda backend is --precision's to choose
+BACKEND_CHOICES = tuple(b for b in BACKENDS if CUDA_VARIANTS.get(b, "fp32") == "fp32")
 PRECISION_HELP = ("cuda backends: tf32 runs the 3x3 convolutions on tensor cores with TF32 operands (the numerics "
                   "of PyTorch's cuDNN convolutions), bf16 with bfloat16 operands (twice as fast, 3 bits less), fp32 "
                   "every convolution in exact float32 (default: tf32 on cuda, fp32 elsewhere, the only precision of "
@@ -40,10 +41,7 @@ def with_precision(name, precision=None):
         raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision != "fp32" and not on_cuda:
         raise ValueError(f"precision {precision} needs a cuda backend: {name} computes in exact float32 only")
-    if not on_cuda:
-        return name
-    base = "cuda" + ("-emulation" if name.endswith("-emulation") else "")
-    return base if precision == "fp32" else base.replace("cuda", f"cuda-{precision}", 1)
+    return cuda_name(precision, name.endswith("-emulation")) if on_cuda else name
 
 
 def get_backend(name):

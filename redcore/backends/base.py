@@ -22,6 +22,17 @@ gradient too).  Backend defines them from the kernel set; a backend with fused k
 """
 import numpy as np
 
+# The cuda backend's precisions: its tensor cores' operand types (kernels/cuda/conv_tc.cu), or exact float32
+# (im2col + cuBLAS SGEMM), the only precision of the other backends.
+OPERANDS = ("tf32", "bf16")
+PRECISIONS = (*OPERANDS, "fp32")
+
+
+def cuda_name(precision, emulated):
+    """The name of the cuda backend of a precision: cuda, cuda-tf32, cuda-bf16 (then -emulation)."""
+    return "cuda" + ("" if precision == "fp32" else f"-{precision}") + ("-emulation" if emulated else "")
+
+
 KERNEL_SET = ("asarray", "to_numpy", "zeros", "conv2d", "conv2d_backward_input", "conv2d_backward_weight",
               "add_bias", "bias_backward", "relu_", "add_relu", "relu_backward_", "mse_loss", "adam_update_")
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import cuda_kernels
 from ..ops.loss import mse_scale
+from .base import OPERANDS, PRECISIONS, cuda_name
 from .cpu_backend import Im2colBackend
 
 THREADS = 256               # threads per block; the reductions need exactly this (REDUCE_THREADS)
@@ -27,8 +28,6 @@ MAX_BLOCKS = 65535          # grid-stride loops cover the rest
 COLS_BUDGET = 256 * 2**20   # im2col columns per call: RED30's 64 x 50x50 batch in 3 groups
 WGRAD_BLOCKS = 4 * 132     # weight-gradient blocks to aim for: about four per SM of an H100 / H200 (132 SMs)
 CONV_WIDTHS = {16: "", 32: "_n32", 64: "_n64"}   # output channels per block -> kernel name suffix
-OPERANDS = ("tf32", "bf16")                       # the tensor cores' operand types (kernels/cuda/conv_tc.cu)
-PRECISIONS = ("fp32", *OPERANDS)   # float32 convolutions exactly (im2col + cuBLAS SGEMM), or on tensor cores
 
 
 def _int(v):
@@ -262,7 +261,7 @@ class CudaBackend(Im2colBackend):
             raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
         super().__init__(CudaKernels(runtime), runtime.xp, COLS_BUDGET)
         self.runtime, self.precision = runtime, precision
-        self.name = "cuda" + ("" if precision == "fp32" else f"-{precision}") + ("-emulation" if runtime.name == "emulation" else "")
+        self.name = cuda_name(precision, emulated=runtime.name == "emulation")
         self._zero_bias = {}
 
     # ---- the tensor-core path (precision "tf32" or "bf16") ----------------------------------------------
