@@ -32,7 +32,6 @@
 #include <memory>
 #include <functional>
 #include <ucontext.h>
-#include <type_traits>
 #include <vector>
 
 struct dim3 {
