@@ -279,7 +279,7 @@ class REDNet:
                 else:
                     conv_out[self.skips[j] - 1] = conv_in[self.skips[j] + 1] = skip = None   # free it
         if self.residual:
-            h += x                            # §3.3: the net learns the corruption; output = input + residual
+            h = be.add_(h, x)                 # §3.3: the net learns the corruption; output = input + residual
         self.cache = dict(x=x, conv_in=conv_in, conv_out=conv_out, stage_in=stage_in, relu_out=relu_out,
                           skip_out=skip_out, sizes=sizes) if keep else None
         return h
@@ -289,7 +289,7 @@ class REDNet:
     # ---- backward ----------------------------------------------------------------------------------
     def zero_grad(self):
         """Set every gradient to 0 (before a loop of backward(..., accumulate=True) over micro-batches)."""
-        self.grads.flat[...] = 0
+        self.backend.zero_(self.grads.flat)
 
     def backward(self, dy, record_paths=False, input_grad=True, accumulate=False):
         """Fill `self.grads` with dL/dparams for the upstream dy = dL/d(output), and return dL/dx
@@ -324,7 +324,7 @@ class REDNet:
             if j < self.n:
                 if j in self.skips:
                     g = self._relu_backward(g, c["skip_out"][j])       # mask of the skip sum's ReLU (Eq. 3)
-                    skip_grad[self.skips[j]] = g.copy(order="K")       # the skip copy, to both summands
+                    skip_grad[self.skips[j]] = be.copy(g)              # the skip copy, to both summands
                 g = self._relu_backward(g, c["relu_out"][j])           # mask of deconv{j}'s ReLU
             g, _, _ = conv_transpose2d_backward(be, g, c["stage_in"][j], p[f"deconv{j}.weight"], self.stride[i],
                                                 self.pad, out=self._grads_of(f"deconv{j}"))  # op backward: a conv
@@ -332,14 +332,14 @@ class REDNet:
         for i in range(self.n, 0, -1):        # the encoder; g = dL/d(conv{i}'s output)
             if i in skip_grad:                # Eq. 12: the main path plus the skip path
                 self._record_paths(i, main=g, skip=skip_grad[i])
-                g += skip_grad[i]
+                g = be.add_(g, skip_grad[i])
             g = self._relu_backward(g, c["conv_out"][i - 1])            # mask of conv{i}'s ReLU
             g, _, _ = conv2d_backward(be, g, c["conv_in"][i], p[f"conv{i}.weight"], self.stride[i], self.pad,
                                       input_grad=input_grad or i > 1,
                                       out=self._grads_of(f"conv{i}"))   # op backward: a transposed conv
             self._release(conv=i)
         if self.residual and g is not None:   # y = x + F(x): dL/dx gets dL/dy itself too (§3.3)
-            g += be.asarray(dy, self.dtype)
+            g = be.add_(g, be.asarray(dy, self.dtype))
         if not record_paths:
             self.cache = None
         return g

@@ -91,11 +91,15 @@ class Adam:
             if not g.flags.c_contiguous:
                 raise ValueError(f"Adam.step: the gradient of {name} is not C-contiguous")
 
+    def next_step_size(self):
+        """Count one more step and return its alpha_t (a captured step calls this and replays the update)."""
+        self.t += 1
+        return self.step_size(self.t)
+
     def step(self, grads):
         """One update of every parameter from `grads` (same names as params)."""
         self.check_grads(grads)
-        self.t += 1
-        alpha_t = self.step_size(self.t)
+        alpha_t = self.next_step_size()
         beta1, beta2 = self.betas
         grads_flat = getattr(grads, "flat", None)
         if self.m_flat is not None and grads_flat is not None and grads_flat.shape == self.m_flat.shape:

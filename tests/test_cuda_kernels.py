@@ -86,7 +86,8 @@ def test_sources_compile_with_nvcc(source, real, tmp_path):
 def test_every_kernel_is_found_and_launchable(runtime):
     names = {name for src in cuda_kernels.SOURCES for name, _, _ in kernel_signatures(cuda_kernels.read_source(src))}
     assert names == {"im2col", "col2im", "add_bias", "relu", "add_relu", "relu_backward", "bias_backward",
-                     "mse_loss", "adam_update", "conv3x3_wgrad_reduce"} | {
+                     "mse_loss", "sum_partials", "add_inplace", "copy", "zero", "adam_update",
+                     "conv3x3_wgrad_reduce"} | {
         f"conv3x3{kind}_{operands}{width}" for operands in ("tf32", "bf16") for kind, widths in
         (("", ("", "_n32", "_n64")), ("_wgrad", ("",))) for width in widths}
     for src in cuda_kernels.SOURCES:
@@ -114,8 +115,8 @@ def test_launches_are_checked_like_a_strict_cupy(runtime):
 @settings(max_examples=12)     # each example starts some 10^4 OS threads
 @given(n=st.integers(1, 3), c=st.integers(1, 4), plane=st.integers(1, 700), seed=st.integers(0, 2**31 - 1))
 def test_reductions_with_sizes_that_do_not_divide_the_block(runtime, n, c, plane, seed):
-    """bias_backward (one block per channel) and mse_loss (block sums, then one atomicAdd per block) use
-    shared memory and __syncthreads: the emulation runs their 256 threads concurrently at a barrier."""
+    """bias_backward (one block per channel) and mse_loss (block sums, then sum_partials adds them in one block)
+    use shared memory and __syncthreads: the emulation runs their 256 threads concurrently at a barrier."""
     rng = np.random.default_rng(seed)
     be = get_backend("cuda-emulation")
     dy = rng.standard_normal((n, c, plane, 1))
@@ -126,6 +127,20 @@ def test_reductions_with_sizes_that_do_not_divide_the_block(runtime, n, c, plane
         loss_ref, dpred_ref = ref.mse_loss(pred, target, reduction)
         assert loss == pytest.approx(loss_ref, rel=1e-12)
         np.testing.assert_allclose(dpred, dpred_ref, rtol=1e-14)
+
+
+def test_loss_of_more_blocks_than_one_block_has_threads(runtime):
+    """sum_partials adds the block sums of mse_loss with one block of 256 threads, each taking every 256th sum:
+    301 blocks make some threads take two.  In double, each of the T squares errs by at most 2 2^-53 relative
+    (difference, square) and a sum of T positive terms by T 2^-53, whatever the order: the bound below.  And it
+    is the same on a second run (fixed order)."""
+    be = get_backend("cuda-emulation")
+    rng = np.random.default_rng(5)
+    pred, target = (rng.standard_normal((1, 1, 301, 256)) for _ in range(2))
+    loss, _ = be.mse_loss(pred, target, "mean")
+    want = np.mean((pred - target) ** 2)
+    assert abs(loss - want) <= (pred.size + 2) * 2.0 ** -53 * want
+    assert be.mse_loss(pred, target, "mean")[0] == loss
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])

@@ -19,6 +19,11 @@ gradient too).  Backend defines them from the kernel set; a backend with fused k
     conv2d_bias                   conv2d, then add_bias (+ ReLU)
     conv_transpose2d_bias         conv2d_backward_input (the transposed conv), then add_bias (+ ReLU)
     conv2d_backward_weight_bias   (conv2d_backward_weight, bias_backward)
+
+Three more are the step's array housekeeping, array expressions here; the cuda backend runs them as kernels so
+that a training step is kernel launches only (what a captured step replays: redcore/training.py):
+
+    add_      y += x                  copy      a new array equal to a          zero_     a[...] = 0
 """
 import numpy as np
 
@@ -58,6 +63,17 @@ class Backend:
 
     def conv2d_backward_weight_bias(self, dy, x, k, stride, padding):
         return self.conv2d_backward_weight(dy, x, k, stride, padding), self.bias_backward(dy)
+
+    def add_(self, y, x):
+        y += x
+        return y
+
+    def copy(self, a):
+        return a.copy(order="K")
+
+    def zero_(self, a):
+        a[...] = 0
+        return a
 
 
 def _missing(kernel):

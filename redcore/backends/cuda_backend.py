@@ -15,7 +15,15 @@ instead of 10); maps, weights, sums and Adam stay float32.
 A runtime supplies the array module and the compiled kernels: CupyRuntime on a GPU (cupy.RawModule from
 the source text, -Dreal=float or double), or redcore.cuda_kernels.emulation.EmulatedRuntime, which compiles
 the same sources for the CPU: get_backend("cuda-emulation") runs every line of this file without a GPU.
+
+On the tensor-core path a training step is kernel launches only (the sums, copies and zeroing of the step are
+kernels too, and Adam reads its step size from device memory), so CudaKernels.record() can collect a step's
+launches with their buffers and the runtime's capture() replays them: one CUDA graph per step on a GPU, the
+same list of launches on the emulation (redcore/training.py, CapturedStep).
 """
+import contextlib
+import functools
+
 import numpy as np
 
 from .. import cuda_kernels
@@ -66,6 +74,9 @@ class CupyRuntime:
     def synchronize(self):
         self.xp.cuda.Device().synchronize()
 
+    def capture(self, launches):
+        return CudaGraph(self.xp, launches)
+
     def time(self, run, repeats=3):
         """Median seconds of run() on the GPU (CUDA events), after one untimed run."""
         run()
@@ -80,6 +91,36 @@ class CupyRuntime:
         return sorted(times)[len(times) // 2]
 
 
+class CudaGraph:
+    """Recorded launches captured once into a CUDA graph on a stream of their own; run() copies new inputs into
+    their static buffers and replays the graph, ordered after the work queued before it and before the work
+    queued after it."""
+
+    def __init__(self, cupy, launches):
+        self.cupy = cupy
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        with self.stream:
+            self.stream.begin_capture()
+            try:
+                for kernel, grid, block, args in launches:
+                    kernel(grid, block, args)
+            finally:
+                self.graph = self.stream.end_capture()
+
+    def run(self, uploads):
+        """uploads: [(static device buffer, host or device array of its shape)], copied in before the replay."""
+        current = self.cupy.cuda.get_current_stream()
+        self.stream.wait_event(current.record())
+        with self.stream:
+            for buffer, value in uploads:
+                if isinstance(value, np.ndarray):
+                    buffer.set(value, stream=self.stream)
+                else:
+                    buffer[...] = value
+            self.graph.launch(stream=self.stream)
+        current.wait_event(self.stream.record())
+
+
 class CudaKernels:
     """The kernel set of Im2colBackend (same names and out-first signatures as the Numba kernels of
     kernels/cpu), each a launch of a CUDA kernel with its scalars cast to the C types it declares."""
@@ -87,11 +128,38 @@ class CudaKernels:
     def __init__(self, runtime):
         self.runtime = runtime
         self._choices = {}          # autotuned kernel variants, by shapes
+        self._step_sizes = {}       # Adam's alpha_t in device memory, by dtype
+        self._launches = None       # while record() runs: the launches made, with their arguments
 
     def _kernel(self, source, name, dtype):
         if np.dtype(dtype) not in (np.float32, np.float64):
             raise TypeError(f"the cuda kernels compute in float32 or float64, not {dtype}")
-        return self.runtime.module(source, dtype).get_function(name)
+        kernel = self.runtime.module(source, dtype).get_function(name)
+        return kernel if self._launches is None else functools.partial(self._recorded, kernel)
+
+    def _recorded(self, kernel, grid, block, args):
+        self._launches.append((kernel, grid, block, args))
+        kernel(grid, block, args)
+
+    @contextlib.contextmanager
+    def record(self):
+        """Collect every launch made inside the with-block as (kernel, grid, block, args), run as usual: the list
+        holds every buffer the launches use, so replaying it (runtime.capture) repeats them on the same memory."""
+        if self._launches is not None:
+            raise RuntimeError("CudaKernels.record() is already recording")
+        self._launches = launches = []
+        try:
+            yield launches
+        finally:
+            self._launches = None
+
+    @contextlib.contextmanager
+    def _not_recorded(self):
+        launches, self._launches = self._launches, None
+        try:
+            yield
+        finally:
+            self._launches = launches
 
     @staticmethod
     def _check(*arrays):
@@ -149,7 +217,8 @@ class CudaKernels:
         """The choice whose launch(choice) is fastest for `key`, timed once per key where the runtime has a
         clock (on a GPU, as cudnn.benchmark does), else `default`.  Cached: later calls pay nothing."""
         if key not in self._choices:
-            times = {choice: self.runtime.time(lambda: launch(choice)) for choice in choices}
+            with self._not_recorded():          # the timing runs are not part of a recorded step
+                times = {choice: self.runtime.time(lambda: launch(choice)) for choice in choices}
             self._choices[key] = default if None in times.values() else min(times, key=times.get)
         return self._choices[key]
 
@@ -235,18 +304,44 @@ class CudaKernels:
         self._kernel("elementwise.cu", "relu_backward", dy.dtype)(
             _blocks_for(dy.size), (THREADS,), (dy, y, _long(dy.size)))
 
-    def mse_loss(self, dpred, loss_sum, pred, target, grad_scale):
+    def add_inplace(self, y, x):
+        self._check(y, x)
+        self._kernel("elementwise.cu", "add_inplace", y.dtype)(_blocks_for(y.size), (THREADS,), (y, x, _long(y.size)))
+
+    def copy(self, y, x):
+        self._check(y, x)
+        self._kernel("elementwise.cu", "copy", y.dtype)(_blocks_for(y.size), (THREADS,), (y, x, _long(y.size)))
+
+    def zero(self, y):
+        self._check(y)
+        self._kernel("elementwise.cu", "zero", y.dtype)(_blocks_for(y.size), (THREADS,), (y, _long(y.size)))
+
+    def mse_loss(self, dpred, loss, pred, target, grad_scale, loss_scale):
+        """dpred = grad_scale (pred - target) and loss[0] = loss_scale * sum (pred - target)^2 (float64):
+        block sums, then one block adds them in a fixed order."""
         self._check(dpred, pred, target)
+        blocks = _blocks_for(pred.size)
+        partial = self.runtime.xp.empty(blocks, np.float64)
         self._kernel("elementwise.cu", "mse_loss", pred.dtype)(
-            _blocks_for(pred.size), (THREADS,),
-            (dpred, loss_sum, pred, target, pred.dtype.type(grad_scale), _long(pred.size)))
+            blocks, (THREADS,), (dpred, partial, pred, target, pred.dtype.type(grad_scale), _long(pred.size)))
+        self._kernel("elementwise.cu", "sum_partials", pred.dtype)(
+            (1,), (THREADS,), (loss, partial, _int(blocks[0]), np.float64(loss_scale)))
+
+    def step_size_buffer(self, dtype):
+        """The device array (1,) from which adam_update reads alpha_t: written before each step."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._step_sizes:
+            self._step_sizes[dtype] = self.runtime.xp.zeros(1, dtype)
+        return self._step_sizes[dtype]
 
     def adam_update(self, p, g, m, v, step_size, beta1, beta2, eps):
         self._check(p, g, m, v)
         real = p.dtype.type
+        alpha_t = self.step_size_buffer(p.dtype)
+        alpha_t[...] = step_size            # a host write, outside any recorded launch: a replay writes it anew
         self._kernel("elementwise.cu", "adam_update", p.dtype)(
             _blocks_for(p.size), (THREADS,),
-            (p, g, m, v, real(step_size), real(beta1), real(beta2), real(eps), _long(p.size)))
+            (p, g, m, v, alpha_t, real(beta1), real(beta2), real(eps), _long(p.size)))
 
 
 class CudaBackend(Im2colBackend):
@@ -336,12 +431,42 @@ class CudaBackend(Im2colBackend):
         # cuBLAS through CuPy; `out` may be a strided view (a band of rows), so assign rather than pass out=.
         out[...] = self.xp.matmul(a, b)
 
-    def mse_loss(self, pred, target, reduction="batch"):
-        """(loss, dpred) of paper Eq. 4 by one fused kernel: the error, its gradient and the sum of squares."""
+    # ---- the step's sums, copies and zeroing as kernels (Backend's defaults are array expressions) ---------
+    @staticmethod
+    def _kernel_pair(y, x):
+        return (y.flags.c_contiguous and x.flags.c_contiguous and y.shape == x.shape and y.dtype == x.dtype
+                and y.dtype in (np.float32, np.float64))
+
+    def add_(self, y, x):
+        if not self._kernel_pair(y, x):
+            return super().add_(y, x)
+        self.kernels.add_inplace(y, x)
+        return y
+
+    def copy(self, a):
+        out = self.xp.empty_like(a)
+        if not self._kernel_pair(out, a):
+            return super().copy(a)
+        self.kernels.copy(out, a)
+        return out
+
+    def zero_(self, a):
+        if not self._kernel_pair(a, a):
+            return super().zero_(a)
+        self.kernels.zero(a)
+        return a
+
+    def mse_loss_on_device(self, pred, target, reduction="batch"):
+        """(loss, dpred) of paper Eq. 4 by one fused kernel (the error, its gradient and block sums) and one that
+        adds the block sums; loss is a device array (1,) of float64, read without a host sync."""
         scale = mse_scale(pred, target, reduction)
         xp = self.xp
         pred, target = xp.ascontiguousarray(pred), self.asarray(target, pred.dtype)
         dpred = xp.empty_like(pred)
-        loss_sum = xp.zeros(1, dtype=np.float64)
-        self.kernels.mse_loss(dpred, loss_sum, pred, target, 2.0 * scale)
-        return float(loss_sum[0]) * scale, dpred
+        loss = xp.empty(1, dtype=np.float64)
+        self.kernels.mse_loss(dpred, loss, pred, target, 2.0 * scale, scale)
+        return loss, dpred
+
+    def mse_loss(self, pred, target, reduction="batch"):
+        loss, dpred = self.mse_loss_on_device(pred, target, reduction)
+        return float(self.to_numpy(loss)[0]), dpred

@@ -138,13 +138,13 @@ def conv2d_forward(be, x, w, b, stride=1, padding=0, relu=False):
     return be.conv2d_bias(x, w, b, stride, padding, relu)      # conv2d, add_bias: one pass where fused
 
 
-def _accumulate(out, dw, db):
+def _accumulate(be, out, dw, db):
     """(dw, db), added into the preallocated gradients out = (dw_out, db_out) when given (as the kernels of
     llm.c do: a gradient is a sum over every use, so micro-batches are a loop of backward passes)."""
     if out is None:
         return dw, db
-    out[0][...] += dw
-    out[1][...] += db
+    be.add_(out[0], dw)
+    be.add_(out[1], db)
     return out
 
 
@@ -154,7 +154,7 @@ def conv2d_backward(be, dy, x, w, stride=1, padding=0, input_grad=True, out=None
     gradients into those arrays and returns them."""
     dx = be.conv2d_backward_input(dy, w, x.shape[2:], stride, padding) if input_grad else None
     dw, db = be.conv2d_backward_weight_bias(dy, x, w.shape[2], stride, padding)   # and bias_backward(dy)
-    return (dx, *_accumulate(out, dw, db))
+    return (dx, *_accumulate(be, out, dw, db))
 
 
 def conv_transpose2d_forward(be, x, wt, b, stride=1, padding=0, output_padding=0, relu=False):
@@ -175,4 +175,4 @@ def conv_transpose2d_backward(be, dy, x, wt, stride=1, padding=0, out=None):
     out=(dwt, db) adds the gradients into those arrays and returns them."""
     dx = be.conv2d(dy, wt, stride, padding)
     dwt = be.conv2d_backward_weight(x, dy, wt.shape[2], stride, padding)
-    return (dx, *_accumulate(out, dwt, be.bias_backward(dy)))
+    return (dx, *_accumulate(be, out, dwt, be.bias_backward(dy)))

@@ -38,7 +38,12 @@ def mse_loss(pred, target, reduction="batch", backend=None):
     backend: the backend whose kernel computes it (pass net.backend to use the network's own, e.g. the fused
     CUDA kernel); default: the formula above, on whatever array module pred belongs to."""
     loss, dpred = (backend.mse_loss if backend is not None else mse_loss_reference)(pred, target, reduction)
+    return finite_loss(loss), dpred
+
+
+def finite_loss(loss):
+    """loss, or FloatingPointError with the likely cause where it is NaN or infinite."""
     if not np.isfinite(loss):
         raise FloatingPointError(f"mse_loss is {loss}: the network diverged or its input holds NaN/Inf "
                                  "(lower the learning rate or check the data)")
-    return loss, dpred
+    return loss
