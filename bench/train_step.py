@@ -7,8 +7,10 @@
 
 With --device cuda redcore runs its "cuda-tf32" backend (tensor cores, TF32: the default of --backend cuda)
 and its exact "cuda" one against PyTorch on the same GPU with cuDNN in its defaults (benchmark mode on, TF32
-convolutions), and its "cuda-bf16" backend against PyTorch with channels_last + autocast(bfloat16); inputs live
-on the GPU and every timed step ends with a device synchronisation.  Peak GPU memory
+convolutions), and its "cuda-bf16" backend against PyTorch with channels_last + autocast(bfloat16); the
+tensor-core backends train as examples/train.py does, each step one replay of a captured CUDA graph, and again
+with their kernels launched one by one from Python ("-eager"); inputs live on the GPU and every timed step ends
+with a device synchronisation.  Peak GPU memory
 is each process's: PyTorch's max_memory_allocated, CuPy's memory pool.  --json writes every figure with the
 GPU, driver and versions (bench/results/).
 
@@ -115,9 +117,14 @@ def worker(args):
         # splits each batch over the threads inside REDNet (redcore.threads), as examples/train.py does;
         # "cpu-batchthreads": the same split through redcore.threads.BatchThreads; "cpu-prange": the whole
         # batch at once (threads=1), on the Numba kernels' and the BLAS's own threads.
-        backend = args.framework.replace("-prange", "").replace("-batchthreads", "")
+        # "cuda-tf32", "cuda-bf16": the step as examples/train.py runs it there, one captured graph of launches
+        # (redcore.training.CapturedStep); "-eager" after them: the same kernels launched one by one from Python.
+        backend = args.framework.replace("-prange", "").replace("-batchthreads", "").replace("-eager", "")
         net = redcore.REDNet(backend=backend, threads=1 if args.framework == "cpu-prange" else args.threads, **cfg)
         opt = redcore.Adam(net.params)
+        from redcore.training import CapturedStep, why_not_captured
+        captured = CapturedStep(net, opt) if args.mode == "train" and not args.framework.endswith("-eager") \
+            and why_not_captured(net) is None else None
         be = net.backend
         x = be.asarray(x, net.dtype)
         target = be.asarray(target, net.dtype) if args.mode == "train" else None
@@ -128,6 +135,9 @@ def worker(args):
             runner = BatchThreads(net, args.threads)
 
         def step():
+            if captured is not None:
+                captured(x, target)
+                return
             if args.mode == "train" and runner is not None:
                 runner.loss_and_backward(x, target)
                 opt.step(net.grads)
@@ -221,7 +231,7 @@ def main():
     # each group: a PyTorch yardstick and the redcore backends compared with it, side by side in this run
     groups = [("torch", args.backends.split(","))]
     if args.device == "cuda":
-        groups = [("torch", ["cuda-tf32", "cuda"]), ("torch-amp", ["cuda-bf16"])]
+        groups = [("torch", ["cuda-tf32", "cuda-tf32-eager", "cuda"]), ("torch-amp", ["cuda-bf16", "cuda-bf16-eager"])]
         print(f"GPU: {torch.cuda.get_device_name(0)}")
     print(f"threads {args.threads}, batch {args.batch} x {args.size}x{args.size}, median of {args.repeats}; "
           f"torch {torch.__version__}, numpy {np.__version__}, "

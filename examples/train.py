@@ -40,7 +40,7 @@ from redcore.backends import BACKEND_CHOICES, PRECISION_HELP, PRECISIONS, with_p
 from redcore.io import atomic_write, load_checkpoint, lock_folder, remove_orphans, save_checkpoint  # noqa: E402
 from redcore.metrics import psnr  # noqa: E402
 from redcore.pictures import captioned_strip  # noqa: E402
-from redcore.training import train_step  # noqa: E402
+from redcore.training import CapturedStep, train_step, why_not_captured  # noqa: E402
 from redcore.model import PRESETS  # noqa: E402
 
 
@@ -320,13 +320,18 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
     t_run = t_last                   # --seconds counts from here
     t_saved = t_last                 # training wall time accumulates in state["seconds"] across resumes
     lr = opt.lr                      # the run's step size; a warm-up scales it inside one step at a time
+    # On the cuda backend's tensor-core path the step is recorded once and replayed (a CUDA graph on a GPU).
+    captured = CapturedStep(net, opt) if not args.distributed and why_not_captured(net) is None else None
+    if captured is not None and lead:
+        (bar.write if not args.no_progress else print)("each step replays one captured graph of kernel launches")
     for step in bar:
         # Adam's first steps (Eq. 5-7 with bias correction) move every weight by about the full step size,
         # whatever its gradient: a trained network given fresh moments (--init) is thrown off by that.
         opt.lr = lr * min(1.0, (step - start + 1) / args.warmup) if args.warmup > 0 else lr
         noisy, clean = sampler.task_batch(step, task, level, shard=shard)
         try:
-            loss = train_step(net, opt, noisy, clean, comm)   # Eq. 4, backward, all-reduce, Eq. 5-7
+            loss = captured(noisy, clean) if captured is not None else \
+                train_step(net, opt, noisy, clean, comm)      # Eq. 4, backward, all-reduce, Eq. 5-7
         except FloatingPointError as e:
             message = f"at step {step + 1} on rank {comm.rank}: {e}; {what_is_kept(ckpt)}"
             if args.distributed:

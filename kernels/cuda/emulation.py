@@ -211,3 +211,20 @@ class EmulatedRuntime:
     def time(self, run):
         """None: the emulation's speed says nothing about a GPU's, so nothing is chosen by it."""
         return None
+
+    def capture(self, launches):
+        return ReplayedLaunches(launches)
+
+
+class ReplayedLaunches:
+    """What a CUDA graph is on a GPU (CupyRuntime.capture), on the CPU: recorded launches, replayed in order on
+    the buffers they were recorded with, after new inputs are copied into their static buffers."""
+
+    def __init__(self, launches):
+        self.launches = list(launches)
+
+    def run(self, uploads):
+        for buffer, value in uploads:
+            buffer[...] = value
+        for kernel, grid, block, args in self.launches:
+            kernel(grid, block, args)
