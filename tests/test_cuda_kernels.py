@@ -3,6 +3,8 @@ logic, compiled for the CPU by the emulation harness (kernels/cuda/emulation.py)
 reference kernel by kernel, including sizes that do not divide the block size, and runs the training script.
 (test_backend_parity.py runs the whole cuda backend on the emulation against the reference as well.)"""
 import json
+import os
+import re
 import shutil
 import subprocess
 
@@ -396,11 +398,39 @@ def test_tensor_core_launchers_refuse_mismatched_shapes():
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def cuda_tool(name):
+    """A CUDA binary tool on PATH, or from the pip wheels .ci/run installs (nvidia-cuda-cuobjdump and
+    nvidia-cuda-nvdisasm put theirs in nvidia/cu13/bin), or None."""
+    found = shutil.which(name)
+    if found is None:
+        try:
+            import nvidia
+        except ImportError:
+            return None
+        for root in nvidia.__path__:
+            path = os.path.join(root, "cu13", "bin", name)
+            if os.access(path, os.X_OK):
+                return path
+    return found
+
+
+def sass_by_function(fatbin):
+    """[(kernel name, its SASS)] of a fatbin, one per kernel and architecture, by cuobjdump (which runs
+    nvdisasm beside it)."""
+    tool = cuda_tool("cuobjdump")
+    env = dict(os.environ, PATH=os.path.dirname(tool) + os.pathsep + os.environ.get("PATH", ""))
+    done = subprocess.run([tool, "-sass", str(fatbin)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    parts = re.split(r"\n\s*Function : (\w+)\n", done.stdout)
+    return list(zip(parts[1::2], parts[2::2]))
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tmp_path):
-    """The PTX holds the TF32 m16n8k8 and bf16 m16n8k16 mma.sync (tensor cores from sm_80) and the TF32
-    rounding, and ptxas reports
-    no register spills for any kernel of conv_tc.cu on sm_80 and sm_90.  (Its SASS is checked for HMMA where
-    cuobjdump is installed.)"""
+    """The PTX holds the TF32 m16n8k8 and bf16 m16n8k16 mma.sync (tensor cores from sm_80), the TF32 rounding
+    and ldmatrix.x4; ptxas reports no register spills for any kernel of conv_tc.cu on sm_80 and sm_90; and the
+    SASS of every convolution kernel holds tensor-core HMMAs of its type, the forward ones' fragments loaded by
+    LDSM (ldmatrix), where cuobjdump is installed (.ci/run installs it)."""
     source = cuda_kernels.source_path("conv_tc.cu")
     ptx = tmp_path / "conv_tc.ptx"
     done = subprocess.run(["nvcc", "-ptx", "-arch=sm_80", source, "-o", str(ptx)], capture_output=True, text=True)
@@ -409,17 +439,27 @@ def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tm
     assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in text
     assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in text
     assert "cvt.rna.tf32.f32" in text
+    assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in text
     fatbin = tmp_path / "conv_tc.fatbin"
     done = subprocess.run(["nvcc", "--fatbin", "-Xptxas", "-v", "-gencode", "arch=compute_80,code=sm_80",
                            "-gencode", "arch=compute_90,code=sm_90", source, "-o", str(fatbin)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    n_kernels = len(kernel_signatures(cuda_kernels.read_source("conv_tc.cu")))
+    kernels = [name for name, _, _ in kernel_signatures(cuda_kernels.read_source("conv_tc.cu"))]
     spills = [line for line in done.stderr.splitlines() if "spill" in line]
-    assert len(spills) == 2 * n_kernels and all("0 bytes spill stores, 0 bytes spill loads" in line for line in spills)
-    if shutil.which("cuobjdump"):
-        sass = subprocess.run(["cuobjdump", "-sass", str(fatbin)], capture_output=True, text=True).stdout
-        assert "HMMA" in sass
+    assert len(spills) == 2 * len(kernels) and all("0 bytes spill stores, 0 bytes spill loads" in line for line in spills)
+    if cuda_tool("cuobjdump") is None:
+        return
+    sass = sass_by_function(fatbin)
+    assert sorted(name for name, _ in sass) == sorted(2 * kernels), f"cuobjdump listed {[n for n, _ in sass]}"
+    for name, code in sass:
+        if name == "conv3x3_wgrad_reduce":
+            assert "HMMA" not in code
+            continue
+        hmma = "HMMA.1688.F32.TF32" if "tf32" in name else "HMMA.16816.F32.BF16"
+        assert hmma in code, f"{name}: no {hmma} in its SASS"
+        if "wgrad" not in name:
+            assert "LDSM.16.M88.4" in code, f"{name}: its fragments are not loaded by ldmatrix"
 
 
 def test_kernel_workbench_runs_its_checks_and_its_timing_code():

@@ -20,7 +20,8 @@
 // warp r owns output row r of the tile, 16 pixels, as 2 NF m16n8 accumulators.  For each chunk of K input
 // channels (the mma's K: 8 or 16) the block stages the input tile with its one-pixel halo, (TILE_H + 2) x
 // (TILE_W + 2) x K, and the chunk's weights of all 9 taps in shared memory once; every tap then reads its A
-// fragment from the same tile, shifted by the tap, so x is read from global memory once per chunk.  The
+// fragment from the same tile, shifted by the tap, so x is read from global memory once per chunk (the A and
+// B fragments by ldmatrix.x4: one shared-memory instruction for a whole A fragment, or two B fragments).  The
 // epilogue writes each lane's accumulators to y with the bias and an optional ReLU (the encoder's conv + bias
 // + ReLU in one pass), inside the output's bounds.
 // pad = 1 is RED's "same" convolution, pad = 0 its "valid" one, and pad = 2 with wlayout 2 the transposed
@@ -78,7 +79,37 @@ __device__ __forceinline__ void ptx_mma_m16n8k16_bf16(float (&d)[4], const unsig
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16: four 8 x 8 matrices of 16-bit elements, each row 16 contiguous,
+// 16-byte-aligned bytes of shared memory.  Lane 8 i + r gives the address of row r of matrix i; register i of
+// lane l receives the 4-byte word l % 4 of row l / 4 of matrix i.  (A row is 4 TF32 values or 8 bf16 ones.)
+__device__ __forceinline__ void ptx_ldmatrix_x4(unsigned (&r)[4], const void* row)
+{
+    const unsigned address = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
+}
 #endif
+
+// An A fragment (16 rows x Op::K, each row's K values contiguous, rows `stride` elements apart) by one
+// ldmatrix.x4: matrix i is rows 8 (i & 1) .. + 7 and the (i >> 1)-th 16 bytes of K, so register i is a_i of the
+// fragment tables below (TF32: A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]; bf16 likewise in pairs).
+template <class T>
+__device__ __forceinline__ void ldmatrix_a(unsigned (&a)[4], const T* base, int stride, int lane)
+{
+    const int i = lane / 8, r = lane % 8;
+    ptx_ldmatrix_x4(a, base + (r + 8 * (i & 1)) * stride + (i >> 1) * (16 / (int)sizeof(T)));
+}
+
+// Two B fragments (Op::K x 8 each) of the output channels 0..7 and 8..15 of base, stored by channel (row n
+// holds its K values contiguously, rows `stride` apart): matrix i is channels 8 (i >> 1) .. + 7 and the
+// (i & 1)-th 16 bytes of K, so b[0], b[1] are the first fragment's b0, b1 and b[2], b[3] the second's.
+template <class T>
+__device__ __forceinline__ void ldmatrix_b2(unsigned (&b)[4], const T* base, int stride, int lane)
+{
+    const int i = lane / 8, r = lane % 8;
+    ptx_ldmatrix_x4(b, base + (r + 8 * (i >> 1)) * stride + (i & 1) * (16 / (int)sizeof(T)));
+}
 
 // bfloat16 bits of x, rounded to nearest even (the upper half of the float; NaN stays NaN).
 __device__ __forceinline__ unsigned short bf16_bits(float x)
@@ -154,8 +185,9 @@ struct Bf16 {
 
 // The forward kernel's block tile: TILE_H x TILE_W output pixels x 16 NF output channels.  Shared memory: the
 // input tile with its halo, [pixel][KS], and the chunk's weights, [tap][output channel][KS], as rounded
-// operands; a row holds the K values of a pixel (or an output channel) and is KS = K + 16 bytes long, so that
-// the 8 rows a fragment's lanes read (g = 0..7) fall in different shared-memory banks.
+// operands; a row holds the K values of a pixel (or an output channel) and is KS = K + 16 bytes long (48
+// bytes): the 16-byte-aligned rows ldmatrix reads, and the 8 rows of one of its matrices (consecutive pixels
+// or channels, 12 words apart) fall in 8 different groups of 4 banks, so each matrix is one conflict-free read.
 template <int NF, class Op>
 struct ConvTile {
     using T = typename Op::stored;
@@ -198,11 +230,13 @@ __device__ void conv3x3_tile(typename Op::stored* xs, typename Op::stored* ws, f
         for (int tap = 0; tap < 9; ++tap) {
             unsigned a[4];
             // A[m][k]: pixel m of row `row + u`, shifted by v, channel k
-            Op::load_a(a, xs + ((row + tap / 3) * (TILE_W + 2) + tap % 3) * KS, KS, 1, g, t);
-            for (int f = 0; f < 2 * NF; ++f) {
-                unsigned bf[2];
-                Op::load_b(bf, ws + (tap * N + 8 * f) * KS, 1, KS, g, t);   // B[k][n] = W(tap, k, 8 f + n)
-                Op::mma(acc[f], a, bf);
+            ldmatrix_a(a, xs + ((row + tap / 3) * (TILE_W + 2) + tap % 3) * KS, KS, lane);
+            for (int f = 0; f < 2 * NF; f += 2) {
+                unsigned bq[4];
+                ldmatrix_b2(bq, ws + (tap * N + 8 * f) * KS, KS, lane);    // B[k][n] = W(tap, k, 8 f + n)
+                const unsigned b0[2] = {bq[0], bq[1]}, b1[2] = {bq[2], bq[3]};
+                Op::mma(acc[f], a, b0);
+                Op::mma(acc[f + 1], a, b1);
             }
         }
         __syncthreads();                 // the next chunk overwrites xs and ws

@@ -20,8 +20,9 @@
 // kernel that gathered its fragment wrongly, gets a wrong D, as on the GPU.  The operands are decoded as the
 // hardware reads them: a TF32 register by its upper 19 bits (the low 13 ignored, so an unrounded operand is
 // truncated), bf16 pairs low half first; products are exact in float and summed in float.
-// Not emulated (the sources do not use them): warp shuffles/votes, ldmatrix, cp.async, dynamic shared memory,
-// streams.
+// ldmatrix.x4 likewise: each lane posts its row address, and after the warp's barrier takes its four words from
+// the rows the PTX ISA assigns it (a row address not 16-byte aligned aborts, as it would fault on the GPU).
+// Not emulated (the sources do not use them): warp shuffles/votes, cp.async, dynamic shared memory, streams.
 #pragma once
 #include <atomic>
 #include <bit>
@@ -29,6 +30,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <functional>
 #include <ucontext.h>
@@ -57,6 +59,7 @@ inline Barrier* block_barrier = nullptr;
 struct WarpExchange {
     std::uint32_t a[32][4], b[32][2];
     float c[32][4];
+    const void* rows[32];        // ldmatrix: the row address each lane gives
 };
 inline WarpExchange* warp_exchange = nullptr;
 inline Barrier* warp_barrier = nullptr;
@@ -283,6 +286,34 @@ void mma_m16n8(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (
     }
 }
 }  // namespace emu
+
+namespace emu {
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane 8 i + r gives the address of row r of matrix i (16 contiguous
+// bytes, 16-byte aligned); register i of lane l receives word l % 4 of row l / 4 of matrix i.
+inline void ldmatrix_x4(std::uint32_t (&r)[4], const void* row)
+{
+    if (warp_barrier == nullptr) {
+        std::fputs("emulation: ldmatrix in a kernel whose threads run one after another\n", stderr);
+        std::abort();
+    }
+    if (reinterpret_cast<std::uintptr_t>(row) % 16 != 0) {
+        std::fputs("emulation: ldmatrix given a row address that is not 16-byte aligned\n", stderr);
+        std::abort();
+    }
+    const unsigned me = lane();
+    WarpExchange& x = *warp_exchange;
+    x.rows[me] = row;
+    warp_barrier->arrive_and_wait();                 // every lane's row address is in
+    for (int i = 0; i < 4; ++i)
+        std::memcpy(&r[i], static_cast<const unsigned char*>(x.rows[8 * i + me / 4]) + 4 * (me % 4), 4);
+    warp_barrier->arrive_and_wait();                 // every lane has read the addresses
+}
+}  // namespace emu
+
+inline void ptx_ldmatrix_x4(unsigned (&r)[4], const void* row)
+{
+    emu::ldmatrix_x4(r, row);
+}
 
 inline void ptx_mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
 {
