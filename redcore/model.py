@@ -408,9 +408,17 @@ class REDNet:
                 raise TypeError(f"{name}: the state dict holds {np.dtype(v.dtype).name}, this network {self.dtype.name}")
             a[...] = self.backend.asarray(v, self.dtype)
 
-    def save(self, path):
-        """One file with the config and the weights (.npz with a JSON header; loads without pickle)."""
-        save_arrays(path, {"kind": "redcore.REDNet", "config": self.config}, self.state_dict())
+    def save(self, path, float16=False):
+        """One file with the config and the weights (.npz with a JSON header; loads without pickle).
+        float16=True stores the weights rounded to float16 (half the file; `load` widens them to the config's
+        dtype): for shipping, where tools/ship_model.py measures what the rounding costs."""
+        weights, header = self.state_dict(), {"kind": "redcore.REDNet", "config": self.config}
+        if float16:
+            big = [name for name, a in weights.items() if np.abs(a).max() > np.finfo(np.float16).max]
+            if big:
+                raise ValueError(f"{big[0]} holds weights beyond float16's range (65504): store it in {self.dtype.name}")
+            weights, header["stored"] = {k: a.astype(np.float16) for k, a in weights.items()}, "float16"
+        save_arrays(path, header, weights)
 
     @classmethod
     def load(cls, name_or_path, backend="cpu", threads=None):
@@ -426,16 +434,21 @@ class REDNet:
         config = check_config(header["config"], f"the network config of {path}")
         weights = {k[len("model."):] if k.startswith("model.") else k: v
                    for k, v in arrays.items() if not k.startswith(("optim.", "history."))}
-        cls.check_weights(weights, config, path)
+        stored = header.get("stored")
+        if stored not in (None, "float16"):
+            raise ValueError(f"{path} stores its weights as {stored!r}, which this redcore does not read")
+        cls.check_weights(weights, config, path, stored)
         net = cls(**config, backend=backend, threads=threads)
-        net.load_state_dict(weights)
+        net.load_state_dict({k: v.astype(net.dtype) for k, v in weights.items()})
         return net
 
     @staticmethod
-    def check_weights(weights, config, path):
-        """The arrays a weight file must hold for its config, each of its shape and dtype and finite; checked
-        before the network is built, so a bad file costs no allocation and gets one sentence."""
-        shapes, dtype = config_param_shapes(config), np.dtype(config.get("dtype", "float32"))
+    def check_weights(weights, config, path, stored=None):
+        """The arrays a weight file must hold for its config, each of its shape and dtype (or float16 where the
+        file says it stored them so) and finite; checked before the network is built, so a bad file costs no
+        allocation and gets one sentence."""
+        shapes = config_param_shapes(config)
+        dtype = np.dtype(stored or config.get("dtype", "float32"))
         missing = [k for k in shapes if k not in weights]
         unexpected = [k for k in weights if k not in shapes]
         if missing or unexpected:
@@ -445,7 +458,8 @@ class REDNet:
         for name, shape in shapes.items():
             a = weights[name]
             if a.shape != shape or a.dtype != dtype:
-                raise ValueError(f"{path}: {name} is {a.dtype} {a.shape}, its config declares {dtype} {shape}")
+                declared = "its header declares float16 storage of" if stored else "its config declares"
+                raise ValueError(f"{path}: {name} is {a.dtype} {a.shape}, {declared} {dtype} {shape}")
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"{path}: {name} holds NaN or infinite values (a diverged training?)")
 

@@ -23,6 +23,37 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_allclose(back.forward(x), net.forward(x), rtol=1e-5, atol=1e-6)
 
 
+def test_weights_stored_in_float16_load_as_their_rounding(tmp_path):
+    """save(float16=True) halves the file; load widens the float16 weights to the config's float32, so the net
+    holds exactly the weights rounded to float16.  A float16 array in a file whose header does not say so, an
+    unknown storage, and weights beyond float16's range are refused with a sentence."""
+    net = redcore.REDNet(depth=4, filters=32, backend="numpy", seed=2)
+    wide, half = tmp_path / "wide.npz", tmp_path / "half.npz"
+    net.save(wide)
+    net.save(half, float16=True)
+    assert os.path.getsize(half) < 0.6 * os.path.getsize(wide)
+    back = redcore.load(half)
+    assert back.dtype == np.float32
+    for k, v in net.state_dict().items():
+        assert np.array_equal(back.params[k], v.astype(np.float16).astype(np.float32))
+        assert not np.array_equal(back.params[k], v) or np.all(v == v.astype(np.float16))
+    header, arrays = redcore.io.load_arrays(half)
+    del header["stored"]
+    unmarked = tmp_path / "unmarked.npz"
+    redcore.io.save_arrays(unmarked, header, arrays)
+    with pytest.raises(ValueError, match="conv1.weight is float16 .*, its config declares float32"):
+        redcore.load(unmarked)
+    redcore.io.save_arrays(unmarked, {**header, "stored": "int8"}, arrays)
+    with pytest.raises(ValueError, match="stores its weights as 'int8', which this redcore does not read"):
+        redcore.load(unmarked)
+    big = net.state_dict()
+    big["conv2.bias"][0] = 1e5
+    net.load_state_dict(big)
+    with pytest.raises(ValueError, match="conv2.bias holds weights beyond float16's range"):
+        net.save(tmp_path / "big.npz", float16=True)
+    assert not (tmp_path / "big.npz").exists()
+
+
 def test_load_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such weight file"):
         redcore.load(tmp_path / "missing.npz")

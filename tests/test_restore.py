@@ -175,6 +175,16 @@ def test_ship_model_adds_a_card_and_restore_finds_it(tmp_path, monkeypatch, caps
     assert card["schedule"] == "from step 5 + 2: batch 4, lr 5e-05"
     test = card["tests"][0]
     assert test["set"] == "classic5" and test["images"] == 5 and abs(test["input_psnr"] - 27.82) < 0.01
+    # stored in float16 where that costs <= 0.01 dB; the card's figures are those of the weights shipped
+    from redcore.data import load_test_set
+    from redcore.evaluate import evaluate
+    from redcore.io import load_arrays
+    header, _ = load_arrays(tmp_path / "weights" / "tiny-jpeg-q10.npz")
+    assert card["storage"].split(":")[0] == header.get("stored", "float32")
+    shipped = redcore.load("tiny-jpeg-q10")
+    names, images = load_test_set("classic5", mode="y")
+    again = evaluate(tasks.get("jpeg"), 10, names, images, net=shipped, baseline=False)["average"]["RED-Net"]["psnr"]
+    assert round(again, 2) == test["psnr"]
     img = (np.random.default_rng(0).random((32, 32)) * 255).astype(np.uint8)
     assert redcore.restore(img, "jpeg", 10).shape == (32, 32)
     # --baseline cached: the baseline's figures only where runs/baselines holds them; it never runs

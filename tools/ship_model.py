@@ -8,7 +8,9 @@ The card records the network, the training data, steps and wall time (from the c
 the command given here, and, per test set, the network's PSNR/SSIM beside the corrupted input and the task's
 classical baseline (its scores are read from the baselines' cache, runs/baselines/, where `redcore eval` or an
 earlier ship kept them for the same set and seed (bench/eval_baselines.sh fills it), else computed and kept).  The weights are stored without the
-optimizer state (an .npz with a JSON header, no pickle).  A training that went on in a run started by --init
+optimizer state (an .npz with a JSON header, no pickle), in float16 where that costs at most FLOAT16_COST_DB on
+every test set and level (the network rounded to float16 is scored beside the float32 one; the card gives the
+measured cost, and its figures are those of the weights shipped).  A training that went on in a run started by --init
 from an earlier one (e.g. after a move between machines) is shipped from the last run's checkpoint with
 --steps-before (the earlier steps), --batch and --lr (the first run's settings) and --train-seconds (the total).
 """
@@ -16,6 +18,8 @@ import argparse
 import json
 import os
 import sys
+
+import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -30,6 +34,7 @@ TEST_SETS = {"denoise": ["Set12", "BSD68"], "sr": ["Set5"], "jpeg": ["classic5"]
 # The levels a blind network (trained on a range or mix) is scored at: those of the tables it is compared with.
 EVAL_LEVELS = {"denoise": [10, 15, 25, 30, 50, 70], "sr": [2, 3, 4], "jpeg": [10, 20, 30, 40],
                "deblur": ["disk", "gaussian", "motion"], "inpaint": ["text10", "text20", "scratches"]}
+FLOAT16_COST_DB = 0.01     # the most PSNR that storing the weights in float16 may cost on any test (issue 26)
 
 
 def step_words(step, steps_before=0):
@@ -116,6 +121,10 @@ def main(argv=None):
         card["schedule"] = schedule
     if blind:
         card["covers"] = tasks.level_label(level)
+    # the network with its weights rounded to float16, scored beside it: stored so if that costs <= FLOAT16_COST_DB
+    half = redcore.REDNet(**cfg)
+    half.load_state_dict({k: v.astype(np.float16).astype(v.dtype) for k, v in net.state_dict().items()})
+    runs = []
     for set_name, level in ((name, lv) for name in TEST_SETS[task.name] for lv in test_levels):
         names, images = load_test_set(set_name, mode="y" if task.color == "y" else "as read")
         label = tasks.level_label(level)
@@ -123,15 +132,24 @@ def main(argv=None):
         result = evaluate(task, level, names, images, net=net, ensemble=False,
                           baseline=cached is None and args.baseline == "run",
                           seed=args.seed, log=print)
-        avg = result["average"]
         method = baselines.BASELINES.get(task.name, (None,))[0]
-        if cached is None and method in avg:
-            baselines.save_scores(task.name, label, set_name, args.seed, avg[method], len(names))
+        if cached is None and method in result["average"]:
+            baselines.save_scores(task.name, label, set_name, args.seed, result["average"][method], len(names))
+        rounded = evaluate(task, level, names, images, net=half, ensemble=False, baseline=False, seed=args.seed)
+        runs.append((set_name, level, names, images, cached, result, rounded))
+    cost = max(r["average"]["RED-Net"]["psnr"] - r16["average"]["RED-Net"]["psnr"] for *_, r, r16 in runs)
+    float16 = cost <= FLOAT16_COST_DB
+    shipped = half if float16 else net
+    card["storage"] = (f"float16: {max(cost, 0):.3f} dB below the float32 weights at most, on every test"
+                       if float16 else f"float32: float16 would cost up to {cost:.3f} dB (more than {FLOAT16_COST_DB})")
+    print(card["storage"])
+    for set_name, level, names, images, cached, result, rounded in runs:
+        avg, given = (rounded if float16 else result)["average"], result["average"]   # the inputs, baselines: given
         entry = {"set": set_name, **({"level": level} if blind else {}), "images": len(names),
                  "psnr": round(avg["RED-Net"]["psnr"], 2),
-                 "ssim": round(avg["RED-Net"]["ssim"], 4), "input_psnr": round(avg[result["methods"][0]]["psnr"], 2),
-                 "input_ssim": round(avg[result["methods"][0]]["ssim"], 4)}
-        base = cached or ((result["methods"][1], avg[result["methods"][1]]) if len(result["methods"]) > 2 else None)
+                 "ssim": round(avg["RED-Net"]["ssim"], 4), "input_psnr": round(given[result["methods"][0]]["psnr"], 2),
+                 "input_ssim": round(given[result["methods"][0]]["ssim"], 4)}
+        base = cached or ((result["methods"][1], given[result["methods"][1]]) if len(result["methods"]) > 2 else None)
         if base:
             entry.update(baseline=base[0], baseline_psnr=round(base[1]["psnr"], 2),
                          baseline_ssim=round(base[1]["ssim"], 4))
@@ -139,12 +157,12 @@ def main(argv=None):
             entry["psnr_mask_known"] = round(avg["RED-Net, mask known"]["psnr"], 2)
             entry["ssim_mask_known"] = round(avg["RED-Net, mask known"]["ssim"], 4)
         if args.ensemble:
-            ens = evaluate(task, level, names, images, net=net, ensemble=True, baseline=False, seed=args.seed)
+            ens = evaluate(task, level, names, images, net=shipped, ensemble=True, baseline=False, seed=args.seed)
             entry["psnr_x8"] = round(ens["average"]["RED-Net x8"]["psnr"], 2)
         card["tests"].append(entry)
         print(f"{set_name}: {entry}")
     os.makedirs(zoo.WEIGHTS_DIR, exist_ok=True)
-    net.save(os.path.join(zoo.WEIGHTS_DIR, card["file"]))
+    shipped.save(os.path.join(zoo.WEIGHTS_DIR, card["file"]), float16=float16)
     cards = zoo.cards()
     cards[args.name] = card
     atomic_write(zoo.INDEX, lambda f: f.write(json.dumps(cards, indent=1, sort_keys=True).encode()))
