@@ -319,24 +319,36 @@ class REDNet:
             self.zero_grad()
         skip_grad = {}                        # conv{i} -> the gradient its skip carries back (Eq. 12)
         self.path_grads = {} if record_paths else None
+        # Every layer's input but conv1's is a ReLU's output, so its input gradient goes through that ReLU's
+        # backward first: each op returns it masked (relu_input, fused into the convolution where the backend
+        # can), and `masked` says that g has had the mask it meets first.
+        masked = False
         for j in range(self.n, 0, -1):        # the decoder, last layer first; g = dL/d(stage j's output)
             i = self.n + 1 - j
             if j < self.n:
                 if j in self.skips:
-                    g = self._relu_backward(g, c["skip_out"][j])       # mask of the skip sum's ReLU (Eq. 3)
+                    if not masked:
+                        g = self._relu_backward(g, c["skip_out"][j])   # mask of the skip sum's ReLU (Eq. 3)
                     skip_grad[self.skips[j]] = be.copy(g)              # the skip copy, to both summands
-                g = self._relu_backward(g, c["relu_out"][j])           # mask of deconv{j}'s ReLU
+                    g = self._relu_backward(g, c["relu_out"][j])       # mask of deconv{j}'s ReLU
+                elif not masked:
+                    g = self._relu_backward(g, c["relu_out"][j])       # mask of deconv{j}'s ReLU
             g, _, _ = conv_transpose2d_backward(be, g, c["stage_in"][j], p[f"deconv{j}.weight"], self.stride[i],
-                                                self.pad, out=self._grads_of(f"deconv{j}"))  # op backward: a conv
+                                                self.pad, out=self._grads_of(f"deconv{j}"),
+                                                relu_input=self.relu)   # op backward: a conv
+            masked = self.relu
             self._release(stage=j)
         for i in range(self.n, 0, -1):        # the encoder; g = dL/d(conv{i}'s output)
             if i in skip_grad:                # Eq. 12: the main path plus the skip path
-                self._record_paths(i, main=g, skip=skip_grad[i])
-                g = be.add_(g, skip_grad[i])
-            g = self._relu_backward(g, c["conv_out"][i - 1])            # mask of conv{i}'s ReLU
+                skip = self._relu_backward(skip_grad[i], c["conv_out"][i - 1]) if masked else skip_grad[i]
+                self._record_paths(i, main=g, skip=skip)
+                g = be.add_(g, skip)          # masked g + masked skip: the mask of the sum
+            if not masked:
+                g = self._relu_backward(g, c["conv_out"][i - 1])        # mask of conv{i}'s ReLU
             g, _, _ = conv2d_backward(be, g, c["conv_in"][i], p[f"conv{i}.weight"], self.stride[i], self.pad,
-                                      input_grad=input_grad or i > 1,
-                                      out=self._grads_of(f"conv{i}"))   # op backward: a transposed conv
+                                      input_grad=input_grad or i > 1, out=self._grads_of(f"conv{i}"),
+                                      relu_input=self.relu and i > 1)   # op backward: a transposed conv
+            masked = self.relu
             self._release(conv=i)
         if self.residual and g is not None:   # y = x + F(x): dL/dx gets dL/dy itself too (§3.3)
             g = be.add_(g, be.asarray(dy, self.dtype))

@@ -106,6 +106,33 @@ def test_ops_fuse_bias_and_relu_into_the_epilogue(tensor_cores):
     assert dx.shape == x.shape and dw.shape == wt.shape and db.shape == b.shape
 
 
+def test_input_gradients_pass_the_relu_mask_in_the_epilogue(tensor_cores):
+    """relu_input=True: the layer's input x is a ReLU's output, and dx comes back through that ReLU's backward,
+    dx * [x > 0], in the convolution's epilogue (conv2d_masked, conv2d_backward_input_masked).  Masking is exact:
+    where x <= 0 dx is exactly 0, elsewhere it is the unmasked dx within its bound."""
+    rng = np.random.default_rng(8)
+    n, c, k, h, w = 2, 5, 7, 9, 12
+    x, wt, wtt = f32(rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c, 3, 3)),
+                     rng.standard_normal((c, k, 3, 3)))
+    x[:, :, ::3] = 0                                  # a ReLU's zeros: masked like the negatives
+    dev = lambda a: tensor_cores.asarray(a, np.float32)   # noqa: E731
+    for pad in (0, 1):
+        # conv (C -> K): dx = conv2d_backward_input of dy, masked by x
+        dy, = f32(rng.standard_normal((n, k, h + 2 * pad - 2, w + 2 * pad - 2)))
+        dx = host(conv2d_backward(tensor_cores, dev(dy), dev(x), dev(wt), 1, pad, relu_input=True)[0])
+        rdx = conv2d_backward(ref, dy, x, wt, 1, pad)[0]
+        bound = (product_error(tensor_cores) + 9 * k * U32) * ref.conv2d_backward_input(np.abs(dy), np.abs(wt), (h, w), 1, pad)
+        assert np.all(dx[x <= 0] == 0), f"pad {pad}: the conv's dx passes where its input was not > 0"
+        within(dx, np.where(x > 0, rdx, 0), bound, f"conv dx through the ReLU, pad {pad}")
+        # transposed conv (C -> K weight (C, K, 3, 3)): dx = conv2d(dy, wt), masked by x
+        dy, = f32(rng.standard_normal((n, k, h - 2 * pad + 2, w - 2 * pad + 2)))
+        dx = host(conv_transpose2d_backward(tensor_cores, dev(dy), dev(x), dev(wtt), 1, pad, relu_input=True)[0])
+        rdx = conv_transpose2d_backward(ref, dy, x, wtt, 1, pad)[0]
+        bound = (product_error(tensor_cores) + 9 * k * U32) * ref.conv2d(np.abs(dy), np.abs(wtt), 1, pad)
+        assert np.all(dx[x <= 0] == 0), f"pad {pad}: the deconv's dx passes where its input was not > 0"
+        within(dx, np.where(x > 0, rdx, 0), bound, f"deconv dx through the ReLU, pad {pad}")
+
+
 def test_float64_and_other_shapes_keep_the_exact_path(tensor_cores):
     """Tensor cores take float32 3x3 stride-1 layers; float64 (the gradient checks), other kernel sizes and
     strides run the exact kernels, held to the float32 / float64 rounding of tests/test_backend_parity.py."""

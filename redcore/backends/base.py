@@ -12,13 +12,16 @@ a kernel fails with its name instead of falling back on another backend's code (
 tests/test_architecture.py checks that every backend class defines the whole set without borrowing the
 NumPy reference's.
 
-Three compositions of them are the ops' calls where a backend can do two kernels' work in one pass (a
-convolution's epilogue adds the bias and applies the ReLU; the weight gradient's pass over dy sums the bias
-gradient too).  Backend defines them from the kernel set; a backend with fused kernels overrides them:
+Five compositions of them are the ops' calls where a backend can do two kernels' work in one pass (a
+convolution's epilogue adds the bias and applies the ReLU, or the backward of the ReLU before the layer; the
+weight gradient's pass over dy sums the bias gradient too).  Backend defines them from the kernel set; a
+backend with fused kernels overrides them:
 
     conv2d_bias                   conv2d, then add_bias (+ ReLU)
     conv_transpose2d_bias         conv2d_backward_input (the transposed conv), then add_bias (+ ReLU)
     conv2d_backward_weight_bias   (conv2d_backward_weight, bias_backward)
+    conv2d_masked                 conv2d, then relu_backward_ with a mask (the gradient through the ReLU
+    conv2d_backward_input_masked  conv2d_backward_input, likewise           that made the layer's input)
 
 Three more are the step's array housekeeping, array expressions here; the cuda backend runs them as kernels so
 that a training step is kernel launches only (what a captured step replays: redcore/training.py):
@@ -63,6 +66,12 @@ class Backend:
 
     def conv2d_backward_weight_bias(self, dy, x, k, stride, padding):
         return self.conv2d_backward_weight(dy, x, k, stride, padding), self.bias_backward(dy)
+
+    def conv2d_masked(self, x, w, stride, padding, mask):
+        return self.relu_backward_(self.conv2d(x, w, stride, padding), mask)
+
+    def conv2d_backward_input_masked(self, dy, w, input_hw, stride, padding, mask):
+        return self.relu_backward_(self.conv2d_backward_input(dy, w, input_hw, stride, padding), mask)
 
     def add_(self, y, x):
         y += x

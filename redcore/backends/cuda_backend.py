@@ -180,35 +180,37 @@ class CudaKernels:
     def _weight_shape(wlayout, c_in, c_out):
         return {0: (9, c_in, c_out), 1: (c_out, c_in, 3, 3), 2: (c_in, c_out, 3, 3)}[wlayout]
 
-    def conv3x3(self, y, x, w, b, pad, relu, nhwc=True, wlayout=0, block_channels=None, operands="tf32"):
+    def conv3x3(self, y, x, w, b, pad, relu, nhwc=True, wlayout=0, block_channels=None, operands="tf32", mask=None):
         """y = the 3x3 stride-1 convolution of x with w, plus b, then ReLU if relu, on tensor cores: operands
-        rounded to TF32 or bfloat16 (operands), float sums; x, w, b and y are float32.
+        rounded to TF32 or bfloat16 (operands), float sums; x, w, b and y are float32.  mask: a map like y; y is
+        0 where mask is not > 0 (the backward of the ReLU whose output mask is, fused into the epilogue).
         nhwc: x and y are (N, H, W, C) rather than (N, C, H, W).  wlayout: w is 0 taps (9, C, K), 1 a conv
         weight (K, C, 3, 3), 2 a (C, K, 3, 3) weight read flipped (the input gradient; kernels/cuda/conv_tc.cu).
         block_channels: output channels per block, 16, 32 or 64 (CONV_WIDTHS); by default the fastest for
         these shapes, timed once on a GPU (autotune), or the narrowest that holds K where there is no clock."""
-        self._check(y, x, w, b)
+        self._check(y, x, w, b, *(() if mask is None else (mask,)))
         n, c, h, wd = self._nchw(x, nhwc)
         k = b.shape[0] if b.ndim == 1 else -1
         h_o, w_o = h + 2 * pad - 2, wd + 2 * pad - 2
         want_y = (n, h_o, w_o, k) if nhwc else (n, k, h_o, w_o)
         if (x.dtype != np.float32 or wlayout not in (0, 1, 2) or w.shape != self._weight_shape(wlayout, c, k)
-                or y.shape != want_y or not 0 <= pad <= 2 or min(h_o, w_o) < 1
+                or y.shape != want_y or (mask is not None and mask.shape != want_y) or not 0 <= pad <= 2 or min(h_o, w_o) < 1
                 or block_channels not in (None, *CONV_WIDTHS) or operands not in OPERANDS):
             layouts = {0: "taps (9, C, K)", 1: "conv (K, C, 3, 3)", 2: "(C, K, 3, 3), flipped"}
             raise ValueError(f"conv3x3 takes {' or '.join(OPERANDS)} operands, float32 x "
                              f"{'(N, H, W, C)' if nhwc else '(N, C, H, W)'}, w of a layout of {layouts}, b (K,), "
-                             f"y {want_y}, pad 0..2 and block_channels of "
+                             f"y and any mask {want_y}, pad 0..2 and block_channels of "
                              f"{tuple(CONV_WIDTHS)}; got {x.dtype} x {x.shape}, w {w.shape} (layout {wlayout}), "
-                             f"b {b.shape}, y {y.shape}, pad {pad}, block_channels {block_channels}")
+                             f"b {b.shape}, y {y.shape}, mask {None if mask is None else mask.shape}, pad {pad}, "
+                             f"block_channels {block_channels}")
 
         def launch(width):
             grid = (-(-w_o // 16), -(-h_o // 4), n * -(-k // width))
             self._kernel("conv_tc.cu", f"conv3x3_{operands}{CONV_WIDTHS[width]}", np.float32)(
-                grid, (128,), (y, x, w, b, _int(n), _int(h), _int(wd), _int(c), _int(k), _int(pad), _int(relu),
-                               _int(nhwc), _int(wlayout)))
+                grid, (128,), (y, x, w, b, y if mask is None else mask, _int(n), _int(h), _int(wd), _int(c), _int(k),
+                               _int(pad), _int(relu), _int(mask is not None), _int(nhwc), _int(wlayout)))
         if block_channels is None:
-            key = ("conv3x3", operands, x.shape, k, pad, nhwc)
+            key = ("conv3x3", operands, x.shape, k, pad, nhwc)       # the mask costs every width the same
             narrowest = min((width for width in CONV_WIDTHS if width >= k), default=max(CONV_WIDTHS))
             block_channels = self._fastest(key, launch, CONV_WIDTHS, default=narrowest)
         launch(block_channels)
@@ -368,15 +370,17 @@ class CudaBackend(Im2colBackend):
             self._zero_bias[k] = self.xp.zeros(k, np.float32)
         return self._zero_bias[k]
 
-    def _conv_tc(self, x, w, b, padding, relu, wlayout):
-        """y (N, K, H_o, W_o) = the tensor-core conv of NCHW x with w read in layout wlayout, b added, ReLU if relu."""
+    def _conv_tc(self, x, w, b, padding, relu, wlayout, mask=None):
+        """y (N, K, H_o, W_o) = the tensor-core conv of NCHW x with w read in layout wlayout, b added, ReLU if relu,
+        zero where mask (a map like y) is not > 0."""
         xp = self.xp
         x = xp.ascontiguousarray(x)
         n, _, h, wd = x.shape
         k = w.shape[0] if wlayout == 1 else w.shape[1]
         y = xp.empty((n, k, h + 2 * padding - 2, wd + 2 * padding - 2), np.float32)
         self.kernels.conv3x3(y, x, xp.ascontiguousarray(w), self._zeros_bias(k) if b is None else b,
-                             padding, relu, nhwc=False, wlayout=wlayout, operands=self.precision)
+                             padding, relu, nhwc=False, wlayout=wlayout, operands=self.precision,
+                             mask=None if mask is None else xp.ascontiguousarray(mask))
         return y
 
     def _transposed_as_conv(self, dy, w, input_hw, stride, padding):
@@ -393,6 +397,16 @@ class CudaBackend(Im2colBackend):
         if self._tensor_cores(x.dtype, w.shape[2], stride, padding) and w.shape[3] == 3:
             return self._conv_tc(x, w, b, padding, relu, wlayout=1)          # bias and ReLU in the epilogue
         return super().conv2d_bias(x, w, b, stride, padding, relu)
+
+    def conv2d_masked(self, x, w, stride, padding, mask):
+        if self._tensor_cores(x.dtype, w.shape[2], stride, padding) and w.shape[3] == 3 and mask.dtype == x.dtype:
+            return self._conv_tc(x, w, None, padding, False, wlayout=1, mask=mask)    # the mask in the epilogue
+        return super().conv2d_masked(x, w, stride, padding, mask)
+
+    def conv2d_backward_input_masked(self, dy, w, input_hw, stride, padding, mask):
+        if self._transposed_as_conv(dy, w, input_hw, stride, padding) and mask.dtype == dy.dtype:
+            return self._conv_tc(dy, w, None, 2 - padding, False, wlayout=2, mask=mask)
+        return super().conv2d_backward_input_masked(dy, w, input_hw, stride, padding, mask)
 
     def conv2d_backward_input(self, dy, w, input_hw, stride, padding):
         if self._transposed_as_conv(dy, w, input_hw, stride, padding):

@@ -148,11 +148,17 @@ def _accumulate(be, out, dw, db):
     return out
 
 
-def conv2d_backward(be, dy, x, w, stride=1, padding=0, input_grad=True, out=None):
+def conv2d_backward(be, dy, x, w, stride=1, padding=0, input_grad=True, out=None, relu_input=False):
     """(dx, dw, db) of y = conv(x, w) + b.   dy: (N,C_out,H_o,W_o); x, w as in the forward.
     input_grad=False skips dx (None): a network's first layer, whose input is data.  out=(dw, db) adds the
-    gradients into those arrays and returns them."""
-    dx = be.conv2d_backward_input(dy, w, x.shape[2:], stride, padding) if input_grad else None
+    gradients into those arrays and returns them.  relu_input=True: x is a ReLU's output, and dx is returned
+    through that ReLU's backward, dx * [x > 0] (in the input gradient's epilogue where the backend fuses it)."""
+    if not input_grad:
+        dx = None
+    elif relu_input:
+        dx = be.conv2d_backward_input_masked(dy, w, x.shape[2:], stride, padding, x)
+    else:
+        dx = be.conv2d_backward_input(dy, w, x.shape[2:], stride, padding)
     dw, db = be.conv2d_backward_weight_bias(dy, x, w.shape[2], stride, padding)   # and bias_backward(dy)
     return (dx, *_accumulate(be, out, dw, db))
 
@@ -170,9 +176,10 @@ def conv_transpose2d_forward(be, x, wt, b, stride=1, padding=0, output_padding=0
     return be.conv_transpose2d_bias(x, wt, b, out_hw, stride, padding, relu)   # conv2d_backward_input + add_bias
 
 
-def conv_transpose2d_backward(be, dy, x, wt, stride=1, padding=0, out=None):
+def conv_transpose2d_backward(be, dy, x, wt, stride=1, padding=0, out=None, relu_input=False):
     """(dx, dwt, db) of yt = conv^T(x, wt) + b: dx = conv(dy, wt), dwt = conv2d_backward_weight(x, dy).
-    out=(dwt, db) adds the gradients into those arrays and returns them."""
-    dx = be.conv2d(dy, wt, stride, padding)
+    out=(dwt, db) adds the gradients into those arrays and returns them.  relu_input=True: x is a ReLU's
+    output, and dx is returned through that ReLU's backward, dx * [x > 0] (fused where the backend can)."""
+    dx = be.conv2d_masked(dy, wt, stride, padding, x) if relu_input else be.conv2d(dy, wt, stride, padding)
     dwt = be.conv2d_backward_weight(x, dy, wt.shape[2], stride, padding)
     return (dx, *_accumulate(be, out, dwt, be.bias_backward(dy)))
