@@ -17,7 +17,8 @@ python -c "import pytest, hypothesis, torch" 2>/dev/null || pip install -q -e ".
 if part 1; then
 echo "== 1. parity: the cuda backends against the float64 NumPy reference (and the emulation beside them):"
 echo "   exact float32 (cuda) to 1e-4, tf32 (cuda-tf32) within the TF32 rounding bounds"
-python -m pytest -q tests/test_backend_parity.py tests/test_cuda_kernels.py tests/test_tensor_core_path.py -rs
+python -m pytest -q tests/test_backend_parity.py tests/test_cuda_kernels.py tests/test_tensor_core_path.py \
+    tests/test_captured_step.py -rs
 fi
 
 if part 1b; then

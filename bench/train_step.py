@@ -122,7 +122,8 @@ def worker(args):
         backend = args.framework.replace("-prange", "").replace("-batchthreads", "").replace("-eager", "")
         net = redcore.REDNet(backend=backend, threads=1 if args.framework == "cpu-prange" else args.threads, **cfg)
         opt = redcore.Adam(net.params)
-        from redcore.training import CapturedStep, why_not_captured
+        from redcore.capture import why_not_captured
+        from redcore.training import CapturedStep
         captured = CapturedStep(net, opt) if args.mode == "train" and not args.framework.endswith("-eager") \
             and why_not_captured(net) is None else None
         be = net.backend

@@ -40,7 +40,8 @@ from redcore.backends import BACKEND_CHOICES, PRECISION_HELP, PRECISIONS, with_p
 from redcore.io import atomic_write, load_checkpoint, lock_folder, remove_orphans, save_checkpoint  # noqa: E402
 from redcore.metrics import psnr  # noqa: E402
 from redcore.pictures import captioned_strip  # noqa: E402
-from redcore.training import CapturedStep, train_step, why_not_captured  # noqa: E402
+from redcore.capture import why_not_captured  # noqa: E402
+from redcore.training import CapturedStep, train_step  # noqa: E402
 from redcore.model import PRESETS  # noqa: E402
 
 

@@ -10,14 +10,25 @@ pixels) differs from it only near the seams, by what its zero padding there chan
 The x8 ensemble (paper §3.5) runs the net on the 8 flips/rotations of the image, undoes each transform on the
 output and averages.
 """
+import weakref
+
 import numpy as np
 
+from .capture import CapturedForward, why_not_captured
 from .symmetries import dihedral, inverse_dihedral
+
+_captured = weakref.WeakKeyDictionary()     # net -> its CapturedForward (plans by input shape: tiles share one)
 
 
 def _forward_chw(net, x):
-    """The net on one (C, H, W) image, holding only the feature maps that feed its skips."""
-    return net.backend.to_numpy(net.forward(np.ascontiguousarray(x[None]), keep=False))[0]
+    """The net on one (C, H, W) image, holding only the feature maps that feed its skips; on the cuda
+    backend's tensor-core path as a captured plan per image or tile shape (redcore/capture.py)."""
+    x = np.ascontiguousarray(x[None])
+    if why_not_captured(net) is None:
+        if net not in _captured:
+            _captured[net] = CapturedForward(net)
+        return _captured[net](x)[0]
+    return net.backend.to_numpy(net.forward(x, keep=False))[0]
 
 
 def _blend_weights(start, length, size, overlap):

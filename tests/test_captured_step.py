@@ -13,7 +13,8 @@ import pytest
 
 import redcore
 from redcore.backends import get_backend
-from redcore.training import CapturedStep, train_step, why_not_captured
+from redcore.capture import CapturedForward, why_not_captured
+from redcore.training import CapturedStep, train_step
 
 
 @pytest.fixture(params=["cuda-tf32-emulation", "cuda-bf16-emulation", "cuda-tf32"], scope="module")
@@ -138,3 +139,30 @@ def test_housekeeping_kernels_match_the_array_expressions():
     want = view + x
     be.add_(view, x)
     assert np.array_equal(y[:, ::2], want)
+
+
+def test_captured_forward_equals_the_eager_forward(tensor_cores):
+    """Inference as a plan per input shape (CapturedForward): the same output as net.forward(x, keep=False),
+    bit for bit, for two shapes in turn, and with weights loaded between replays."""
+    (net, _), _ = twins(tensor_cores)
+    forward = CapturedForward(net)
+    rng = np.random.default_rng(6)
+    for shape in [(1, 1, 13, 11), (2, 1, 9, 9), (1, 1, 13, 11), (2, 1, 9, 9)]:
+        x = rng.random(shape).astype(np.float32)
+        assert np.array_equal(forward(x), host(net.forward(x, keep=False)))
+    net.load_state_dict(redcore.REDNet(depth=6, filters=8, seed=8).state_dict())
+    x = rng.random((1, 1, 13, 11)).astype(np.float32)
+    assert np.array_equal(forward(x), host(net.forward(x, keep=False)))
+    assert len(forward._plans) == 2
+
+
+def test_restore_replays_one_plan_for_every_tile(tensor_cores, monkeypatch):
+    """redcore.inference on the tensor-core path: the tiles of an image share one plan, and the restored image
+    is the eager one's exactly (the eager path forced by refusing the capture)."""
+    from redcore import inference
+    (net, _), _ = twins(tensor_cores)
+    image = np.random.default_rng(7).random((40, 52)).astype(np.float32)
+    captured = inference.restore_array(net, image, tile=24, overlap=8)
+    assert list(inference._captured[net]._plans) == [(1, 1, 24, 24)]
+    monkeypatch.setattr(inference, "why_not_captured", lambda net: "forced eager")
+    assert np.array_equal(captured, inference.restore_array(net, image, tile=24, overlap=8))

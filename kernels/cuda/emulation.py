@@ -16,6 +16,7 @@ The emulated launch is stricter than CuPy where CuPy would silently compute garb
 must be a C-contiguous NumPy array of the kernel's element type, and every scalar a NumPy scalar of the
 kernel's exact C type (np.int32 for int, np.int64 for long long, the module's dtype for real).
 """
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -212,7 +213,15 @@ class EmulatedRuntime:
         """None: the emulation's speed says nothing about a GPU's, so nothing is chosen by it."""
         return None
 
-    def capture(self, launches):
+    def detach(self, a):
+        """A recorded launch keeps its arrays themselves (NumPy frees nothing a replay still needs)."""
+        return a
+
+    def private_memory(self):
+        """NumPy has no memory pool to keep apart: the replayed launches hold their arrays themselves."""
+        return contextlib.nullcontext()
+
+    def capture(self, launches, pool=None):
         return ReplayedLaunches(launches)
 
 

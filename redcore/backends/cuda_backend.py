@@ -74,8 +74,24 @@ class CupyRuntime:
     def synchronize(self):
         self.xp.cuda.Device().synchronize()
 
-    def capture(self, launches):
-        return CudaGraph(self.xp, launches)
+    def detach(self, a):
+        """What a recorded launch keeps of its argument a: of an array only its device address and size, so that
+        the recorded pass frees and reuses its temporaries as an eager one does (capture() rebuilds views)."""
+        return DeviceAddress(a.data.ptr, a.nbytes) if isinstance(a, self.xp.ndarray) else a
+
+    def private_memory(self):
+        """A context in which CuPy allocates from a memory pool of its own (returned): what a plan records in
+        keeps its blocks, reused within the recorded pass as eagerly, and no other allocation can take them."""
+        pool = self.xp.cuda.MemoryPool()
+
+        @contextlib.contextmanager
+        def allocating():
+            with self.xp.cuda.using_allocator(pool.malloc):
+                yield pool
+        return allocating()
+
+    def capture(self, launches, pool):
+        return CudaGraph(self.xp, launches, pool)
 
     def time(self, run, repeats=3):
         """Median seconds of run() on the GPU (CUDA events), after one untimed run."""
@@ -91,21 +107,38 @@ class CupyRuntime:
         return sorted(times)[len(times) // 2]
 
 
+class DeviceAddress:
+    """An array argument of a recorded launch, by address: the memory stays its pool's (CupyRuntime.detach)."""
+
+    def __init__(self, ptr, nbytes):
+        self.ptr, self.nbytes = ptr, nbytes
+
+
 class CudaGraph:
     """Recorded launches captured once into a CUDA graph on a stream of their own; run() copies new inputs into
     their static buffers and replays the graph, ordered after the work queued before it and before the work
-    queued after it."""
+    queued after it.  The graph's kernel nodes hold their arguments by value (device addresses), so it keeps
+    the memory pool the launches were recorded in rather than the launches' arrays: the pass's temporaries go
+    back to that pool, which nothing else allocates from."""
 
-    def __init__(self, cupy, launches):
-        self.cupy = cupy
+    def __init__(self, cupy, launches, pool):
+        self.cupy, self.pool = cupy, pool
         self.stream = cupy.cuda.Stream(non_blocking=True)
         with self.stream:
             self.stream.begin_capture()
             try:
                 for kernel, grid, block, args in launches:
-                    kernel(grid, block, args)
+                    kernel(grid, block, tuple(self._view(a) for a in args))
             finally:
                 self.graph = self.stream.end_capture()
+
+    def _view(self, a):
+        """A recorded argument as the kernel takes it: an address becomes a byte view of memory it does not own
+        (the pool, which the graph keeps, owns it)."""
+        if not isinstance(a, DeviceAddress):
+            return a
+        memory = self.cupy.cuda.UnownedMemory(a.ptr, a.nbytes, self.pool)
+        return self.cupy.ndarray((a.nbytes,), np.uint8, memptr=self.cupy.cuda.MemoryPointer(memory, 0))
 
     def run(self, uploads):
         """uploads: [(static device buffer, host or device array of its shape)], copied in before the replay."""
@@ -138,13 +171,15 @@ class CudaKernels:
         return kernel if self._launches is None else functools.partial(self._recorded, kernel)
 
     def _recorded(self, kernel, grid, block, args):
-        self._launches.append((kernel, grid, block, args))
+        self._launches.append((kernel, grid, block, tuple(self.runtime.detach(a) for a in args)))
         kernel(grid, block, args)
 
     @contextlib.contextmanager
     def record(self):
-        """Collect every launch made inside the with-block as (kernel, grid, block, args), run as usual: the list
-        holds every buffer the launches use, so replaying it (runtime.capture) repeats them on the same memory."""
+        """Collect every launch made inside the with-block as (kernel, grid, block, args), run as usual; replaying
+        the list (runtime.capture) repeats them on the same memory.  The runtime decides what of an array argument
+        is kept (runtime.detach): the array itself on the emulation, its address on a GPU, where the memory is
+        kept by the pool the pass allocated from (runtime.private_memory)."""
         if self._launches is not None:
             raise RuntimeError("CudaKernels.record() is already recording")
         self._launches = launches = []
