@@ -141,6 +141,9 @@ def main():
                 y, xc, wc, b_dev, 1, True, nhwc=False, wlayout=1, block_channels=width, operands="bf16"))
                 for width in (16, 32, 64)})
             ops.update({"input_grad": lambda: kernels.conv3x3(y, dyc, wc, b_dev, 1, False, nhwc=False, wlayout=2),
+                        # the input gradient through the ReLU that made the layer's input, mask in the epilogue
+                        "input_grad_masked": lambda: kernels.conv3x3(y, dyc, wc, b_dev, 1, False, nhwc=False,
+                                                                     wlayout=2, mask=xc),
                         "weight_grad": lambda: kernels.conv3x3_wgrad(dw, db, xc, dyc, 1, nhwc=False, wlayout=1)})
             xt, wt, dyt = (torch.from_numpy(a.astype(np.float32)).to(device) for a in (x, w, dy))
             forward = lambda: torch.relu(torch.nn.functional.conv2d(xt, wt, bt, padding=1))   # noqa: E731
@@ -150,6 +153,7 @@ def main():
             reference = {**{f"forward_n{width}": forward for width in (16, 32, 64)},
                          **{f"bf16_forward_n{width}": forward_bf16 for width in (16, 32, 64)},
                          "input_grad": lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dyt, padding=1),
+                         "input_grad_masked": lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dyt, padding=1) * (xt > 0),
                          "weight_grad": lambda: (torch.nn.grad.conv2d_weight(xt, wt.shape, dyt, padding=1),
                                                  dyt.sum((0, 2, 3)))}
             for name in ops:           # forward at each block width; the input gradient at the autotuned one

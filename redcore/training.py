@@ -28,8 +28,8 @@ def train_step(net, optimizer, x, target, comm=None):
 
 
 class CapturedStep:
-    """train_step(net, optimizer, x, target) as one fixed plan of kernel launches, replayed each step (issue:
-    Python does O(1) work per step).
+    """train_step(net, optimizer, x, target) as one fixed plan of kernel launches, replayed each step, so that
+    Python does O(1) work per step.
 
     The first call with a batch shape runs the step as usual while the backend records every launch with its
     buffers (the forward's maps, the gradients, the block sums of the loss and of the weight gradients, kept by

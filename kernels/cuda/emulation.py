@@ -221,6 +221,9 @@ class EmulatedRuntime:
         """NumPy has no memory pool to keep apart: the replayed launches hold their arrays themselves."""
         return contextlib.nullcontext()
 
+    def shared_memory(self):
+        return contextlib.nullcontext()
+
     def capture(self, launches, pool=None):
         return ReplayedLaunches(launches)
 

@@ -90,6 +90,11 @@ class CupyRuntime:
                 yield pool
         return allocating()
 
+    def shared_memory(self):
+        """A context in which CuPy allocates from its default pool even while a plan records: for the backend's
+        cached buffers (a zero bias, Adam's alpha_t), which outlive any plan and its pool."""
+        return self.xp.cuda.using_allocator(self.xp.get_default_memory_pool().malloc)
+
     def capture(self, launches, pool):
         return CudaGraph(self.xp, launches, pool)
 
@@ -123,21 +128,24 @@ class CudaGraph:
 
     def __init__(self, cupy, launches, pool):
         self.cupy, self.pool = cupy, pool
+        device = cupy.cuda.Device().id
+        calls = [(kernel, grid, block, tuple(self._view(a, device) for a in args))   # before the capture begins
+                 for kernel, grid, block, args in launches]
         self.stream = cupy.cuda.Stream(non_blocking=True)
         with self.stream:
             self.stream.begin_capture()
             try:
-                for kernel, grid, block, args in launches:
-                    kernel(grid, block, tuple(self._view(a) for a in args))
+                for kernel, grid, block, args in calls:
+                    kernel(grid, block, args)
             finally:
                 self.graph = self.stream.end_capture()
 
-    def _view(self, a):
+    def _view(self, a, device):
         """A recorded argument as the kernel takes it: an address becomes a byte view of memory it does not own
         (the pool, which the graph keeps, owns it)."""
         if not isinstance(a, DeviceAddress):
             return a
-        memory = self.cupy.cuda.UnownedMemory(a.ptr, a.nbytes, self.pool)
+        memory = self.cupy.cuda.UnownedMemory(a.ptr, a.nbytes, self.pool, device)
         return self.cupy.ndarray((a.nbytes,), np.uint8, memptr=self.cupy.cuda.MemoryPointer(memory, 0))
 
     def run(self, uploads):
@@ -368,7 +376,8 @@ class CudaKernels:
         """The device array (1,) from which adam_update reads alpha_t: written before each step."""
         dtype = np.dtype(dtype)
         if dtype not in self._step_sizes:
-            self._step_sizes[dtype] = self.runtime.xp.zeros(1, dtype)
+            with self.runtime.shared_memory():
+                self._step_sizes[dtype] = self.runtime.xp.zeros(1, dtype)
         return self._step_sizes[dtype]
 
     def adam_update(self, p, g, m, v, step_size, beta1, beta2, eps):
@@ -402,7 +411,8 @@ class CudaBackend(Im2colBackend):
 
     def _zeros_bias(self, k):
         if k not in self._zero_bias:
-            self._zero_bias[k] = self.xp.zeros(k, np.float32)
+            with self.runtime.shared_memory():
+                self._zero_bias[k] = self.xp.zeros(k, np.float32)
         return self._zero_bias[k]
 
     def _conv_tc(self, x, w, b, padding, relu, wlayout, mask=None):
