@@ -166,3 +166,94 @@ def test_restore_replays_one_plan_for_every_tile(tensor_cores, monkeypatch):
     assert list(inference._captured[net]._plans) == [(1, 1, 24, 24)]
     monkeypatch.setattr(inference, "why_not_captured", lambda net: "forced eager")
     assert np.array_equal(captured, inference.restore_array(net, image, tile=24, overlap=8))
+
+
+def test_the_gpu_plumbing_runs_against_a_stand_in_for_cupy():
+    """CupyRuntime's plan code runs only on a GPU, so a typo there would cost a lease: here it runs against a
+    stand-in for the few CuPy calls it makes (streams with capture, a graph, memory pools, unowned memory).
+    The stand-in's graph replays the captured calls in order; the check is that a recorded launch keeps only
+    the address of its array (detach), that capture() rebuilds a view of that very memory, that run() copies
+    the uploads in first, and that the pools are entered and left."""
+    import contextlib
+    import ctypes
+    import types
+
+    from redcore.backends.cuda_backend import CudaGraph, CupyRuntime, DeviceAddress
+
+    class Array(np.ndarray):                       # a device array: .data.ptr, and made on given memory, as CuPy's
+        def __new__(cls, shape, dtype, memptr):
+            buffer = (ctypes.c_uint8 * shape[0]).from_address(memptr.mem.ptr + memptr.offset)
+            return np.ctypeslib.as_array(buffer).view(dtype).view(cls)
+
+        @property
+        def data(self):
+            return types.SimpleNamespace(ptr=self.ctypes.data)
+
+    events = []
+
+    class Stream:
+        def __init__(self, non_blocking=False):
+            self.calls = None
+
+        def __enter__(self):
+            cuda.current = self
+            return self
+
+        def __exit__(self, *exc):
+            cuda.current = None
+
+        def begin_capture(self):
+            self.calls = []
+
+        def end_capture(self):
+            calls, self.calls = self.calls, None
+            return types.SimpleNamespace(launch=lambda stream: [kernel(*rest) for kernel, *rest in calls])
+
+        def record(self):
+            return "event"
+
+        def wait_event(self, event):
+            events.append("wait")
+
+    allocators = []
+
+    @contextlib.contextmanager
+    def using_allocator(malloc):
+        allocators.append(malloc)
+        yield
+        allocators.pop()
+
+    cuda = types.SimpleNamespace(
+        Stream=Stream, current=None, Device=lambda: types.SimpleNamespace(id=0),
+        MemoryPool=lambda: types.SimpleNamespace(malloc="the plan's pool"), using_allocator=using_allocator,
+        UnownedMemory=lambda ptr, size, owner, device: types.SimpleNamespace(ptr=ptr, size=size, owner=owner),
+        MemoryPointer=lambda mem, offset: types.SimpleNamespace(mem=mem, offset=offset),
+        get_current_stream=lambda: Stream())
+    cupy = types.SimpleNamespace(cuda=cuda, ndarray=Array, get_default_memory_pool=lambda: types.SimpleNamespace(
+        malloc="the default pool"))
+
+    def add_one(grid, block, args):                # a kernel: y += 1 on its float32 buffer
+        (y,) = args
+        view = y.view(np.float32)
+        if cuda.current is not None and cuda.current.calls is not None:
+            cuda.current.calls.append((add_one, grid, block, args))      # captured, not run
+            return
+        view += 1
+
+    runtime = CupyRuntime.__new__(CupyRuntime)
+    runtime.xp = cupy
+    y = np.zeros(3, np.float32).view(Array)
+    with runtime.private_memory() as pool:
+        assert allocators == ["the plan's pool"]
+        address = runtime.detach(y)
+        add_one((1,), (32,), (y,))
+    with runtime.shared_memory():
+        assert allocators == ["the default pool"]
+    assert allocators == [] and isinstance(address, DeviceAddress) and address.nbytes == 12
+    assert runtime.detach(np.int32(3)) == 3                    # scalars are kept as they are
+    graph = runtime.capture([(add_one, (1,), (32,), (address,))], pool)
+    assert isinstance(graph, CudaGraph) and graph.pool is pool and np.array_equal(y, [1, 1, 1])
+    x = np.zeros(2, np.float32).view(Array)
+    x.set = lambda value, stream: x.__setitem__(Ellipsis, value)
+    graph.run([(x, np.array([5.0, 6.0], np.float32))])
+    assert np.array_equal(y, [2, 2, 2]) and np.array_equal(x, [5, 6]) and events == ["wait", "wait"]
