@@ -326,12 +326,10 @@ class REDNet:
         for j in range(self.n, 0, -1):        # the decoder, last layer first; g = dL/d(stage j's output)
             i = self.n + 1 - j
             if j < self.n:
+                if not masked:                # the skip sum's ReLU (Eq. 3) where there is one, else deconv{j}'s
+                    g = self._relu_backward(g, c["skip_out"][j] if j in self.skips else c["relu_out"][j])
                 if j in self.skips:
-                    if not masked:
-                        g = self._relu_backward(g, c["skip_out"][j])   # mask of the skip sum's ReLU (Eq. 3)
                     skip_grad[self.skips[j]] = be.copy(g)              # the skip copy, to both summands
-                    g = self._relu_backward(g, c["relu_out"][j])       # mask of deconv{j}'s ReLU
-                elif not masked:
                     g = self._relu_backward(g, c["relu_out"][j])       # mask of deconv{j}'s ReLU
             g, _, _ = conv_transpose2d_backward(be, g, c["stage_in"][j], p[f"deconv{j}.weight"], self.stride[i],
                                                 self.pad, out=self._grads_of(f"deconv{j}"),
