@@ -25,11 +25,21 @@ def why_not_captured(net):
     if getattr(be, "precision", None) not in OPERANDS:
         return (f"a captured plan needs the tensor-core path of the cuda backend (--precision "
                 f"{' or '.join(OPERANDS)}), where a pass is the backend's kernels only; the {be.name} backend is not")
-    if net.dtype != np.float32 or net.k != 3 or any(s != 1 for s in net.stride.values()) or not net.relu:
+    strides = sorted(set(net.stride.values()))
+    # every conv (padding p) and transposed conv (a conv with padding 2 - p) on the backend's tensor-core path
+    layers = all(be.on_tensor_cores(net.dtype, net.k, s, p) for s in strides for p in (net.pad, 2 - net.pad))
+    if not layers or not net.relu:
         return ("a captured plan needs every layer on the tensor cores and every array operation a kernel: float32, "
                 "3x3 kernels, no down-sampling and the paper's ReLUs; this network has "
-                f"{net.dtype}, {net.k}x{net.k} kernels, strides {sorted(set(net.stride.values()))}, relu={net.relu}")
+                f"{net.dtype}, {net.k}x{net.k} kernels, strides {strides}, relu={net.relu}")
     return None
+
+
+def require_captured(net):
+    """ValueError with why_not_captured's sentence where a plan cannot run this network's passes."""
+    reason = why_not_captured(net)
+    if reason is not None:
+        raise ValueError(reason)
 
 
 def record(backend, run):
@@ -56,9 +66,7 @@ class CapturedForward:
     """net.forward(x, keep=False) (inference) as one plan per input shape, replayed; returns a host array."""
 
     def __init__(self, net):
-        reason = why_not_captured(net)
-        if reason is not None:
-            raise ValueError(reason)
+        require_captured(net)
         self._net = weakref.ref(net)       # the plans belong to the net (inference.py caches them by it)
         self._plans = {}                   # x shape -> (graph, x buffer, output)
 

@@ -9,7 +9,7 @@ On the cpu backend the batch is split over the cores inside net.forward / net.ba
 """
 import numpy as np
 
-from .capture import as_upload, record, static_buffer, why_not_captured
+from .capture import as_upload, record, require_captured, static_buffer
 from .ops.loss import finite_loss, mse_loss
 
 
@@ -19,12 +19,18 @@ def train_step(net, optimizer, x, target, comm=None):
     With comm (a communicator of redcore.distributed) every rank holds its shard of the global batch; the mean
     of the ranks' gradients is the global batch's gradient when the shards are equal (Eq. 4 averages over the
     batch), so after the all-reduce every rank takes the same Adam step."""
-    loss, dy = mse_loss(net.forward(x), target, backend=net.backend)    # Eq. 4 and dL/dy
+    loss = _step(net, optimizer, x, target, lambda y, t: mse_loss(y, t, backend=net.backend), comm)
+    return comm.mean(loss) if comm is not None else loss
+
+
+def _step(net, optimizer, x, target, loss_of, comm=None):
+    """Forward, loss_of(output, target) -> (loss, dL/dy) (Eq. 4), backward, the all-reduce, Adam: the loss."""
+    loss, dy = loss_of(net.forward(x), target)                          # Eq. 4 and dL/dy
     net.backward(dy, input_grad=False)                                  # fills net.grads (the input is data)
     if comm is not None:
         comm.allreduce_mean_(net.grads.flat)
     optimizer.step(net.grads)                                           # Eq. 5-7
-    return comm.mean(loss) if comm is not None else loss
+    return loss
 
 
 class CapturedStep:
@@ -42,9 +48,7 @@ class CapturedStep:
     validation and load_state_dict between steps see and change the same memory."""
 
     def __init__(self, net, optimizer, reduction="batch"):
-        reason = why_not_captured(net)
-        if reason is not None:
-            raise ValueError(reason)
+        require_captured(net)
         if getattr(optimizer, "m_flat", None) is None or optimizer.params is not net.params:
             raise ValueError("a captured step needs Adam over this network's params (redcore.Adam(net.params))")
         self.net, self.optimizer, self.reduction = net, optimizer, reduction
@@ -55,7 +59,8 @@ class CapturedStep:
         key = (tuple(x.shape), tuple(target.shape))
         if key not in self._plans:
             x_buffer, target_buffer = static_buffer(be, x, net.dtype), static_buffer(be, target, net.dtype)
-            loss, graph = record(be, lambda: self._step(x_buffer, target_buffer))
+            device_loss = lambda y, t: be.mse_loss_on_device(y, t, self.reduction)   # noqa: E731 (a replay reads it)
+            loss, graph = record(be, lambda: _step(net, self.optimizer, x_buffer, target_buffer, device_loss))
             self._plans[key] = (graph, x_buffer, target_buffer, be.kernels.step_size_buffer(net.dtype), loss)
         else:
             graph, x_buffer, target_buffer, alpha_t, loss = self._plans[key]
@@ -63,11 +68,3 @@ class CapturedStep:
             graph.run([(x_buffer, as_upload(x, net.dtype)), (target_buffer, as_upload(target, net.dtype)),
                        (alpha_t, step_size)])
         return finite_loss(float(be.to_numpy(loss)[0]))
-
-    def _step(self, x, target):
-        """train_step with the loss left on the device (a replay reads it from there)."""
-        net = self.net
-        loss, dy = net.backend.mse_loss_on_device(net.forward(x), target, self.reduction)   # Eq. 4
-        net.backward(dy, input_grad=False)
-        self.optimizer.step(net.grads)                                                    # Eq. 5-7
-        return loss

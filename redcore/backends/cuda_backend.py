@@ -406,7 +406,8 @@ class CudaBackend(Im2colBackend):
         self._zero_bias = {}
 
     # ---- the tensor-core path (precision "tf32" or "bf16") ----------------------------------------------
-    def _tensor_cores(self, dtype, k, stride, padding):
+    def on_tensor_cores(self, dtype, k, stride, padding):
+        """Whether a k x k convolution of this stride and padding runs on the tensor-core kernels."""
         return self.precision in OPERANDS and dtype == np.float32 and k == 3 and stride == 1 and 0 <= padding <= 2
 
     def _zeros_bias(self, k):
@@ -430,21 +431,21 @@ class CudaBackend(Im2colBackend):
 
     def _transposed_as_conv(self, dy, w, input_hw, stride, padding):
         """Whether conv2d_backward_input(dy, w, ...) is the tensor-core conv of dy with w flipped, padding 2 - p."""
-        return (self._tensor_cores(dy.dtype, w.shape[2], stride, 2 - padding) and w.shape[3] == 3
+        return (self.on_tensor_cores(dy.dtype, w.shape[2], stride, 2 - padding) and w.shape[3] == 3
                 and tuple(input_hw) == tuple(s + 2 - 2 * padding for s in dy.shape[2:]))
 
     def conv2d(self, x, w, stride, padding):
-        if self._tensor_cores(x.dtype, w.shape[2], stride, padding) and w.shape[3] == 3:
+        if self.on_tensor_cores(x.dtype, w.shape[2], stride, padding) and w.shape[3] == 3:
             return self._conv_tc(x, w, None, padding, False, wlayout=1)
         return super().conv2d(x, w, stride, padding)
 
     def conv2d_bias(self, x, w, b, stride, padding, relu):
-        if self._tensor_cores(x.dtype, w.shape[2], stride, padding) and w.shape[3] == 3:
+        if self.on_tensor_cores(x.dtype, w.shape[2], stride, padding) and w.shape[3] == 3:
             return self._conv_tc(x, w, b, padding, relu, wlayout=1)          # bias and ReLU in the epilogue
         return super().conv2d_bias(x, w, b, stride, padding, relu)
 
     def conv2d_masked(self, x, w, stride, padding, mask):
-        if self._tensor_cores(x.dtype, w.shape[2], stride, padding) and w.shape[3] == 3 and mask.dtype == x.dtype:
+        if self.on_tensor_cores(x.dtype, w.shape[2], stride, padding) and w.shape[3] == 3 and mask.dtype == x.dtype:
             return self._conv_tc(x, w, None, padding, False, wlayout=1, mask=mask)    # the mask in the epilogue
         return super().conv2d_masked(x, w, stride, padding, mask)
 
@@ -464,11 +465,12 @@ class CudaBackend(Im2colBackend):
         return super().conv_transpose2d_bias(x, wt, b, output_hw, stride, padding, relu)
 
     def conv2d_backward_weight(self, dy, x, k, stride, padding):
-        return self.conv2d_backward_weight_bias(dy, x, k, stride, padding)[0] \
-            if self._tensor_cores(dy.dtype, k, stride, padding) else super().conv2d_backward_weight(dy, x, k, stride, padding)
+        if self.on_tensor_cores(dy.dtype, k, stride, padding):
+            return self.conv2d_backward_weight_bias(dy, x, k, stride, padding)[0]
+        return super().conv2d_backward_weight(dy, x, k, stride, padding)
 
     def conv2d_backward_weight_bias(self, dy, x, k, stride, padding):
-        if not self._tensor_cores(dy.dtype, k, stride, padding):
+        if not self.on_tensor_cores(dy.dtype, k, stride, padding):
             return super().conv2d_backward_weight_bias(dy, x, k, stride, padding)
         xp = self.xp
         dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
