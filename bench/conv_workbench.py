@@ -67,6 +67,13 @@ def training_path_errors(kernels, xp, x, w, dy):
     return errors
 
 
+def deconv_skip_sum(x, w, b, skip):
+    """PyTorch's RED decoder layer with a skip: (deconv + bias + ReLU, ReLU(that + skip)), the two maps kept."""
+    import torch
+    layer = torch.relu(torch.nn.functional.conv_transpose2d(x, w, b, padding=1))
+    return layer, torch.relu(layer + skip)
+
+
 def timed(run, gpu, warmup, repeats):
     """Median seconds of run(): CUDA events on a GPU; on the emulation the wall clock, which only proves
     that this script runs (the emulation's speed says nothing of a GPU's)."""
@@ -144,7 +151,12 @@ def main():
                         # the input gradient through the ReLU that made the layer's input, mask in the epilogue
                         "input_grad_masked": lambda: kernels.conv3x3(y, dyc, wc, b_dev, 1, False, nhwc=False,
                                                                      wlayout=2, mask=xc),
+                        # a decoder layer with a skip (Eq. 3): deconv + bias + ReLU, then + skip and ReLU, both
+                        # maps written (training keeps the layer's output for its backward)
+                        "deconv_skip_sum": lambda: kernels.conv3x3(y, xc, wc, b_dev, 1, True, nhwc=False, wlayout=2,
+                                                                   addend=dyc, relu_sum=True, y_layer=y_layer),
                         "weight_grad": lambda: kernels.conv3x3_wgrad(dw, db, xc, dyc, 1, nhwc=False, wlayout=1)})
+            y_layer = xp.empty_like(xc)
             xt, wt, dyt = (torch.from_numpy(a.astype(np.float32)).to(device) for a in (x, w, dy))
             forward = lambda: torch.relu(torch.nn.functional.conv2d(xt, wt, bt, padding=1))   # noqa: E731
             xb, wb, bb = (t.to(torch.bfloat16).to(memory_format=torch.channels_last) if t.ndim == 4 else
@@ -154,6 +166,7 @@ def main():
                          **{f"bf16_forward_n{width}": forward_bf16 for width in (16, 32, 64)},
                          "input_grad": lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dyt, padding=1),
                          "input_grad_masked": lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dyt, padding=1) * (xt > 0),
+                         "deconv_skip_sum": lambda: deconv_skip_sum(xt, wt, bt, dyt),
                          "weight_grad": lambda: (torch.nn.grad.conv2d_weight(xt, wt.shape, dyt, padding=1),
                                                  dyt.sum((0, 2, 3)))}
             for name in ops:           # forward at each block width; the input gradient at the autotuned one

@@ -26,8 +26,8 @@ import numpy as np
 
 from .backends import get_backend
 from .io import load_arrays, save_arrays
-from .ops.conv import (conv2d_backward, conv2d_forward, conv_output_size, conv_transpose2d_backward,
-                       conv_transpose2d_forward, output_padding_to_restore)
+from .ops.conv import (conv2d_backward, conv2d_forward, conv_output_size, conv_transpose2d_add_forward,
+                       conv_transpose2d_backward, conv_transpose2d_forward, output_padding_to_restore)
 from .zoo import path_of
 
 PRESETS = {
@@ -265,21 +265,21 @@ class REDNet:
             if keep:
                 stage_in[j] = h
             op = tuple(output_padding_to_restore(s, self.k, self.stride[i], self.pad) for s in sizes[i - 1])
-            h = conv_transpose2d_forward(be, h, p[f"deconv{j}.weight"], p[f"deconv{j}.bias"],
-                                         self.stride[i], self.pad, op, relu=self.relu and j < self.n)
-            if j == self.n:
-                break
-            if keep:
-                relu_out[j] = h
-            if j in self.skips:               # Eq. 3: F(X1 + X2) = max(0, X1 + X2)
-                skip = conv_out[self.skips[j] - 1]
-                h = be.add_relu(h, skip) if self.relu else h + skip
+            deconv = (h, p[f"deconv{j}.weight"], p[f"deconv{j}.bias"], self.stride[i], self.pad, op)
+            if j in self.skips:               # Eq. 3: F(X1 + X2) = max(0, X1 + X2), in the deconv's pass
+                layer_out, h = conv_transpose2d_add_forward(be, *deconv, relu=self.relu,
+                                                            addend=conv_out[self.skips[j] - 1],
+                                                            relu_sum=self.relu, keep_layer=keep)
                 if keep:
-                    skip_out[j] = h
+                    relu_out[j], skip_out[j] = layer_out, h
                 else:
-                    conv_out[self.skips[j] - 1] = conv_in[self.skips[j] + 1] = skip = None   # free it
-        if self.residual:
-            h = be.add_(h, x)                 # §3.3: the net learns the corruption; output = input + residual
+                    conv_out[self.skips[j] - 1] = conv_in[self.skips[j] + 1] = None   # free the skip's source
+            elif j == self.n and self.residual:   # §3.3: the net learns the corruption; output = input + residual
+                _, h = conv_transpose2d_add_forward(be, *deconv, relu=False, addend=x, keep_layer=False)
+            else:
+                h = conv_transpose2d_forward(be, *deconv, relu=self.relu and j < self.n)
+                if keep and j < self.n:
+                    relu_out[j] = h
         self.cache = dict(x=x, conv_in=conv_in, conv_out=conv_out, stage_in=stage_in, relu_out=relu_out,
                           skip_out=skip_out, sizes=sizes) if keep else None
         return h
@@ -337,15 +337,18 @@ class REDNet:
             masked = self.relu
             self._release(stage=j)
         for i in range(self.n, 0, -1):        # the encoder; g = dL/d(conv{i}'s output)
-            if i in skip_grad:                # Eq. 12: the main path plus the skip path
-                skip = self._relu_backward(skip_grad[i], c["conv_out"][i - 1]) if masked else skip_grad[i]
+            if i in skip_grad:                # Eq. 12: the main path plus the skip path (kept apart to record them)
+                skip = self._relu_backward(skip_grad.pop(i), c["conv_out"][i - 1]) if masked else skip_grad.pop(i)
                 self._record_paths(i, main=g, skip=skip)
                 g = be.add_(g, skip)          # masked g + masked skip: the mask of the sum
             if not masked:
                 g = self._relu_backward(g, c["conv_out"][i - 1])        # mask of conv{i}'s ReLU
+            # Eq. 12 for conv{i-1}, in this input gradient's pass: its skip path's gradient is added before the
+            # mask they share, (main + skip) * [conv{i-1} output > 0]
+            skip = None if record_paths else skip_grad.pop(i - 1, None)
             g, _, _ = conv2d_backward(be, g, c["conv_in"][i], p[f"conv{i}.weight"], self.stride[i], self.pad,
                                       input_grad=input_grad or i > 1, out=self._grads_of(f"conv{i}"),
-                                      relu_input=self.relu and i > 1)   # op backward: a transposed conv
+                                      relu_input=self.relu and i > 1, dx_addend=skip)   # a transposed conv
             masked = self.relu
             self._release(conv=i)
         if self.residual and g is not None:   # y = x + F(x): dL/dx gets dL/dy itself too (§3.3)

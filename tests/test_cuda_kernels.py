@@ -395,6 +395,20 @@ def test_tensor_core_launchers_refuse_mismatched_shapes():
     with pytest.raises(ValueError, match="conv3x3_wgrad takes tf32 or bf16 operands, float32"):
         kernels.conv3x3_wgrad(np.zeros((8, 4, 3, 3), np.float32), np.zeros(8, np.float32), x,
                                    np.zeros((1, 8, 5, 6), np.float32), 1, nhwc=False, wlayout=1)
+    y, w, b = np.zeros((1, 8, 6, 6), np.float32), np.zeros((8, 4, 3, 3), np.float32), np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match=r"addend \(1, 8, 5, 6\)"):           # a skip of the wrong size
+        kernels.conv3x3(y, x, w, b, 1, True, nhwc=False, wlayout=1, addend=np.zeros((1, 8, 5, 6), np.float32))
+    with pytest.raises(ValueError, match="relu_sum only with an addend"):
+        kernels.conv3x3(y, x, w, b, 1, True, nhwc=False, wlayout=1, relu_sum=True)
+
+
+def test_epilogue_bits_are_the_kernels_own():
+    """CudaKernels spells the epilogue's steps with the bits conv_tc.cu defines (EPI_*), one for one."""
+    from redcore.backends import cuda_backend
+    defined = dict(re.findall(r"#define (EPI_\w+) (\d+)", cuda_kernels.read_source("conv_tc.cu")))
+    assert {name: int(bit) for name, bit in defined.items()} == {
+        name: getattr(cuda_backend, name) for name in dir(cuda_backend) if name.startswith("EPI_")}
+    assert len(defined) == 5 and sorted(int(bit) for bit in defined.values()) == [1, 2, 4, 8, 16]
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")

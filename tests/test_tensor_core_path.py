@@ -133,6 +133,61 @@ def test_input_gradients_pass_the_relu_mask_in_the_epilogue(tensor_cores):
         within(dx, np.where(x > 0, rdx, 0), bound, f"deconv dx through the ReLU, pad {pad}")
 
 
+def test_epilogue_skip_sum_residual_and_skip_gradient_change_no_bit(tensor_cores):
+    """The skip sum of Eq. 3 and the residual of §3.3 in the transposed conv's epilogue
+    (conv_transpose2d_bias_add), and the skip path's gradient of Eq. 12 in the input gradient's
+    (conv2d_backward_input_masked with an addend), against the same steps as separate kernels (Backend's
+    compositions, run by this backend): equal bit for bit, because the epilogue does the same float32
+    additions and maxima in the same order; and the layer's own output, kept beside the sum, is the unfused
+    layer's."""
+    from redcore.backends.base import Backend
+    rng = np.random.default_rng(12)
+    n, c, k, h, w = 2, 6, 10, 7, 18
+    dev = lambda a: tensor_cores.asarray(a, np.float32)   # noqa: E731
+    x, wtt, b = (dev(a) for a in f32(rng.standard_normal((n, c, h, w)), rng.standard_normal((c, k, 3, 3)),
+                                      rng.standard_normal(k)))
+    for pad in (0, 1):
+        out_hw = (h + 2 - 2 * pad, w + 2 - 2 * pad)
+        addend = dev(rng.standard_normal((n, k, *out_hw)))
+        for relu, relu_sum, keep in ((True, True, True), (True, True, False), (False, False, False), (False, False, True)):
+            args = (x, wtt, b, out_hw, 1, pad, relu, addend, relu_sum, keep)
+            layer, total = tensor_cores.conv_transpose2d_bias_add(*args)
+            want_layer, want_total = Backend.conv_transpose2d_bias_add(tensor_cores, *args)
+            what = f"pad {pad}, relu {relu}, relu_sum {relu_sum}, keep_layer {keep}"
+            np.testing.assert_array_equal(host(total), host(want_total), err_msg=what)
+            assert (layer is None) == (not keep), what
+            if keep:
+                np.testing.assert_array_equal(host(layer), host(want_layer), err_msg=what)
+        # the input gradient of a conv whose weight is wtt, (C_out, C_in) = (c, k), on a (k, h, w) input
+        dy = dev(rng.standard_normal((n, c, h + 2 * pad - 2, w + 2 * pad - 2)))
+        mask = dev(np.maximum(rng.standard_normal((n, k, h, w)), 0))     # a ReLU's output: half of it 0
+        skip = dev(rng.standard_normal(mask.shape))
+        args = (dy, wtt, (h, w), 1, pad, mask)
+        got = host(tensor_cores.conv2d_backward_input_masked(*args, addend=skip))
+        np.testing.assert_array_equal(got, host(Backend.conv2d_backward_input_masked(tensor_cores, *args, addend=skip)))
+        assert np.all(got[host(mask) <= 0] == 0)
+
+
+def test_net_fuses_skips_without_changing_a_bit(tensor_cores):
+    """A RED-Net on the tensor-core path: inference (keep=False, the skip sums written over the deconv outputs)
+    equals the training forward bit for bit, and the backward that adds each skip path's gradient in the input
+    gradient's epilogue (Eq. 12) gives the same gradients, bit for bit, as the one that keeps the two paths
+    apart to record them (record_paths=True, an add_ after the convolution)."""
+    net = redcore.REDNet(depth=8, filters=16, channels=1, skip_step=1, backend=tensor_cores, seed=4)   # 3 skips
+    rng = np.random.default_rng(13)
+    x = rng.random((2, 1, 13, 17)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    inferred = host(net.forward(x, keep=False))
+    grads = {}
+    for record in (False, True):
+        np.testing.assert_array_equal(host(net.forward(x)), inferred)
+        net.backward(dy, record_paths=record)
+        grads[record] = {name: host(g).copy() for name, g in net.grads.items()}
+    assert len(net.skips) == 3 and net.path_grads.keys() == set(net.skips.values())
+    for name in grads[False]:
+        np.testing.assert_array_equal(grads[False][name], grads[True][name], err_msg=name)
+
+
 def test_float64_and_other_shapes_keep_the_exact_path(tensor_cores):
     """Tensor cores take float32 3x3 stride-1 layers; float64 (the gradient checks), other kernel sizes and
     strides run the exact kernels, held to the float32 / float64 rounding of tests/test_backend_parity.py."""

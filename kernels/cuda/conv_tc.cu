@@ -22,12 +22,21 @@
 // (TILE_W + 2) x K, and the chunk's weights of all 9 taps in shared memory once; every tap then reads its A
 // fragment from the same tile, shifted by the tap, so x is read from global memory once per chunk (the A and
 // B fragments by ldmatrix.x4: one shared-memory instruction for a whole A fragment, or two B fragments).  The
-// epilogue writes each lane's accumulators to y with the bias and an optional ReLU (the encoder's conv + bias
-// + ReLU in one pass), or zero where an optional mask map (same shape as y) is not > 0 (the backward of the
-// ReLU that made the layer's input, in the input gradient's pass), inside the output's bounds.
+// epilogue takes each lane's accumulators, inside the output's bounds, through the steps the bits of
+// `epilogue` ask for (EPI_* below), so that what follows a convolution in RED costs no pass of its own:
+//   v = acc + b[o]                     the layer's bias
+//   v = max(v, 0)           EPI_RELU   the layer's ReLU (the encoder's conv + bias + ReLU in one pass)
+//   y_layer = v        EPI_LAYER_OUT   the layer's output, where it is kept beside the sum (training)
+//   v = v + addend          EPI_ADD    a map like y: the skip sum of Eq. 3, the residual of §3.3, or in the
+//                                      input gradient the skip path's gradient (Eq. 12)
+//   v = max(v, 0)       EPI_RELU_SUM   the skip sum's ReLU (Eq. 3)
+//   v = 0 unless mask > 0   EPI_MASK   the backward of the ReLU whose output mask (a map like y) is: the
+//                                      layer's input, in the input gradient's pass
+//   y = v
 // pad = 1 is RED's "same" convolution, pad = 0 its "valid" one, and pad = 2 with wlayout 2 the transposed
 // convolution's full padding, i.e. the input gradient of a valid conv: one kernel serves all three.
-// Shapes: x (N, C, H, W) or (N, H, W, C), b (K), y and mask (N, K, H_o, W_o) or (N, H_o, W_o, K), H_o = H + 2 pad - 2.
+// Shapes: x (N, C, H, W) or (N, H, W, C), b (K), y, y_layer, addend and mask (N, K, H_o, W_o) or (N, H_o, W_o, K),
+// H_o = H + 2 pad - 2; a pointer whose bit is not set is not read or written.
 // Launch: block (128), grid (ceil(W_o / 16), ceil(H_o / 4), N ceil(K / (16 NF))).
 //
 // conv3x3_wgrad_<operands> + conv3x3_wgrad_reduce, the weight and bias gradients:
@@ -55,6 +64,12 @@
 #define TILE_W 16     // output pixels per row: the mma's M
 #define TILE_N 16     // output channels per weight-gradient block: two m16n8 tiles
 #define WG_C 16       // input channels per weight-gradient block: the mma's M there
+
+#define EPI_RELU 1        // the forward kernel's epilogue steps (see above), in this order
+#define EPI_LAYER_OUT 2
+#define EPI_ADD 4
+#define EPI_RELU_SUM 8
+#define EPI_MASK 16
 
 #ifdef __CUDACC__
 // The tensor-core instructions (emulation.h defines the same three for the CPU, by the fragment tables above).
@@ -200,9 +215,10 @@ struct ConvTile {
 
 template <int NF, class Op>
 __device__ void conv3x3_tile(typename Op::stored* xs, typename Op::stored* ws, float* __restrict__ y,
-                             const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+                             float* __restrict__ y_layer, const float* __restrict__ x, const float* __restrict__ w,
+                             const float* __restrict__ b, const float* __restrict__ addend,
                              const float* __restrict__ mask, int n_img, int h, int w_in, int c_in, int c_out,
-                             int pad, int relu, int masked, int nhwc, int wlayout)
+                             int pad, int epilogue, int nhwc, int wlayout)
 {
     constexpr int N = ConvTile<NF, Op>::N, K = Op::K, KS = ConvTile<NF, Op>::KS, HALO = (TILE_H + 2) * (TILE_W + 2);
     const int h_o = h + 2 * pad - 2, w_o = w_in + 2 * pad - 2;
@@ -249,9 +265,15 @@ __device__ void conv3x3_tile(typename Op::stored* xs, typename Op::stored* ws, f
             const int j = j0 + g + 8 * (q >> 1), oc = o0 + 8 * f + 2 * t + (q & 1);
             if (i < h_o && j < w_o && oc < c_out) {
                 const long long at = map_offset(nhwc, img, oc, i, j, c_out, h_o, w_o);
-                const float value = acc[f][q] + b[oc];
-                // relu: the layer's ReLU; masked: the backward of the ReLU whose output `mask` is (mask > 0)
-                y[at] = ((relu && value < 0.0f) || (masked && !(mask[at] > 0.0f))) ? 0.0f : value;
+                float v = acc[f][q] + b[oc];
+                if ((epilogue & EPI_RELU) && v < 0.0f) v = 0.0f;
+                if (epilogue & EPI_LAYER_OUT) y_layer[at] = v;
+                if (epilogue & EPI_ADD) {
+                    v += addend[at];
+                    if ((epilogue & EPI_RELU_SUM) && v < 0.0f) v = 0.0f;
+                }
+                if ((epilogue & EPI_MASK) && !(mask[at] > 0.0f)) v = 0.0f;
+                y[at] = v;
             }
         }
 }
@@ -259,58 +281,64 @@ __device__ void conv3x3_tile(typename Op::stored* xs, typename Op::stored* ws, f
 // Each operand type in three widths: 16, 32 or 64 output channels per block (more reuse of each staged input
 // tile and A fragment, fewer blocks); the launcher picks one per layer.  The six entry points are spelled out,
 // not generated by a macro: CuPy (get_function) and the emulation (emulation.py) find kernels by these names.
-extern "C" __global__ void conv3x3_tf32(float* __restrict__ y, const float* __restrict__ x,
-                                           const float* __restrict__ w, const float* __restrict__ b,
-                                           const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
-                                           int c_out, int pad, int relu, int masked, int nhwc, int wlayout)
+extern "C" __global__ void conv3x3_tf32(float* __restrict__ y, float* __restrict__ y_layer,
+    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
+    int c_out, int pad, int epilogue, int nhwc, int wlayout)
 {
     __shared__ __align__(16) ConvTile<1, Tf32>::T xs[ConvTile<1, Tf32>::XS], ws[ConvTile<1, Tf32>::WS];
-    conv3x3_tile<1, Tf32>(xs, ws, y, x, w, b, mask, n_img, h, w_in, c_in, c_out, pad, relu, masked, nhwc, wlayout);
+    conv3x3_tile<1, Tf32>(xs, ws, y, y_layer, x, w, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue, nhwc,
+                          wlayout);
 }
 
-extern "C" __global__ void conv3x3_tf32_n32(float* __restrict__ y, const float* __restrict__ x,
-                                               const float* __restrict__ w, const float* __restrict__ b,
-                                               const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
-                                               int c_out, int pad, int relu, int masked, int nhwc, int wlayout)
+extern "C" __global__ void conv3x3_tf32_n32(float* __restrict__ y, float* __restrict__ y_layer,
+    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
+    int c_out, int pad, int epilogue, int nhwc, int wlayout)
 {
     __shared__ __align__(16) ConvTile<2, Tf32>::T xs[ConvTile<2, Tf32>::XS], ws[ConvTile<2, Tf32>::WS];
-    conv3x3_tile<2, Tf32>(xs, ws, y, x, w, b, mask, n_img, h, w_in, c_in, c_out, pad, relu, masked, nhwc, wlayout);
+    conv3x3_tile<2, Tf32>(xs, ws, y, y_layer, x, w, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue, nhwc,
+                          wlayout);
 }
 
-extern "C" __global__ void conv3x3_tf32_n64(float* __restrict__ y, const float* __restrict__ x,
-                                               const float* __restrict__ w, const float* __restrict__ b,
-                                               const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
-                                               int c_out, int pad, int relu, int masked, int nhwc, int wlayout)
+extern "C" __global__ void conv3x3_tf32_n64(float* __restrict__ y, float* __restrict__ y_layer,
+    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
+    int c_out, int pad, int epilogue, int nhwc, int wlayout)
 {
     __shared__ __align__(16) ConvTile<4, Tf32>::T xs[ConvTile<4, Tf32>::XS], ws[ConvTile<4, Tf32>::WS];
-    conv3x3_tile<4, Tf32>(xs, ws, y, x, w, b, mask, n_img, h, w_in, c_in, c_out, pad, relu, masked, nhwc, wlayout);
+    conv3x3_tile<4, Tf32>(xs, ws, y, y_layer, x, w, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue, nhwc,
+                          wlayout);
 }
 
-extern "C" __global__ void conv3x3_bf16(float* __restrict__ y, const float* __restrict__ x,
-                                           const float* __restrict__ w, const float* __restrict__ b,
-                                           const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
-                                           int c_out, int pad, int relu, int masked, int nhwc, int wlayout)
+extern "C" __global__ void conv3x3_bf16(float* __restrict__ y, float* __restrict__ y_layer,
+    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
+    int c_out, int pad, int epilogue, int nhwc, int wlayout)
 {
     __shared__ __align__(16) ConvTile<1, Bf16>::T xs[ConvTile<1, Bf16>::XS], ws[ConvTile<1, Bf16>::WS];
-    conv3x3_tile<1, Bf16>(xs, ws, y, x, w, b, mask, n_img, h, w_in, c_in, c_out, pad, relu, masked, nhwc, wlayout);
+    conv3x3_tile<1, Bf16>(xs, ws, y, y_layer, x, w, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue, nhwc,
+                          wlayout);
 }
 
-extern "C" __global__ void conv3x3_bf16_n32(float* __restrict__ y, const float* __restrict__ x,
-                                               const float* __restrict__ w, const float* __restrict__ b,
-                                               const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
-                                               int c_out, int pad, int relu, int masked, int nhwc, int wlayout)
+extern "C" __global__ void conv3x3_bf16_n32(float* __restrict__ y, float* __restrict__ y_layer,
+    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
+    int c_out, int pad, int epilogue, int nhwc, int wlayout)
 {
     __shared__ __align__(16) ConvTile<2, Bf16>::T xs[ConvTile<2, Bf16>::XS], ws[ConvTile<2, Bf16>::WS];
-    conv3x3_tile<2, Bf16>(xs, ws, y, x, w, b, mask, n_img, h, w_in, c_in, c_out, pad, relu, masked, nhwc, wlayout);
+    conv3x3_tile<2, Bf16>(xs, ws, y, y_layer, x, w, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue, nhwc,
+                          wlayout);
 }
 
-extern "C" __global__ void conv3x3_bf16_n64(float* __restrict__ y, const float* __restrict__ x,
-                                               const float* __restrict__ w, const float* __restrict__ b,
-                                               const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
-                                               int c_out, int pad, int relu, int masked, int nhwc, int wlayout)
+extern "C" __global__ void conv3x3_bf16_n64(float* __restrict__ y, float* __restrict__ y_layer,
+    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
+    int c_out, int pad, int epilogue, int nhwc, int wlayout)
 {
     __shared__ __align__(16) ConvTile<4, Bf16>::T xs[ConvTile<4, Bf16>::XS], ws[ConvTile<4, Bf16>::WS];
-    conv3x3_tile<4, Bf16>(xs, ws, y, x, w, b, mask, n_img, h, w_in, c_in, c_out, pad, relu, masked, nhwc, wlayout);
+    conv3x3_tile<4, Bf16>(xs, ws, y, y_layer, x, w, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue, nhwc,
+                          wlayout);
 }
 
 template <class Op>

@@ -12,16 +12,19 @@ a kernel fails with its name instead of falling back on another backend's code (
 tests/test_architecture.py checks that every backend class defines the whole set without borrowing the
 NumPy reference's.
 
-Five compositions of them are the ops' calls where a backend can do two kernels' work in one pass (a
-convolution's epilogue adds the bias and applies the ReLU, or the backward of the ReLU before the layer; the
-weight gradient's pass over dy sums the bias gradient too).  Backend defines them from the kernel set; a
-backend with fused kernels overrides them:
+Six compositions of them are the ops' calls where a backend can do several kernels' work in one pass (a
+convolution's epilogue adds the bias and applies the ReLU, adds the skip or the residual, or applies the
+backward of the ReLU before the layer; the weight gradient's pass over dy sums the bias gradient too).
+Backend defines them from the kernel set; a backend with fused kernels overrides them:
 
     conv2d_bias                   conv2d, then add_bias (+ ReLU)
     conv_transpose2d_bias         conv2d_backward_input (the transposed conv), then add_bias (+ ReLU)
+    conv_transpose2d_bias_add     conv_transpose2d_bias, then + a map (+ ReLU): the skip sum of Eq. 3, the
+                                  residual of §3.3
     conv2d_backward_weight_bias   (conv2d_backward_weight, bias_backward)
     conv2d_masked                 conv2d, then relu_backward_ with a mask (the gradient through the ReLU
-    conv2d_backward_input_masked  conv2d_backward_input, likewise           that made the layer's input)
+    conv2d_backward_input_masked  conv2d_backward_input (+ a map: the skip path's      that made the layer's
+                                  gradient, Eq. 12), likewise                          input)
 
 Three more are the step's array housekeeping, array expressions here; the cuda backend runs them as kernels so
 that a training step is kernel launches only (what a captured step replays: redcore/training.py):
@@ -64,14 +67,28 @@ class Backend:
         self.add_bias(y, b, relu)
         return y
 
+    def conv_transpose2d_bias_add(self, x, wt, b, output_hw, stride, padding, relu, addend, relu_sum, keep_layer):
+        """(y, s): y = conv_transpose2d_bias(...), the layer's output, and s = y + addend, through a ReLU if
+        relu_sum.  keep_layer=False: y is not wanted (None) and s may be written over it."""
+        y = self.conv_transpose2d_bias(x, wt, b, output_hw, stride, padding, relu)
+        if relu_sum:
+            s = self.add_relu(y, addend)
+        else:
+            s = self.add_(self.copy(y) if keep_layer else y, addend)
+        return (y if keep_layer else None), s
+
     def conv2d_backward_weight_bias(self, dy, x, k, stride, padding):
         return self.conv2d_backward_weight(dy, x, k, stride, padding), self.bias_backward(dy)
 
     def conv2d_masked(self, x, w, stride, padding, mask):
         return self.relu_backward_(self.conv2d(x, w, stride, padding), mask)
 
-    def conv2d_backward_input_masked(self, dy, w, input_hw, stride, padding, mask):
-        return self.relu_backward_(self.conv2d_backward_input(dy, w, input_hw, stride, padding), mask)
+    def conv2d_backward_input_masked(self, dy, w, input_hw, stride, padding, mask, addend=None):
+        """(conv2d_backward_input(dy, w) + addend) * [mask > 0]; addend None adds nothing."""
+        dx = self.conv2d_backward_input(dy, w, input_hw, stride, padding)
+        if addend is not None:
+            self.add_(dx, addend)
+        return self.relu_backward_(dx, mask)
 
     def add_(self, y, x):
         y += x

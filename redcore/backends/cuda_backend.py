@@ -36,6 +36,8 @@ MAX_BLOCKS = 65535          # grid-stride loops cover the rest
 COLS_BUDGET = 256 * 2**20   # im2col columns per call: RED30's 64 x 50x50 batch in 3 groups
 WGRAD_BLOCKS = 4 * 132     # weight-gradient blocks to aim for: about four per SM of an H100 / H200 (132 SMs)
 CONV_WIDTHS = {16: "", 32: "_n32", 64: "_n64"}   # output channels per block -> kernel name suffix
+# the bits of conv_tc.cu's epilogue argument (its EPI_* macros): the steps after the sum, in this order
+EPI_RELU, EPI_LAYER_OUT, EPI_ADD, EPI_RELU_SUM, EPI_MASK = 1, 2, 4, 8, 16
 
 
 def _int(v):
@@ -223,37 +225,50 @@ class CudaKernels:
     def _weight_shape(wlayout, c_in, c_out):
         return {0: (9, c_in, c_out), 1: (c_out, c_in, 3, 3), 2: (c_in, c_out, 3, 3)}[wlayout]
 
-    def conv3x3(self, y, x, w, b, pad, relu, nhwc=True, wlayout=0, block_channels=None, operands="tf32", mask=None):
+    def conv3x3(self, y, x, w, b, pad, relu, nhwc=True, wlayout=0, block_channels=None, operands="tf32", mask=None,
+                addend=None, relu_sum=False, y_layer=None):
         """y = the 3x3 stride-1 convolution of x with w, plus b, then ReLU if relu, on tensor cores: operands
-        rounded to TF32 or bfloat16 (operands), float sums; x, w, b and y are float32.  mask: a map like y; y is
-        0 where mask is not > 0 (the backward of the ReLU whose output mask is, fused into the epilogue).
+        rounded to TF32 or bfloat16 (operands), float sums; x, w, b and y are float32.  The epilogue then, in
+        this order (kernels/cuda/conv_tc.cu): y_layer (a map like y) receives that value, the output of the layer
+        itself; addend (a map like y) is added, and the sum goes through a ReLU if relu_sum (the skip sum of
+        Eq. 3, the residual of §3.3, the skip path's gradient of Eq. 12); y is 0 where mask (a map like y) is not
+        > 0 (the backward of the ReLU whose output mask is).
         nhwc: x and y are (N, H, W, C) rather than (N, C, H, W).  wlayout: w is 0 taps (9, C, K), 1 a conv
         weight (K, C, 3, 3), 2 a (C, K, 3, 3) weight read flipped (the input gradient; kernels/cuda/conv_tc.cu).
         block_channels: output channels per block, 16, 32 or 64 (CONV_WIDTHS); by default the fastest for
         these shapes, timed once on a GPU (autotune), or the narrowest that holds K where there is no clock."""
-        self._check(y, x, w, b, *(() if mask is None else (mask,)))
+        maps = {"mask": mask, "addend": addend, "y_layer": y_layer}
+        self._check(y, x, w, b, *(a for a in maps.values() if a is not None))
         n, c, h, wd = self._nchw(x, nhwc)
         k = b.shape[0] if b.ndim == 1 else -1
         h_o, w_o = h + 2 * pad - 2, wd + 2 * pad - 2
         want_y = (n, h_o, w_o, k) if nhwc else (n, k, h_o, w_o)
         if (x.dtype != np.float32 or wlayout not in (0, 1, 2) or w.shape != self._weight_shape(wlayout, c, k)
-                or y.shape != want_y or (mask is not None and mask.shape != want_y) or not 0 <= pad <= 2 or min(h_o, w_o) < 1
-                or block_channels not in (None, *CONV_WIDTHS) or operands not in OPERANDS):
+                or y.shape != want_y or any(a is not None and a.shape != want_y for a in maps.values())
+                or not 0 <= pad <= 2 or min(h_o, w_o) < 1 or block_channels not in (None, *CONV_WIDTHS)
+                or operands not in OPERANDS or (relu_sum and addend is None)):
             layouts = {0: "taps (9, C, K)", 1: "conv (K, C, 3, 3)", 2: "(C, K, 3, 3), flipped"}
+            shapes = ", ".join(f"{name} {None if a is None else a.shape}" for name, a in maps.items())
             raise ValueError(f"conv3x3 takes {' or '.join(OPERANDS)} operands, float32 x "
                              f"{'(N, H, W, C)' if nhwc else '(N, C, H, W)'}, w of a layout of {layouts}, b (K,), "
-                             f"y and any mask {want_y}, pad 0..2 and block_channels of "
-                             f"{tuple(CONV_WIDTHS)}; got {x.dtype} x {x.shape}, w {w.shape} (layout {wlayout}), "
-                             f"b {b.shape}, y {y.shape}, mask {None if mask is None else mask.shape}, pad {pad}, "
-                             f"block_channels {block_channels}")
+                             f"y and any mask, addend and y_layer {want_y}, relu_sum only with an addend, pad 0..2 "
+                             f"and block_channels of {tuple(CONV_WIDTHS)}; got {x.dtype} x {x.shape}, w {w.shape} "
+                             f"(layout {wlayout}), b {b.shape}, y {y.shape}, {shapes}, relu_sum {relu_sum}, "
+                             f"pad {pad}, block_channels {block_channels}")
+        epilogue = ((EPI_RELU if relu else 0) | (EPI_LAYER_OUT if y_layer is not None else 0)
+                    | (EPI_ADD if addend is not None else 0) | (EPI_RELU_SUM if relu_sum else 0)
+                    | (EPI_MASK if mask is not None else 0))
+        unused = y                              # what the kernel gets for a map whose bit is not set; never read
 
         def launch(width):
             grid = (-(-w_o // 16), -(-h_o // 4), n * -(-k // width))
             self._kernel("conv_tc.cu", f"conv3x3_{operands}{CONV_WIDTHS[width]}", np.float32)(
-                grid, (128,), (y, x, w, b, y if mask is None else mask, _int(n), _int(h), _int(wd), _int(c), _int(k),
-                               _int(pad), _int(relu), _int(mask is not None), _int(nhwc), _int(wlayout)))
+                grid, (128,), (y, unused if y_layer is None else y_layer, x, w, b,
+                               unused if addend is None else addend, unused if mask is None else mask,
+                               _int(n), _int(h), _int(wd), _int(c), _int(k), _int(pad), _int(epilogue),
+                               _int(nhwc), _int(wlayout)))
         if block_channels is None:
-            key = ("conv3x3", operands, x.shape, k, pad, nhwc)       # the mask costs every width the same
+            key = ("conv3x3", operands, x.shape, k, pad, nhwc)       # the epilogue costs every width the same
             narrowest = min((width for width in CONV_WIDTHS if width >= k), default=max(CONV_WIDTHS))
             block_channels = self._fastest(key, launch, CONV_WIDTHS, default=narrowest)
         launch(block_channels)
@@ -416,17 +431,19 @@ class CudaBackend(Im2colBackend):
                 self._zero_bias[k] = self.xp.zeros(k, np.float32)
         return self._zero_bias[k]
 
-    def _conv_tc(self, x, w, b, padding, relu, wlayout, mask=None):
+    def _conv_tc(self, x, w, b, padding, relu, wlayout, mask=None, addend=None, relu_sum=False, y_layer=None):
         """y (N, K, H_o, W_o) = the tensor-core conv of NCHW x with w read in layout wlayout, b added, ReLU if relu,
-        zero where mask (a map like y) is not > 0."""
+        written to y_layer if given; then addend (a map like y) added, ReLU if relu_sum; zero where mask (a map
+        like y) is not > 0 (the epilogue of CudaKernels.conv3x3)."""
         xp = self.xp
         x = xp.ascontiguousarray(x)
         n, _, h, wd = x.shape
         k = w.shape[0] if wlayout == 1 else w.shape[1]
         y = xp.empty((n, k, h + 2 * padding - 2, wd + 2 * padding - 2), np.float32)
+        contiguous = lambda a: None if a is None else xp.ascontiguousarray(a)
         self.kernels.conv3x3(y, x, xp.ascontiguousarray(w), self._zeros_bias(k) if b is None else b,
                              padding, relu, nhwc=False, wlayout=wlayout, operands=self.precision,
-                             mask=None if mask is None else xp.ascontiguousarray(mask))
+                             mask=contiguous(mask), addend=contiguous(addend), relu_sum=relu_sum, y_layer=y_layer)
         return y
 
     def _transposed_as_conv(self, dy, w, input_hw, stride, padding):
@@ -449,10 +466,11 @@ class CudaBackend(Im2colBackend):
             return self._conv_tc(x, w, None, padding, False, wlayout=1, mask=mask)    # the mask in the epilogue
         return super().conv2d_masked(x, w, stride, padding, mask)
 
-    def conv2d_backward_input_masked(self, dy, w, input_hw, stride, padding, mask):
-        if self._transposed_as_conv(dy, w, input_hw, stride, padding) and mask.dtype == dy.dtype:
-            return self._conv_tc(dy, w, None, 2 - padding, False, wlayout=2, mask=mask)
-        return super().conv2d_backward_input_masked(dy, w, input_hw, stride, padding, mask)
+    def conv2d_backward_input_masked(self, dy, w, input_hw, stride, padding, mask, addend=None):
+        if (self._transposed_as_conv(dy, w, input_hw, stride, padding) and mask.dtype == dy.dtype
+                and (addend is None or addend.dtype == dy.dtype)):
+            return self._conv_tc(dy, w, None, 2 - padding, False, wlayout=2, mask=mask, addend=addend)
+        return super().conv2d_backward_input_masked(dy, w, input_hw, stride, padding, mask, addend)
 
     def conv2d_backward_input(self, dy, w, input_hw, stride, padding):
         if self._transposed_as_conv(dy, w, input_hw, stride, padding):
@@ -463,6 +481,15 @@ class CudaBackend(Im2colBackend):
         if self._transposed_as_conv(x, wt, output_hw, stride, padding):
             return self._conv_tc(x, wt, b, 2 - padding, relu, wlayout=2)
         return super().conv_transpose2d_bias(x, wt, b, output_hw, stride, padding, relu)
+
+    def conv_transpose2d_bias_add(self, x, wt, b, output_hw, stride, padding, relu, addend, relu_sum, keep_layer):
+        if self._transposed_as_conv(x, wt, output_hw, stride, padding) and addend.dtype == x.dtype:
+            y_layer = self.xp.empty(addend.shape, np.float32) if keep_layer else None   # addend has y's shape
+            s = self._conv_tc(x, wt, b, 2 - padding, relu, wlayout=2, addend=addend, relu_sum=relu_sum,
+                              y_layer=y_layer)                     # the skip sum or the residual in the epilogue
+            return y_layer, s
+        return super().conv_transpose2d_bias_add(x, wt, b, output_hw, stride, padding, relu, addend, relu_sum,
+                                                 keep_layer)
 
     def conv2d_backward_weight(self, dy, x, k, stride, padding):
         if self.on_tensor_cores(dy.dtype, k, stride, padding):

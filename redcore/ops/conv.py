@@ -30,7 +30,7 @@ has as its backward
     dL/db  = bias_backward(dy)
 
 Every backend therefore supplies only three array primitives, ``conv2d`` (forward without bias),
-``conv2d_backward_input`` and ``conv2d_backward_weight``; the four ops below are written once on top of them.
+``conv2d_backward_input`` and ``conv2d_backward_weight``; the ops below are written once on top of them.
 
 Output sizes:  conv   H_o = floor((H + 2p - k) / s) + 1
                convT  H_o = (H - 1) * s - 2p + k + output_padding,   0 <= output_padding < s
@@ -148,19 +148,29 @@ def _accumulate(be, out, dw, db):
     return out
 
 
-def conv2d_backward(be, dy, x, w, stride=1, padding=0, input_grad=True, out=None, relu_input=False):
+def conv2d_backward(be, dy, x, w, stride=1, padding=0, input_grad=True, out=None, relu_input=False, dx_addend=None):
     """(dx, dw, db) of y = conv(x, w) + b.   dy: (N,C_out,H_o,W_o); x, w as in the forward.
     input_grad=False skips dx (None): a network's first layer, whose input is data.  out=(dw, db) adds the
     gradients into those arrays and returns them.  relu_input=True: x is a ReLU's output, and dx is returned
-    through that ReLU's backward, dx * [x > 0] (in the input gradient's epilogue where the backend fuses it)."""
+    through that ReLU's backward, dx * [x > 0] (in the input gradient's epilogue where the backend fuses it).
+    dx_addend: a gradient that x receives by another path (a skip's, Eq. 12), added to dx before the ReLU's
+    mask, in the same pass where the backend fuses it."""
     if not input_grad:
         dx = None
     elif relu_input:
-        dx = be.conv2d_backward_input_masked(dy, w, x.shape[2:], stride, padding, x)
+        dx = be.conv2d_backward_input_masked(dy, w, x.shape[2:], stride, padding, x, addend=dx_addend)
     else:
         dx = be.conv2d_backward_input(dy, w, x.shape[2:], stride, padding)
+        if dx_addend is not None:
+            be.add_(dx, dx_addend)
     dw, db = be.conv2d_backward_weight_bias(dy, x, w.shape[2], stride, padding)   # and bias_backward(dy)
     return (dx, *_accumulate(be, out, dw, db))
+
+
+def _transposed_output_hw(x, k, stride, padding, output_padding):
+    op_h, op_w = (output_padding, output_padding) if isinstance(output_padding, int) else output_padding
+    return (conv_transpose_output_size(x.shape[2], k, stride, padding, op_h),
+            conv_transpose_output_size(x.shape[3], k, stride, padding, op_w))
 
 
 def conv_transpose2d_forward(be, x, wt, b, stride=1, padding=0, output_padding=0, relu=False):
@@ -169,11 +179,19 @@ def conv_transpose2d_forward(be, x, wt, b, stride=1, padding=0, output_padding=0
     x: (N,C_in,H,W), wt: (C_in,C_out,k,k), b: (C_out,) -> (N,C_out,H_o,W_o) with
     H_o = (H-1)s - 2p + k + output_padding; output_padding is an int or an (along H, along W) pair.
     """
-    k = wt.shape[2]
-    op_h, op_w = (output_padding, output_padding) if isinstance(output_padding, int) else output_padding
-    out_hw = (conv_transpose_output_size(x.shape[2], k, stride, padding, op_h),
-              conv_transpose_output_size(x.shape[3], k, stride, padding, op_w))
+    out_hw = _transposed_output_hw(x, wt.shape[2], stride, padding, output_padding)
     return be.conv_transpose2d_bias(x, wt, b, out_hw, stride, padding, relu)   # conv2d_backward_input + add_bias
+
+
+def conv_transpose2d_add_forward(be, x, wt, b, stride, padding, output_padding, relu, addend, relu_sum=False,
+                                 keep_layer=True):
+    """(yt, s): yt = conv_transpose2d_forward(...) and s = yt + addend (then max(s, 0) with relu_sum): the skip
+    sum of Eq. 3, or the residual of §3.3 (addend the net's input), in the transposed conv's pass where the
+    backend fuses it.  addend: a map of yt's shape.  keep_layer=False: yt is not returned (None), which spares
+    its memory (inference; the residual).  The sum passes its gradient to both summands (through its ReLU's
+    mask, activation.py), so the backward is conv_transpose2d_backward's."""
+    out_hw = _transposed_output_hw(x, wt.shape[2], stride, padding, output_padding)
+    return be.conv_transpose2d_bias_add(x, wt, b, out_hw, stride, padding, relu, addend, relu_sum, keep_layer)
 
 
 def conv_transpose2d_backward(be, dy, x, wt, stride=1, padding=0, out=None, relu_input=False):
