@@ -91,7 +91,7 @@ def test_every_kernel_is_found_and_launchable(runtime):
                      "mse_loss", "sum_partials", "add_inplace", "copy", "zero", "adam_update",
                      "conv3x3_wgrad_reduce"} | {
         f"conv3x3{kind}_{operands}{width}" for operands in ("tf32", "bf16") for kind, widths in
-        (("", ("", "_n32", "_n64")), ("_wgrad", ("",))) for width in widths}
+        (("", ("", "_n32", "_n64")), ("_wgrad", ("",)), ("_pack", ("",))) for width in widths}
     for src in cuda_kernels.SOURCES:
         for dtype in (np.float32, np.float64):
             module = runtime.module(src, dtype)
@@ -340,6 +340,27 @@ def test_tensor_cores_see_exactly_the_rounded_operands(operands):
     assert np.all(np.abs(dw - want) <= (terms + 1) * 2.0 ** -24 * ref.conv2d_backward_weight(np.abs(dy), np.abs(x), 3, 1, 1) * 1.01)
 
 
+@pytest.mark.parametrize("operands", ["tf32", "bf16"])
+@pytest.mark.parametrize("wlayout", [0, 1, 2])
+def test_packed_weights_are_the_rounded_operands_in_the_staging_order(operands, wlayout):
+    """conv3x3_pack: row (chunk, tap, o) of the packed copy holds the K rounded operands W(tap, chunk K + k, o),
+    zero beyond C and beyond K (rows up to K rounded to 64), a bf16 pair to a 32-bit word, low channel low."""
+    kernels = get_backend("cuda-emulation").kernels
+    rng = np.random.default_rng(wlayout)
+    c, k, op_k = 11, 70, {"tf32": 8, "bf16": 16}[operands]
+    taps = rng.standard_normal((9, c, k))                      # W(tap, c, o), then in the layout asked for
+    w = {0: taps, 1: taps.reshape(3, 3, c, k).transpose(3, 2, 0, 1),
+         2: taps[::-1].reshape(3, 3, c, k).transpose(2, 3, 0, 1)}[wlayout]
+    packed = kernels.conv3x3_pack(np.ascontiguousarray(w, np.float32), wlayout, c, k, operands)
+    chunks = -(-c // op_k)
+    want = np.zeros((chunks * op_k, 9, 128))
+    want[:c, :, :k] = rounded(taps, operands).transpose(1, 0, 2)
+    want = want.reshape(chunks, op_k, 9, 128).transpose(0, 2, 3, 1)          # (chunk, tap, o, k)
+    got = packed.view(np.float32) if operands == "tf32" else \
+        (packed.view(np.uint16).astype(np.uint32) << 16).view(np.float32)    # little-endian: low half first
+    np.testing.assert_array_equal(got.reshape(want.shape), want)
+
+
 def test_tensor_core_weight_gradient_is_deterministic_and_accumulates():
     """The partial sums are added in a fixed order: two runs give the same bits.  accumulate=True adds the
     gradient to what dw and db hold (micro-batches, a layer used twice)."""
@@ -441,10 +462,11 @@ def sass_by_function(fatbin):
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tmp_path):
-    """The PTX holds the TF32 m16n8k8 and bf16 m16n8k16 mma.sync (tensor cores from sm_80), the TF32 rounding
-    and ldmatrix.x4; ptxas reports no register spills for any kernel of conv_tc.cu on sm_80 and sm_90; and the
-    SASS of every convolution kernel holds tensor-core HMMAs of its type, the forward ones' fragments loaded by
-    LDSM (ldmatrix), where cuobjdump is installed (.ci/run installs it)."""
+    """The PTX holds the TF32 m16n8k8 and bf16 m16n8k16 mma.sync (tensor cores from sm_80), the TF32 rounding,
+    ldmatrix.x4 and cp.async; ptxas reports no register spills for any kernel of conv_tc.cu on sm_80 and sm_90;
+    and the SASS of every convolution kernel holds tensor-core HMMAs of its type, the forward ones' fragments
+    loaded by LDSM (ldmatrix) and their weights copied by LDGSTS (cp.async, 16 bytes), where cuobjdump is
+    installed (.ci/run installs it)."""
     source = cuda_kernels.source_path("conv_tc.cu")
     ptx = tmp_path / "conv_tc.ptx"
     done = subprocess.run(["nvcc", "-ptx", "-arch=sm_80", source, "-o", str(ptx)], capture_output=True, text=True)
@@ -454,6 +476,7 @@ def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tm
     assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in text
     assert "cvt.rna.tf32.f32" in text
     assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in text
+    assert "cp.async.cg.shared.global" in text and "cp.async.wait_all" in text
     fatbin = tmp_path / "conv_tc.fatbin"
     done = subprocess.run(["nvcc", "--fatbin", "-Xptxas", "-v", "-gencode", "arch=compute_80,code=sm_80",
                            "-gencode", "arch=compute_90,code=sm_90", source, "-o", str(fatbin)],
@@ -467,13 +490,14 @@ def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tm
     sass = sass_by_function(fatbin)
     assert sorted(name for name, _ in sass) == sorted(2 * kernels), f"cuobjdump listed {[n for n, _ in sass]}"
     for name, code in sass:
-        if name == "conv3x3_wgrad_reduce":
+        if name == "conv3x3_wgrad_reduce" or "pack" in name:
             assert "HMMA" not in code
             continue
         hmma = "HMMA.1688.F32.TF32" if "tf32" in name else "HMMA.16816.F32.BF16"
         assert hmma in code, f"{name}: no {hmma} in its SASS"
         if "wgrad" not in name:
             assert "LDSM.16.M88.4" in code, f"{name}: its fragments are not loaded by ldmatrix"
+            assert "LDGSTS.E.BYPASS.128" in code, f"{name}: its weights are not copied by 16-byte cp.async"
 
 
 def test_kernel_workbench_runs_its_checks_and_its_timing_code():
@@ -509,3 +533,46 @@ def test_the_emulation_runs_block_threads_together_where_a_called_function_synch
     kernels = {name: body for name, _, body in kernel_signatures(source)}
     assert synchronising(source, kernels["wide"]) and synchronising(source, kernels["own"])
     assert not synchronising(source, kernels["plain"])
+
+
+CP_ASYNC_PROBE = """
+// Each lane copies its row of `in` into shared memory by cp.async, then posts to ldmatrix.x4 the row of the lane
+// before it (lane 0 that of lane 31, which posts its own): rows another thread copied.  order 0 waits, then
+// synchronises (correct); 1 synchronises, then waits; 2 never waits.
+extern "C" __global__ void probe(unsigned* out, const unsigned* in, int order)
+{
+    __shared__ __align__(16) unsigned rows[32 * 4];
+    const int lane = threadIdx.x, posted = lane == 31 ? 31 : (lane + 31) % 32;
+    ptx_cp_async_16(rows + 4 * lane, in + 4 * lane);
+    if (order == 0) { ptx_cp_async_wait_all(); __syncthreads(); }
+    if (order == 1) { __syncthreads(); ptx_cp_async_wait_all(); }
+    unsigned r[4];
+    ptx_ldmatrix_x4(r, rows + 4 * posted);
+    for (int i = 0; i < 4; ++i) out[4 * lane + i] = r[i];
+}
+"""
+
+
+@pytest.mark.skipif(compiler() is None, reason="the emulation needs a C++ compiler")
+def test_the_emulation_catches_a_cp_async_read_before_its_wait_and_barrier(tmp_path):
+    """cp.async in the emulation lands at the issuing thread's wait_all, and ldmatrix refuses a row still in flight
+    or landed by another thread with no __syncthreads since: the two orders that race on a GPU abort with a
+    sentence; the correct order gives ldmatrix's words.  (Which sentence: after the barrier the last thread to
+    arrive runs first and reads its own row; lane 0 then reads lane 31's, landed after the barrier.)"""
+    import sys
+    from redcore.cuda_kernels.emulation import EmulatedModule
+    source = tmp_path / "probe.cu"
+    source.write_text(CP_ASYNC_PROBE)
+    words = np.arange(128, dtype=np.uint32)
+    out = np.zeros(128, np.uint32)
+    EmulatedModule(str(source), np.float32).get_function("probe")((1,), (32,), (out, words, np.int32(0)))
+    posted = np.array([31] + list(range(30)) + [31])           # the row each lane gives ldmatrix
+    lane, i = np.divmod(np.arange(128), 4)
+    np.testing.assert_array_equal(out, words[4 * posted[8 * i + lane // 4] + lane % 4])   # PTX ISA: ldmatrix's words
+    for order, message in ((1, "another thread's cp.async with no __syncthreads after its wait_all"),
+                           (2, "a cp.async is still copying (no wait_all)")):
+        script = (f"import numpy as np; from redcore.cuda_kernels.emulation import EmulatedModule; "
+                  f"EmulatedModule({str(source)!r}, np.float32).get_function('probe')((1,), (32,), "
+                  f"(np.zeros(128, np.uint32), np.arange(128, dtype=np.uint32), np.int32({order})))")
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        assert done.returncode != 0 and message in done.stderr, (order, done.stderr[-500:])

@@ -7,7 +7,7 @@
 //
 // Layouts.  Activations are NCHW (nhwc = 0, the model's layout) or NHWC (nhwc = 1); the index helpers below
 // are the only place that knows.  Weights are read in one of three layouts (wlayout), so that no caller has
-// to copy or transpose them:
+// to copy or transpose them (conv3x3_pack_* reads them so, and the convolutions read its packed copy):
 //   0  taps (9, C, K):     w[tap, c, o]
 //   1  conv (K, C, 3, 3):  w[o, c, u, v]                    (PyTorch's conv weight; tap = 3u + v)
 //   2  (C, K, 3, 3) read flipped: w[c, o, 2 - u, 2 - v]    the input gradient of the conv whose weight this
@@ -19,7 +19,9 @@
 // tile of TILE_H x TILE_W output pixels (one image) x 16 NF output channels (NF = 1, 2, 4: the three widths);
 // warp r owns output row r of the tile, 16 pixels, as 2 NF m16n8 accumulators.  For each chunk of K input
 // channels (the mma's K: 8 or 16) the block stages the input tile with its one-pixel halo, (TILE_H + 2) x
-// (TILE_W + 2) x K, and the chunk's weights of all 9 taps in shared memory once; every tap then reads its A
+// (TILE_W + 2) x K, and the chunk's weights of all 9 taps in shared memory once (the weights by cp.async from
+// the packed copy that conv3x3_pack_<operands> rounded and laid out beforehand, in flight while the input
+// tile is gathered and rounded); every tap then reads its A
 // fragment from the same tile, shifted by the tap, so x is read from global memory once per chunk (the A and
 // B fragments by ldmatrix.x4: one shared-memory instruction for a whole A fragment, or two B fragments).  The
 // epilogue takes each lane's accumulators, inside the output's bounds, through the steps the bits of
@@ -36,7 +38,8 @@
 // pad = 1 is RED's "same" convolution, pad = 0 its "valid" one, and pad = 2 with wlayout 2 the transposed
 // convolution's full padding, i.e. the input gradient of a valid conv: one kernel serves all three.
 // Shapes: x (N, C, H, W) or (N, H, W, C), b (K), y, y_layer, addend and mask (N, K, H_o, W_o) or (N, H_o, W_o, K),
-// H_o = H + 2 pad - 2; a pointer whose bit is not set is not read or written.
+// H_o = H + 2 pad - 2; a pointer whose bit is not set is not read or written; w_packed: conv3x3_pack_<operands>
+// of the weight (the same operands).
 // Launch: block (128), grid (ceil(W_o / 16), ceil(H_o / 4), N ceil(K / (16 NF))).
 //
 // conv3x3_wgrad_<operands> + conv3x3_wgrad_reduce, the weight and bias gradients:
@@ -105,6 +108,18 @@ __device__ __forceinline__ void ptx_ldmatrix_x4(unsigned (&r)[4], const void* ro
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
 }
+// cp.async.cg.shared.global, 16 bytes: a copy from global to shared memory that does not pass through registers,
+// issued now and complete at this thread's next cp.async.wait_all (both addresses 16-byte aligned).
+__device__ __forceinline__ void ptx_cp_async_16(void* shared_dst, const void* global_src)
+{
+    const unsigned address = (unsigned)__cvta_generic_to_shared(shared_dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" : : "r"(address), "l"(global_src) : "memory");
+}
+
+__device__ __forceinline__ void ptx_cp_async_wait_all()
+{
+    asm volatile("cp.async.wait_all;" : : : "memory");
+}
 #endif
 
 // An A fragment (16 rows x Op::K, each row's K values contiguous, rows `stride` elements apart) by one
@@ -148,6 +163,13 @@ __device__ __forceinline__ long long weight_offset(int wlayout, int tap, int c, 
     if (wlayout == 0) return ((long long)tap * c_in + c) * c_out + o;
     if (wlayout == 1) return ((long long)o * c_in + c) * 9 + tap;
     return ((long long)c * c_out + o) * 9 + (8 - tap);
+}
+
+// Output channels of a packed weight (conv3x3_pack_*): c_out rounded up to 64, the widest block, so that every
+// block reads its N rows of each tap without a bounds check.
+__device__ __forceinline__ int packed_channels(int c_out)
+{
+    return (c_out + 63) / 64 * 64;
 }
 
 // The two operand types: how a value is stored in shared memory (rounded), the mma's K, how a lane gathers its
@@ -199,6 +221,40 @@ struct Bf16 {
     }
 };
 
+// conv3x3_pack_<operands>: W (layout wlayout) rounded to the operand type once per call, laid out as the forward
+// kernel stages it: packed row (chunk, tap, o), o < packed_channels(c_out), holds the K operands of input
+// channels chunk K .. chunk K + K - 1 of output channel o (0 beyond c_in or c_out), 32 bytes, so that a block
+// copies its chunk's rows by 16-byte cp.async (one TF32 operand per 32-bit word, or two bf16, the lower
+// channel in the low half).  Launch: any grid of 1-D blocks (grid-stride).
+template <class Op>
+__device__ void conv3x3_pack(unsigned* __restrict__ packed, const float* __restrict__ w, int c_in, int c_out,
+                             int wlayout)
+{
+    using T = typename Op::stored;
+    constexpr int K = Op::K;
+    T* rows = reinterpret_cast<T*>(packed);
+    const int o_pad = packed_channels(c_out);
+    const long long total = (long long)((c_in + K - 1) / K) * 9 * o_pad * K;
+    for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < total;
+         e += (long long)gridDim.x * blockDim.x) {
+        const int k = e % K, o = (e / K) % o_pad, tap = (e / ((long long)K * o_pad)) % 9;
+        const int c = (int)(e / (9LL * K * o_pad)) * K + k;
+        rows[e] = Op::round(c < c_in && o < c_out ? w[weight_offset(wlayout, tap, c, o, c_in, c_out)] : 0.0f);
+    }
+}
+
+extern "C" __global__ void conv3x3_pack_tf32(unsigned* __restrict__ packed, const float* __restrict__ w, int c_in,
+                                             int c_out, int wlayout)
+{
+    conv3x3_pack<Tf32>(packed, w, c_in, c_out, wlayout);
+}
+
+extern "C" __global__ void conv3x3_pack_bf16(unsigned* __restrict__ packed, const float* __restrict__ w, int c_in,
+                                             int c_out, int wlayout)
+{
+    conv3x3_pack<Bf16>(packed, w, c_in, c_out, wlayout);
+}
+
 // The forward kernel's block tile: TILE_H x TILE_W output pixels x 16 NF output channels.  Shared memory: the
 // input tile with its halo, [pixel][KS], and the chunk's weights, [tap][output channel][KS], as rounded
 // operands; a row holds the K values of a pixel (or an output channel) and is KS = K + 16 bytes long (48
@@ -215,13 +271,16 @@ struct ConvTile {
 
 template <int NF, class Op>
 __device__ void conv3x3_tile(typename Op::stored* xs, typename Op::stored* ws, float* __restrict__ y,
-                             float* __restrict__ y_layer, const float* __restrict__ x, const float* __restrict__ w,
-                             const float* __restrict__ b, const float* __restrict__ addend,
-                             const float* __restrict__ mask, int n_img, int h, int w_in, int c_in, int c_out,
-                             int pad, int epilogue, int nhwc, int wlayout)
+                             float* __restrict__ y_layer, const float* __restrict__ x,
+                             const unsigned* __restrict__ w_packed, const float* __restrict__ b,
+                             const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h,
+                             int w_in, int c_in, int c_out, int pad, int epilogue, int nhwc)
 {
+    using T = typename Op::stored;
     constexpr int N = ConvTile<NF, Op>::N, K = Op::K, KS = ConvTile<NF, Op>::KS, HALO = (TILE_H + 2) * (TILE_W + 2);
-    const int h_o = h + 2 * pad - 2, w_o = w_in + 2 * pad - 2;
+    constexpr int PIECE = 16 / (int)sizeof(T);         // operands per 16-byte cp.async: half a packed row
+    static_assert(K == 2 * PIECE, "a packed row is K operands, 32 bytes");
+    const int h_o = h + 2 * pad - 2, w_o = w_in + 2 * pad - 2, o_pad = packed_channels(c_out);
     const int n_tiles = (c_out + N - 1) / N;
     const int img = blockIdx.z / n_tiles, o0 = (blockIdx.z % n_tiles) * N;
     const int i0 = blockIdx.y * TILE_H, j0 = blockIdx.x * TILE_W;
@@ -231,6 +290,13 @@ __device__ void conv3x3_tile(typename Op::stored* xs, typename Op::stored* ws, f
     for (int f = 0; f < 2 * NF; ++f)
         for (int q = 0; q < 4; ++q) acc[f][q] = 0.0f;
     for (int c0 = 0; c0 < c_in; c0 += K) {
+        // the chunk's weights, rows (tap, o0 .. o0 + N - 1) of the packed copy, by cp.async: in flight while
+        // the input tile is staged below
+        const T* w_chunk = reinterpret_cast<const T*>(w_packed) + (long long)(c0 / K) * 9 * o_pad * K;
+        for (int e = tid; e < 9 * N * 2; e += blockDim.x) {
+            const int row = e / 2, tap = row / N, o = row % N, piece = (e % 2) * PIECE;
+            ptx_cp_async_16(ws + row * KS + piece, w_chunk + ((long long)tap * o_pad + o0 + o) * K + piece);
+        }
         for (int e = tid; e < HALO * K; e += blockDim.x) {
             // consecutive threads read consecutive addresses: channels in NHWC, pixels of a row in NCHW
             const int k = nhwc ? e % K : e / HALO, p = nhwc ? e / K : e % HALO;
@@ -239,12 +305,8 @@ __device__ void conv3x3_tile(typename Op::stored* xs, typename Op::stored* ws, f
             xs[p * KS + k] = Op::round((si >= 0 && si < h && sj >= 0 && sj < w_in && c < c_in)
                                       ? x[map_offset(nhwc, img, c, si, sj, c_in, h, w_in)] : 0.0f);
         }
-        for (int e = tid; e < 9 * N * K; e += blockDim.x) {
-            const int k = e % K, o = (e / K) % N, tap = e / (K * N);
-            ws[(tap * N + o) * KS + k] = Op::round((c0 + k < c_in && o0 + o < c_out)
-                              ? w[weight_offset(wlayout, tap, c0 + k, o0 + o, c_in, c_out)] : 0.0f);
-        }
-        __syncthreads();
+        ptx_cp_async_wait_all();         // this thread's copies have landed,
+        __syncthreads();                 // and everyone's
         for (int tap = 0; tap < 9; ++tap) {
             unsigned a[4];
             // A[m][k]: pixel m of row `row + u`, shifted by v, channel k
@@ -282,63 +344,63 @@ __device__ void conv3x3_tile(typename Op::stored* xs, typename Op::stored* ws, f
 // tile and A fragment, fewer blocks); the launcher picks one per layer.  The six entry points are spelled out,
 // not generated by a macro: CuPy (get_function) and the emulation (emulation.py) find kernels by these names.
 extern "C" __global__ void conv3x3_tf32(float* __restrict__ y, float* __restrict__ y_layer,
-    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ x, const unsigned* __restrict__ w_packed, const float* __restrict__ b,
     const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
-    int c_out, int pad, int epilogue, int nhwc, int wlayout)
+    int c_out, int pad, int epilogue, int nhwc)
 {
     __shared__ __align__(16) ConvTile<1, Tf32>::T xs[ConvTile<1, Tf32>::XS], ws[ConvTile<1, Tf32>::WS];
-    conv3x3_tile<1, Tf32>(xs, ws, y, y_layer, x, w, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue, nhwc,
-                          wlayout);
+    conv3x3_tile<1, Tf32>(xs, ws, y, y_layer, x, w_packed, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue,
+                          nhwc);
 }
 
 extern "C" __global__ void conv3x3_tf32_n32(float* __restrict__ y, float* __restrict__ y_layer,
-    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ x, const unsigned* __restrict__ w_packed, const float* __restrict__ b,
     const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
-    int c_out, int pad, int epilogue, int nhwc, int wlayout)
+    int c_out, int pad, int epilogue, int nhwc)
 {
     __shared__ __align__(16) ConvTile<2, Tf32>::T xs[ConvTile<2, Tf32>::XS], ws[ConvTile<2, Tf32>::WS];
-    conv3x3_tile<2, Tf32>(xs, ws, y, y_layer, x, w, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue, nhwc,
-                          wlayout);
+    conv3x3_tile<2, Tf32>(xs, ws, y, y_layer, x, w_packed, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue,
+                          nhwc);
 }
 
 extern "C" __global__ void conv3x3_tf32_n64(float* __restrict__ y, float* __restrict__ y_layer,
-    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ x, const unsigned* __restrict__ w_packed, const float* __restrict__ b,
     const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
-    int c_out, int pad, int epilogue, int nhwc, int wlayout)
+    int c_out, int pad, int epilogue, int nhwc)
 {
     __shared__ __align__(16) ConvTile<4, Tf32>::T xs[ConvTile<4, Tf32>::XS], ws[ConvTile<4, Tf32>::WS];
-    conv3x3_tile<4, Tf32>(xs, ws, y, y_layer, x, w, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue, nhwc,
-                          wlayout);
+    conv3x3_tile<4, Tf32>(xs, ws, y, y_layer, x, w_packed, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue,
+                          nhwc);
 }
 
 extern "C" __global__ void conv3x3_bf16(float* __restrict__ y, float* __restrict__ y_layer,
-    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ x, const unsigned* __restrict__ w_packed, const float* __restrict__ b,
     const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
-    int c_out, int pad, int epilogue, int nhwc, int wlayout)
+    int c_out, int pad, int epilogue, int nhwc)
 {
     __shared__ __align__(16) ConvTile<1, Bf16>::T xs[ConvTile<1, Bf16>::XS], ws[ConvTile<1, Bf16>::WS];
-    conv3x3_tile<1, Bf16>(xs, ws, y, y_layer, x, w, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue, nhwc,
-                          wlayout);
+    conv3x3_tile<1, Bf16>(xs, ws, y, y_layer, x, w_packed, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue,
+                          nhwc);
 }
 
 extern "C" __global__ void conv3x3_bf16_n32(float* __restrict__ y, float* __restrict__ y_layer,
-    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ x, const unsigned* __restrict__ w_packed, const float* __restrict__ b,
     const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
-    int c_out, int pad, int epilogue, int nhwc, int wlayout)
+    int c_out, int pad, int epilogue, int nhwc)
 {
     __shared__ __align__(16) ConvTile<2, Bf16>::T xs[ConvTile<2, Bf16>::XS], ws[ConvTile<2, Bf16>::WS];
-    conv3x3_tile<2, Bf16>(xs, ws, y, y_layer, x, w, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue, nhwc,
-                          wlayout);
+    conv3x3_tile<2, Bf16>(xs, ws, y, y_layer, x, w_packed, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue,
+                          nhwc);
 }
 
 extern "C" __global__ void conv3x3_bf16_n64(float* __restrict__ y, float* __restrict__ y_layer,
-    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ x, const unsigned* __restrict__ w_packed, const float* __restrict__ b,
     const float* __restrict__ addend, const float* __restrict__ mask, int n_img, int h, int w_in, int c_in,
-    int c_out, int pad, int epilogue, int nhwc, int wlayout)
+    int c_out, int pad, int epilogue, int nhwc)
 {
     __shared__ __align__(16) ConvTile<4, Bf16>::T xs[ConvTile<4, Bf16>::XS], ws[ConvTile<4, Bf16>::WS];
-    conv3x3_tile<4, Bf16>(xs, ws, y, y_layer, x, w, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue, nhwc,
-                          wlayout);
+    conv3x3_tile<4, Bf16>(xs, ws, y, y_layer, x, w_packed, b, addend, mask, n_img, h, w_in, c_in, c_out, pad, epilogue,
+                          nhwc);
 }
 
 template <class Op>

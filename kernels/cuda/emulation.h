@@ -22,7 +22,11 @@
 // truncated), bf16 pairs low half first; products are exact in float and summed in float.
 // ldmatrix.x4 likewise: each lane posts its row address, and after the warp's barrier takes its four words from
 // the rows the PTX ISA assigns it (a row address not 16-byte aligned aborts, as it would fault on the GPU).
-// Not emulated (the sources do not use them): warp shuffles/votes, cp.async, dynamic shared memory, streams.
+// cp.async (16 bytes, global to shared) is queued by the issuing thread and done at its next cp.async.wait_all,
+// the latest the GPU may do it; an address not 16-byte aligned aborts.  ldmatrix checks the rows it reads
+// against the block's copies: a row still in flight, or landed by another thread's wait_all with no
+// __syncthreads since, aborts (a race on the GPU, whatever order the emulation happens to run the threads in).
+// Not emulated (the sources do not use them): warp shuffles/votes, dynamic shared memory, streams.
 #pragma once
 #include <atomic>
 #include <bit>
@@ -32,6 +36,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <unordered_map>
+#include <utility>
 #include <functional>
 #include <ucontext.h>
 #include <vector>
@@ -71,7 +77,17 @@ struct Fiber {
     ucontext_t context;
     std::unique_ptr<char[]> stack;
     bool done = false;
+    std::vector<std::uintptr_t> copies;                    // cp.async issued and not yet waited for
 };
+
+// A cp.async's 16 bytes of shared memory, by address: who copies them from where, and when they landed.
+struct AsyncCopy {
+    const void* src;
+    const Fiber* owner;
+    bool landed;
+    unsigned landed_phase;       // the block barrier's phase at the wait_all: others may read them after the next
+};
+inline std::unordered_map<std::uintptr_t, AsyncCopy> async_copies;   // of the block that runs now
 constexpr std::size_t FIBER_STACK = 256 * 1024;
 inline ucontext_t scheduler;
 inline Fiber* running = nullptr;
@@ -151,10 +167,12 @@ void launch(bool concurrent_threads, dim3 grid, dim3 block, Body body)
                     f.context.uc_stack.ss_size = FIBER_STACK;
                     f.context.uc_link = &scheduler;
                     f.done = false;
+                    f.copies.clear();
                     makecontext(&f.context, fiber_entry, 0);
                 }
                 block_idx = dim3(bx, by, bz);
                 block_barrier = &sync;
+                async_copies.clear();
                 for (unsigned live = threads; live > 0;) {
                     const unsigned long long before = progress;
                     live = 0;
@@ -288,6 +306,56 @@ void mma_m16n8(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (
 }  // namespace emu
 
 namespace emu {
+inline void cp_async_16(void* dst, const void* src)
+{
+    if (running == nullptr) {
+        std::fputs("emulation: cp.async in a kernel whose threads run one after another\n", stderr);
+        std::abort();
+    }
+    const auto at = reinterpret_cast<std::uintptr_t>(dst);
+    if (at % 16 != 0 || reinterpret_cast<std::uintptr_t>(src) % 16 != 0) {
+        std::fputs("emulation: cp.async given an address that is not 16-byte aligned\n", stderr);
+        std::abort();
+    }
+    const auto old = async_copies.find(at);
+    if (old != async_copies.end() && !old->second.landed) {
+        std::fputs("emulation: two cp.async in flight to the same shared memory\n", stderr);
+        std::abort();
+    }
+    async_copies[at] = AsyncCopy{src, running, false, 0};
+    running->copies.push_back(at);
+}
+
+inline void cp_async_wait_all()
+{
+    for (const std::uintptr_t at : running->copies) {
+        AsyncCopy& copy = async_copies.at(at);
+        std::memcpy(reinterpret_cast<void*>(at), copy.src, 16);
+        copy.landed = true;
+        copy.landed_phase = block_barrier->phase;
+    }
+    running->copies.clear();
+}
+
+// Before ldmatrix reads a row: it must not be a cp.async in flight, nor one another thread's wait_all landed
+// since the last __syncthreads.
+inline void check_async_copies(const void* row)
+{
+    const auto copy = async_copies.find(reinterpret_cast<std::uintptr_t>(row));
+    if (copy == async_copies.end()) return;
+    if (!copy->second.landed) {
+        std::fputs("emulation: ldmatrix reads shared memory that a cp.async is still copying (no wait_all)\n", stderr);
+        std::abort();
+    }
+    if (copy->second.owner != running && copy->second.landed_phase == block_barrier->phase) {
+        std::fputs("emulation: ldmatrix reads another thread's cp.async with no __syncthreads after its "
+                   "wait_all\n", stderr);
+        std::abort();
+    }
+}
+}  // namespace emu
+
+namespace emu {
 // ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane 8 i + r gives the address of row r of matrix i (16 contiguous
 // bytes, 16-byte aligned); register i of lane l receives word l % 4 of row l / 4 of matrix i.
 inline void ldmatrix_x4(std::uint32_t (&r)[4], const void* row)
@@ -300,6 +368,7 @@ inline void ldmatrix_x4(std::uint32_t (&r)[4], const void* row)
         std::fputs("emulation: ldmatrix given a row address that is not 16-byte aligned\n", stderr);
         std::abort();
     }
+    check_async_copies(row);
     const unsigned me = lane();
     WarpExchange& x = *warp_exchange;
     x.rows[me] = row;
@@ -323,4 +392,14 @@ inline void ptx_mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const un
 inline void ptx_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
 {
     emu::mma_m16n8<16>(d, a, b);
+}
+
+inline void ptx_cp_async_16(void* shared_dst, const void* global_src)
+{
+    emu::cp_async_16(shared_dst, global_src);
+}
+
+inline void ptx_cp_async_wait_all()
+{
+    emu::cp_async_wait_all();
 }

@@ -36,6 +36,8 @@ MAX_BLOCKS = 65535          # grid-stride loops cover the rest
 COLS_BUDGET = 256 * 2**20   # im2col columns per call: RED30's 64 x 50x50 batch in 3 groups
 WGRAD_BLOCKS = 4 * 132     # weight-gradient blocks to aim for: about four per SM of an H100 / H200 (132 SMs)
 CONV_WIDTHS = {16: "", 32: "_n32", 64: "_n64"}   # output channels per block -> kernel name suffix
+OPERAND_K = {"tf32": 8, "bf16": 16}            # the mma's K: input channels per chunk of conv_tc.cu
+OPERAND_BYTES = {"tf32": 4, "bf16": 2}
 # the bits of conv_tc.cu's epilogue argument (its EPI_* macros): the steps after the sum, in this order
 EPI_RELU, EPI_LAYER_OUT, EPI_ADD, EPI_RELU_SUM, EPI_MASK = 1, 2, 4, 8, 16
 
@@ -259,19 +261,32 @@ class CudaKernels:
                     | (EPI_ADD if addend is not None else 0) | (EPI_RELU_SUM if relu_sum else 0)
                     | (EPI_MASK if mask is not None else 0))
         unused = y                              # what the kernel gets for a map whose bit is not set; never read
+        packed = self.conv3x3_pack(w, wlayout, c, k, operands)
 
         def launch(width):
             grid = (-(-w_o // 16), -(-h_o // 4), n * -(-k // width))
             self._kernel("conv_tc.cu", f"conv3x3_{operands}{CONV_WIDTHS[width]}", np.float32)(
-                grid, (128,), (y, unused if y_layer is None else y_layer, x, w, b,
+                grid, (128,), (y, unused if y_layer is None else y_layer, x, packed, b,
                                unused if addend is None else addend, unused if mask is None else mask,
                                _int(n), _int(h), _int(wd), _int(c), _int(k), _int(pad), _int(epilogue),
-                               _int(nhwc), _int(wlayout)))
+                               _int(nhwc)))
         if block_channels is None:
             key = ("conv3x3", operands, x.shape, k, pad, nhwc)       # the epilogue costs every width the same
             narrowest = min((width for width in CONV_WIDTHS if width >= k), default=max(CONV_WIDTHS))
             block_channels = self._fastest(key, launch, CONV_WIDTHS, default=narrowest)
         launch(block_channels)
+
+    def conv3x3_pack(self, w, wlayout, c_in, c_out, operands):
+        """w (float32, layout wlayout) rounded to the operands and laid out as conv3x3 stages it: (chunks of
+        OPERAND_K input channels, 9 taps, c_out rounded up to 64, OPERAND_K), as 32-bit words (uint32; a bf16
+        pair to a word).  Packed anew by every conv3x3 call (a launch over the weight alone), so that no
+        copy can be stale after the weights change."""
+        chunks, k = -(-c_in // OPERAND_K[operands]), OPERAND_K[operands]
+        operands_count = chunks * 9 * -(-c_out // 64) * 64 * k
+        packed = self.runtime.xp.empty(operands_count * OPERAND_BYTES[operands] // 4, np.uint32)
+        self._kernel("conv_tc.cu", f"conv3x3_pack_{operands}", np.float32)(
+            _blocks_for(operands_count), (THREADS,), (packed, w, _int(c_in), _int(c_out), _int(wlayout)))
+        return packed
 
     def _fastest(self, key, launch, choices, default):
         """The choice whose launch(choice) is fastest for `key`, timed once per key where the runtime has a
