@@ -463,7 +463,8 @@ def sass_by_function(fatbin):
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tmp_path):
     """The PTX holds the TF32 m16n8k8 and bf16 m16n8k16 mma.sync (tensor cores from sm_80), the TF32 rounding,
-    ldmatrix.x4 and cp.async; ptxas reports no register spills for any kernel of conv_tc.cu on sm_80 and sm_90;
+    ldmatrix.x4 and cp.async; ptxas reports no register spills and no stack frame for any kernel of conv_tc.cu on
+    sm_80 and sm_90;
     and the SASS of every convolution kernel holds tensor-core HMMAs of its type, the forward ones' fragments
     loaded by LDSM (ldmatrix) and their weights copied by LDGSTS (cp.async, 16 bytes), where cuobjdump is
     installed (.ci/run installs it)."""
@@ -485,6 +486,9 @@ def test_tensor_core_conv_compiles_to_tensor_core_instructions_without_spills(tm
     kernels = [name for name, _, _ in kernel_signatures(cuda_kernels.read_source("conv_tc.cu"))]
     spills = [line for line in done.stderr.splitlines() if "spill" in line]
     assert len(spills) == 2 * len(kernels) and all("0 bytes spill stores, 0 bytes spill loads" in line for line in spills)
+    # and no stack frame: an accumulator indexed by a loop the compiler did not unroll lives in local memory
+    assert all(line.strip().startswith("0 bytes stack frame") for line in spills), \
+        [line for line in spills if not line.strip().startswith("0 bytes stack frame")]
     if cuda_tool("cuobjdump") is None:
         return
     sass = sass_by_function(fatbin)

@@ -322,7 +322,9 @@ __device__ void conv3x3_tile(typename Op::stored* xs, typename Op::stored* ws, f
         __syncthreads();                 // the next chunk overwrites xs and ws
     }
     const int i = i0 + row;
+#pragma unroll       // constant indices keep acc in registers (else ptxas gives it a stack frame)
     for (int f = 0; f < 2 * NF; ++f)
+#pragma unroll
         for (int q = 0; q < 4; ++q) {
             const int j = j0 + g + 8 * (q >> 1), oc = o0 + 8 * f + 2 * t + (q & 1);
             if (i < h_o && j < w_o && oc < c_out) {
