@@ -187,6 +187,38 @@ def test_inpainting_masks_cover_a_part_and_leave_the_rest(level):
     assert rgb.shape == (128, 128, 3) and info["mask"].shape == (128, 128)
 
 
+def test_scratches_on_a_patch_are_a_window_of_a_test_size_canvas():
+    """A training patch's scratches are those of a 256x256 picture (drawn with the same random stream), seen
+    through a window: the window's offset is the stream's next two draws.  Test-size images (Set12 and BSD68
+    are at least 256 a side) are drawn on themselves, so their protocol is the plain `scratches`."""
+    patch, canvas = np.full((50, 40), 0.5, np.float32), np.full((256, 256), 0.5, np.float32)
+    in_patch = tasks.get("inpaint").corrupt(patch, "scratches", np.random.default_rng(3))[1]["mask"]
+    rng = np.random.default_rng(3)
+    _, on_canvas = tasks.scratches(canvas, rng)
+    top, left = int(rng.integers(256 - 50 + 1)), int(rng.integers(256 - 40 + 1))
+    np.testing.assert_array_equal(in_patch, on_canvas[top:top + 50, left:left + 40])
+    image = textured(256, 300)
+    protocol, _ = tasks.get("inpaint").corrupt(image, "scratches", np.random.default_rng(4))
+    np.testing.assert_array_equal(protocol, tasks.scratches(image, np.random.default_rng(4))[0])
+    with pytest.raises(ValueError, match="smaller than the 256x300 image"):
+        tasks.scratches(image, np.random.default_rng(4), canvas=(256, 256))
+
+
+def test_training_patches_see_the_scratch_density_of_test_images():
+    """The fraction of pixels scratched in 50x50 training patches matches that of 256x256 images.  Drawn on
+    the patch alone it was a fifth of it (one short scribble per patch).  Tolerance: 4 standard errors of
+    the difference of the two sample means, from their own spreads."""
+    task, rng = tasks.get("inpaint"), np.random.default_rng(0)
+    full = [task.corrupt(np.full((256, 256), 0.5, np.float32), "scratches", rng)[1]["mask"].mean()
+            for _ in range(30)]
+    patches = [task.corrupt(np.full((50, 50), 0.5, np.float32), "scratches", rng)[1]["mask"].mean()
+               for _ in range(300)]
+    spread = np.sqrt(np.var(full, ddof=1) / len(full) + np.var(patches, ddof=1) / len(patches))
+    assert abs(np.mean(patches) - np.mean(full)) < 4 * spread, (np.mean(patches), np.mean(full), spread)
+    alone = [tasks.scratches(np.full((50, 50), 0.5, np.float32), rng)[1].mean() for _ in range(300)]
+    assert np.mean(alone) < 0.5 * np.mean(full)          # the mismatch this fixes, still detectable
+
+
 def inked_row_runs(mask):
     """Heights of the bands of consecutive rows that hold ink: one per line of text."""
     rows = np.concatenate([[False], mask.any(axis=1), [False]]).astype(np.int8)

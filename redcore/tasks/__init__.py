@@ -17,7 +17,7 @@ reproducible from its seed.
 """
 import math
 from .blur import BLURS, blur, blur_kernel
-from .inpaint import overlay_text, scratches
+from .inpaint import SCRATCH_CANVAS, overlay_text, scratches
 from .jpeg import jpeg_compress
 from .noise import add_blind_noise, add_gaussian_noise
 from .resize import bicubic_degrade, imresize, modcrop
@@ -213,7 +213,9 @@ class Inpaint(Task):
     def corrupt(self, clean, level, rng):
         level = self.one_level(level, rng)
         if level == "scratches":
-            corrupted, mask = scratches(clean, rng)
+            # A training patch gets a window of scratches drawn as on a test-size image (SCRATCH_CANVAS).
+            h, w = clean.shape[:2]
+            corrupted, mask = scratches(clean, rng, canvas=(max(h, SCRATCH_CANVAS), max(w, SCRATCH_CANVAS)))
         else:
             corrupted, mask = overlay_text(clean, rng, font_size=int(level[4:]))
         return corrupted, {"mask": mask}

@@ -54,23 +54,37 @@ def overlay_text(clean, rng, font_size=20, line_spacing=1.6):
     return _blend(clean, alpha, colors), alpha > 0
 
 
-def scratches(clean, rng, count=None, max_width=3):
+# Scratches are drawn as on an image at least this many pixels a side (see scratches' `canvas`): Set12 and
+# BSD68 images are all larger, so their corruption is as drawn on themselves.
+SCRATCH_CANVAS = 256
+
+
+def scratches(clean, rng, count=None, max_width=3, canvas=None):
     """Random thin strokes: `count` smooth random polylines (default one per 40x40 pixels of area), widths
-    1..max_width pixels, random colours.  Returns (corrupted, mask)."""
+    1..max_width pixels, random colours.  Returns (corrupted, mask).
+
+    A stroke's segments grow with the size of the picture it is drawn on (up to 8% of its longer side), so a
+    50x50 training patch drawn on its own would get short curly scribbles where a crop of a 256x256 test
+    image shows long, nearly straight strokes.  `canvas` (H, W), at least the image's size, draws the strokes
+    as on a picture of that size, count and lengths included, and gives the image a random window of them;
+    the default is the image itself."""
     from PIL import Image, ImageDraw
     clean = _check_image(clean)
     h, w = clean.shape[:2]
-    count = max(1, h * w // 1600) if count is None else int(count)
-    alpha = np.zeros((h, w), np.float32)
-    colors = np.zeros(clean.shape, np.float32)
+    ch, cw = (h, w) if canvas is None else (int(canvas[0]), int(canvas[1]))
+    if ch < h or cw < w:
+        raise ValueError(f"the scratch canvas {ch}x{cw} is smaller than the {h}x{w} image")
+    count = max(1, ch * cw // 1600) if count is None else int(count)
+    alpha = np.zeros((ch, cw), np.float32)
+    colors = np.zeros((ch, cw) + clean.shape[2:], np.float32)
     for _ in range(count):
-        layer = Image.new("L", (w, h), 0)
+        layer = Image.new("L", (cw, ch), 0)
         # A random walk whose heading turns a little at each of its segments: a curved scratch.
-        x, y = rng.uniform(0, w), rng.uniform(0, h)
+        x, y = rng.uniform(0, cw), rng.uniform(0, ch)
         heading, points = rng.uniform(0, 2 * np.pi), []
         for _ in range(int(rng.integers(4, 12))):
             points.append((x, y))
-            step = rng.uniform(4, 0.08 * max(h, w) + 4)
+            step = rng.uniform(4, 0.08 * max(ch, cw) + 4)
             heading += rng.normal(0, 0.5)
             x, y = x + step * np.cos(heading), y + step * np.sin(heading)
         points.append((x, y))
@@ -78,4 +92,7 @@ def scratches(clean, rng, count=None, max_width=3):
         stroke = np.asarray(layer) > 0
         colors[stroke] = rng.uniform(0, 1, size=clean.shape[2:] or None)
         alpha[stroke] = 1.0
+    if (ch, cw) != (h, w):
+        top, left = int(rng.integers(ch - h + 1)), int(rng.integers(cw - w + 1))
+        alpha, colors = alpha[top:top + h, left:left + w], colors[top:top + h, left:left + w]
     return _blend(clean, alpha, colors), alpha > 0
