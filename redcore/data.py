@@ -205,15 +205,20 @@ class PatchSampler:
         if not self.usable:
             raise ValueError(f"no training image is at least {patch}x{patch} pixels")
         self.images, self.patch, self.batch_size, self.seed = images, patch, batch, seed
+        self.sizes = list(sizes)
 
     def rng(self, step, shard=None):
         """The stream of this step; shard r (a rank of data-parallel training) draws from its own."""
         return np.random.default_rng([self.seed, step] if shard is None else [self.seed, step, shard])
 
-    def batch(self, step, rng=None):
-        """Clean patches (batch, C, patch, patch) float32 for this step (and the rng, for further draws)."""
+    def batch(self, step, rng=None, margin=0):
+        """Clean patches (batch, C, patch + 2 margin, ...) float32 for this step (and the rng, for further
+        draws)."""
         rng = self.rng(step) if rng is None else rng
-        p = self.patch
+        p = self.patch + 2 * margin
+        if margin and not all(min(self.sizes[i]) >= p for i in self.usable):
+            raise ValueError(f"a training image is smaller than {p}x{p} pixels, the {self.patch}x{self.patch} "
+                             f"patch with the {margin}-pixel margin its corruption reads")
         out = None
         for n in range(self.batch_size):
             img = self.images[self.usable[rng.integers(len(self.usable))]]
@@ -236,12 +241,15 @@ class PatchSampler:
         prepared (SR crops it to a multiple of the scale) and corrupted on its own, from the step's seeded
         stream."""
         rng = self.rng(step, shard)
-        clean = self.batch(step, rng)
+        m = task.context(level)
+        clean = self.batch(step, rng, margin=m)
         pairs = []
         for patch in clean:
             image = patch[0] if patch.shape[0] == 1 else np.moveaxis(patch, 0, -1)
             image = task.prepare(image, level)
             corrupted, _ = task.corrupt(image, level, rng)
+            if m:                       # the margin was read by the corruption, and is trimmed off now
+                corrupted, image = (a[m:a.shape[0] - m, m:a.shape[1] - m] for a in (corrupted, image))
             pairs.append([np.asarray(a, np.float32).reshape(image.shape[:2] + (-1,)) for a in (corrupted, image)])
         corrupted, clean = (np.ascontiguousarray(np.stack([p[k] for p in pairs]).transpose(0, 3, 1, 2))
                             for k in (0, 1))

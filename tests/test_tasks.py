@@ -171,6 +171,28 @@ def test_imfilter_is_convolution_with_replicated_edges(name):
     assert metrics.psnr(blurred, img) < 35
 
 
+@pytest.mark.parametrize("level", ["disk", "gaussian", "motion", "disk,gaussian,motion"])
+def test_deblurring_patches_are_blurred_as_inside_a_whole_image(level):
+    """A training patch is blurred with the pixels around it (Task.context: the widest kernel's half-width),
+    as the same pixels of a whole test image are, not with replicated edges of its own.  With an image just
+    the patch plus that margin, every patch is its centre under one of the 8 flips and rotations: its input
+    must equal the whole (transformed) image blurred, cut at the patch, bit for bit."""
+    from redcore.symmetries import dihedral
+    task, p = tasks.get("deblur"), 20
+    m = task.context(level)
+    assert m == {"disk": 7, "gaussian": 12, "motion": 5}.get(level, 12)
+    img = textured(p + 2 * m, p + 2 * m, seed=2).astype(np.float32)
+    corrupted, clean = data.PatchSampler([img], patch=p, batch=12, seed=1).task_batch(0, task, level)
+    assert corrupted.shape == clean.shape == (12, 1, p, p)
+    for c, x in zip(corrupted[:, 0], clean[:, 0]):
+        t = next(t for t in range(8) if np.array_equal(dihedral(img, t)[m:-m, m:-m], x))
+        blurred = [tasks.blur(dihedral(img, t), name)[m:-m, m:-m] for name in task.parse_level(level).levels] \
+            if "," in level else [tasks.blur(dihedral(img, t), level)[m:-m, m:-m]]
+        assert any(np.array_equal(c, b) for b in blurred)
+    with pytest.raises(ValueError, match="smaller than 44x44 pixels, the 20x20 patch with the 12-pixel margin"):
+        data.PatchSampler([img[:40, :40]], patch=p, batch=2).task_batch(0, task, "gaussian")
+
+
 # ---- inpainting --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("level", ["text10", "text20", "scratches"])
 def test_inpainting_masks_cover_a_part_and_leave_the_rest(level):

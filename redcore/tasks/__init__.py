@@ -73,6 +73,12 @@ class Task:
         """Border pixels dropped before scoring."""
         return 0
 
+    def context(self, level):
+        """Pixels around a training patch that its corruption reads: the patch is cut from a crop this much
+        larger on each side, corrupted there and trimmed, so that it is corrupted as the same pixels of a
+        whole test image are, not as an image of its own with edges of its own."""
+        return 0
+
     def one_level(self, level, rng):
         """A concrete level: `level` parsed, or one drawn from it where it is a mix."""
         level = self.parse_level(level)
@@ -194,6 +200,12 @@ class Deblur(Task):
     def corrupt(self, clean, level, rng):
         level = self.one_level(level, rng)
         return blur(clean, level), {"kernel": blur_kernel(level)}
+
+    def context(self, level):
+        # A pixel of the blurred image reads the kernel's half-width around it (the widest kernel of a mix).
+        level = self.parse_level(level)
+        names = level.levels if isinstance(level, LevelMix) else (level,)
+        return max(max(blur_kernel(name).shape) // 2 for name in names)
 
 
 class Inpaint(Task):
