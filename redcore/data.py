@@ -213,15 +213,16 @@ class PatchSampler:
 
     def batch(self, step, rng=None, margin=0):
         """Clean patches (batch, C, patch + 2 margin, ...) float32 for this step (and the rng, for further
-        draws)."""
+        draws); images smaller than that are left out."""
         rng = self.rng(step) if rng is None else rng
         p = self.patch + 2 * margin
-        if margin and not all(min(self.sizes[i]) >= p for i in self.usable):
-            raise ValueError(f"a training image is smaller than {p}x{p} pixels, the {self.patch}x{self.patch} "
+        usable = [i for i in self.usable if min(self.sizes[i]) >= p] if margin else self.usable
+        if not usable:
+            raise ValueError(f"no training image is at least {p}x{p} pixels, the {self.patch}x{self.patch} "
                              f"patch with the {margin}-pixel margin its corruption reads")
         out = None
         for n in range(self.batch_size):
-            img = self.images[self.usable[rng.integers(len(self.usable))]]
+            img = self.images[usable[rng.integers(len(usable))]]
             img = img[None] if img.ndim == 2 else np.moveaxis(img, -1, 0)       # (C, H, W)
             if out is None:
                 out = np.empty((self.batch_size, img.shape[0], p, p), np.float32)

@@ -189,8 +189,26 @@ def test_deblurring_patches_are_blurred_as_inside_a_whole_image(level):
         blurred = [tasks.blur(dihedral(img, t), name)[m:-m, m:-m] for name in task.parse_level(level).levels] \
             if "," in level else [tasks.blur(dihedral(img, t), level)[m:-m, m:-m]]
         assert any(np.array_equal(c, b) for b in blurred)
-    with pytest.raises(ValueError, match="smaller than 44x44 pixels, the 20x20 patch with the 12-pixel margin"):
+    with pytest.raises(ValueError, match="at least 44x44 pixels, the 20x20 patch with the 12-pixel margin"):
         data.PatchSampler([img[:40, :40]], patch=p, batch=2).task_batch(0, task, "gaussian")
+
+
+@pytest.mark.parametrize("level", ["2", "3", "4", "2,3,4"])
+def test_super_resolution_patches_are_degraded_as_inside_a_whole_image(level):
+    """As for deblurring: the bicubic down- and up-sampling read 4 x scale pixels around each pixel, so a
+    training patch is degraded inside a margin that large (a multiple of every scale of the mix) and must
+    equal the whole image degraded, cut at the patch, bit for bit."""
+    from redcore.symmetries import dihedral
+    task, p = tasks.get("sr"), 24
+    m = task.context(level)
+    assert m == {"2": 8, "3": 12, "4": 16}.get(level, 24)
+    img = textured(p + 2 * m, p + 2 * m, seed=3).astype(np.float32)
+    corrupted, clean = data.PatchSampler([img], patch=p, batch=12, seed=1).task_batch(0, task, level)
+    assert corrupted.shape == clean.shape == (12, 1, p, p)
+    scales = task.parse_level(level).levels if "," in level else (int(level),)
+    for c, x in zip(corrupted[:, 0], clean[:, 0]):
+        t = next(t for t in range(8) if np.array_equal(dihedral(img, t)[m:-m, m:-m], x))
+        assert any(np.array_equal(c, tasks.bicubic_degrade(dihedral(img, t), s)[m:-m, m:-m]) for s in scales)
 
 
 # ---- inpainting --------------------------------------------------------------------------------------
@@ -305,9 +323,12 @@ def test_a_mix_of_levels_draws_one_per_image(task, spelled, levels):
 def test_a_super_resolution_mix_crops_to_a_size_every_scale_divides():
     sr = tasks.get("sr")
     assert sr.prepare(np.zeros((50, 50)), "2,3,4").shape == (48, 48) and sr.shave("2,3") == 3
-    sampler = data.PatchSampler(data.builtin_images(count=2, size=64), patch=50, batch=6, seed=0)
+    sampler = data.PatchSampler(data.builtin_images(count=2, size=100), patch=50, batch=6, seed=0)
     noisy, clean = sampler.task_batch(0, sr, sr.parse_level("2,3,4"))
     assert noisy.shape == clean.shape == (6, 1, 48, 48)
+    small = data.PatchSampler(data.builtin_images(count=2, size=64), patch=50, batch=6, seed=0)
+    with pytest.raises(ValueError, match="no training image is at least 98x98 pixels, the 50x50 patch with the 24"):
+        small.task_batch(0, sr, "2,3,4")
 
 
 def test_blind_denoising_covers_its_range():

@@ -163,6 +163,15 @@ class SuperResolution(Task):
         level = self.parse_level(level)
         return max(level.levels) if isinstance(level, LevelMix) else level
 
+    def context(self, level):
+        # An enlarged pixel reads 2 small pixels either side, each of which reads 2 * scale large pixels
+        # either side (the antialiased bicubic down-sampling): 4 * scale.  A multiple of every scale of the
+        # mix, so that trimming it keeps the patch's size a multiple of each.
+        level = self.parse_level(level)
+        scales = level.levels if isinstance(level, LevelMix) else (level,)
+        step = math.lcm(*scales)
+        return -(-4 * max(scales) // step) * step
+
 
 class Jpeg(Task):
     name, summary = "jpeg", "JPEG compression by Pillow's libjpeg (§5.4)"
