@@ -171,44 +171,40 @@ def test_imfilter_is_convolution_with_replicated_edges(name):
     assert metrics.psnr(blurred, img) < 35
 
 
+def assert_patches_are_cut_from_the_whole_image(task, level, p, corrupt_whole, seed):
+    """With an image just a p x p patch plus task.context(level) on each side, every training patch is its
+    centre under one of the 8 flips and rotations: the patch's input must equal the whole (transformed) image
+    corrupted by corrupt_whole(image, one level of the mix), cut at the patch, bit for bit."""
+    from redcore.symmetries import dihedral
+    m = task.context(level)
+    img = textured(p + 2 * m, p + 2 * m, seed=seed).astype(np.float32)
+    corrupted, clean = data.PatchSampler([img], patch=p, batch=12, seed=1).task_batch(0, task, level)
+    assert corrupted.shape == clean.shape == (12, 1, p, p)
+    parsed = task.parse_level(level)
+    levels = parsed.levels if isinstance(parsed, tasks.LevelMix) else (parsed,)
+    for c, x in zip(corrupted[:, 0], clean[:, 0]):
+        t = next(t for t in range(8) if np.array_equal(dihedral(img, t)[m:-m, m:-m], x))
+        assert any(np.array_equal(c, corrupt_whole(dihedral(img, t), one)[m:-m, m:-m]) for one in levels)
+
+
 @pytest.mark.parametrize("level", ["disk", "gaussian", "motion", "disk,gaussian,motion"])
 def test_deblurring_patches_are_blurred_as_inside_a_whole_image(level):
     """A training patch is blurred with the pixels around it (Task.context: the widest kernel's half-width),
-    as the same pixels of a whole test image are, not with replicated edges of its own.  With an image just
-    the patch plus that margin, every patch is its centre under one of the 8 flips and rotations: its input
-    must equal the whole (transformed) image blurred, cut at the patch, bit for bit."""
-    from redcore.symmetries import dihedral
-    task, p = tasks.get("deblur"), 20
-    m = task.context(level)
-    assert m == {"disk": 7, "gaussian": 12, "motion": 5}.get(level, 12)
-    img = textured(p + 2 * m, p + 2 * m, seed=2).astype(np.float32)
-    corrupted, clean = data.PatchSampler([img], patch=p, batch=12, seed=1).task_batch(0, task, level)
-    assert corrupted.shape == clean.shape == (12, 1, p, p)
-    for c, x in zip(corrupted[:, 0], clean[:, 0]):
-        t = next(t for t in range(8) if np.array_equal(dihedral(img, t)[m:-m, m:-m], x))
-        blurred = [tasks.blur(dihedral(img, t), name)[m:-m, m:-m] for name in task.parse_level(level).levels] \
-            if "," in level else [tasks.blur(dihedral(img, t), level)[m:-m, m:-m]]
-        assert any(np.array_equal(c, b) for b in blurred)
+    as the same pixels of a whole test image are, not with replicated edges of its own."""
+    task = tasks.get("deblur")
+    assert task.context(level) == {"disk": 7, "gaussian": 12, "motion": 5}.get(level, 12)
+    assert_patches_are_cut_from_the_whole_image(task, level, 20, tasks.blur, seed=2)
     with pytest.raises(ValueError, match="at least 44x44 pixels, the 20x20 patch with the 12-pixel margin"):
-        data.PatchSampler([img[:40, :40]], patch=p, batch=2).task_batch(0, task, "gaussian")
+        data.PatchSampler([textured(40, 40)], patch=20, batch=2).task_batch(0, task, "gaussian")
 
 
 @pytest.mark.parametrize("level", ["2", "3", "4", "2,3,4"])
 def test_super_resolution_patches_are_degraded_as_inside_a_whole_image(level):
     """As for deblurring: the bicubic down- and up-sampling read 4 x scale pixels around each pixel, so a
-    training patch is degraded inside a margin that large (a multiple of every scale of the mix) and must
-    equal the whole image degraded, cut at the patch, bit for bit."""
-    from redcore.symmetries import dihedral
-    task, p = tasks.get("sr"), 24
-    m = task.context(level)
-    assert m == {"2": 8, "3": 12, "4": 16}.get(level, 24)
-    img = textured(p + 2 * m, p + 2 * m, seed=3).astype(np.float32)
-    corrupted, clean = data.PatchSampler([img], patch=p, batch=12, seed=1).task_batch(0, task, level)
-    assert corrupted.shape == clean.shape == (12, 1, p, p)
-    scales = task.parse_level(level).levels if "," in level else (int(level),)
-    for c, x in zip(corrupted[:, 0], clean[:, 0]):
-        t = next(t for t in range(8) if np.array_equal(dihedral(img, t)[m:-m, m:-m], x))
-        assert any(np.array_equal(c, tasks.bicubic_degrade(dihedral(img, t), s)[m:-m, m:-m]) for s in scales)
+    training patch is degraded inside a margin that large (a multiple of every scale of the mix)."""
+    task = tasks.get("sr")
+    assert task.context(level) == {"2": 8, "3": 12, "4": 16}.get(level, 24)
+    assert_patches_are_cut_from_the_whole_image(task, level, 24, tasks.bicubic_degrade, seed=3)
 
 
 # ---- inpainting --------------------------------------------------------------------------------------
