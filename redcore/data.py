@@ -238,9 +238,9 @@ class PatchSampler:
         return add_gaussian_noise(clean, sigma, rng), clean
 
     def task_batch(self, step, task, level, shard=None):
-        """(corrupted, clean) for this step (and shard) and any task of redcore.tasks: each clean patch is
-        prepared (SR crops it to a multiple of the scale) and corrupted on its own, from the step's seeded
-        stream."""
+        """(corrupted, clean) for this step (and shard) and any task of redcore.tasks: each clean patch is cut
+        with the margin its corruption reads (Task.context), prepared (SR crops it to a multiple of the scale),
+        corrupted from the step's seeded stream, and trimmed back to the patch."""
         rng = self.rng(step, shard)
         m = task.context(level)
         clean = self.batch(step, rng, margin=m)
