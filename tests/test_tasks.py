@@ -180,11 +180,10 @@ def assert_patches_are_cut_from_the_whole_image(task, level, p, corrupt_whole, s
     img = textured(p + 2 * m, p + 2 * m, seed=seed).astype(np.float32)
     corrupted, clean = data.PatchSampler([img], patch=p, batch=12, seed=1).task_batch(0, task, level)
     assert corrupted.shape == clean.shape == (12, 1, p, p)
-    parsed = task.parse_level(level)
-    levels = parsed.levels if isinstance(parsed, tasks.LevelMix) else (parsed,)
     for c, x in zip(corrupted[:, 0], clean[:, 0]):
         t = next(t for t in range(8) if np.array_equal(dihedral(img, t)[m:-m, m:-m], x))
-        assert any(np.array_equal(c, corrupt_whole(dihedral(img, t), one)[m:-m, m:-m]) for one in levels)
+        assert any(np.array_equal(c, corrupt_whole(dihedral(img, t), one)[m:-m, m:-m])
+                   for one in task.each_level(level))
 
 
 @pytest.mark.parametrize("level", ["disk", "gaussian", "motion", "disk,gaussian,motion"])

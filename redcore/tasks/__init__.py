@@ -84,6 +84,11 @@ class Task:
         level = self.parse_level(level)
         return level.draw(rng) if isinstance(level, LevelMix) else level
 
+    def each_level(self, level):
+        """The levels `level` stands for: every level of a mix, else the parsed level alone."""
+        level = self.parse_level(level)
+        return level.levels if isinstance(level, LevelMix) else (level,)
+
     def _parse_mix(self, level, parse_one):
         """A LevelMix for "a,b,c" (each part parsed by parse_one), the level itself otherwise."""
         if isinstance(level, LevelMix):
@@ -153,22 +158,19 @@ class SuperResolution(Task):
         return self._parse_mix(level, lambda one: self._parse_int(one, "x", lambda scale: scale in (2, 3, 4)))
 
     def prepare(self, clean, level):
-        level = self.parse_level(level)     # a mix: a size every scale of it divides
-        return modcrop(clean, math.lcm(*level.levels) if isinstance(level, LevelMix) else level)
+        return modcrop(clean, math.lcm(*self.each_level(level)))     # a mix: a size every scale of it divides
 
     def corrupt(self, clean, level, rng):
         return bicubic_degrade(clean, self.one_level(level, rng)), {}
 
     def shave(self, level):
-        level = self.parse_level(level)
-        return max(level.levels) if isinstance(level, LevelMix) else level
+        return max(self.each_level(level))
 
     def context(self, level):
         # An enlarged pixel reads 2 small pixels either side, each of which reads 2 * scale large pixels
         # either side (the antialiased bicubic down-sampling): 4 * scale.  A multiple of every scale of the
         # mix, so that trimming it keeps the patch's size a multiple of each.
-        level = self.parse_level(level)
-        scales = level.levels if isinstance(level, LevelMix) else (level,)
+        scales = self.each_level(level)
         step = math.lcm(*scales)
         return -(-4 * max(scales) // step) * step
 
@@ -212,9 +214,7 @@ class Deblur(Task):
 
     def context(self, level):
         # A pixel of the blurred image reads the kernel's half-width around it (the widest kernel of a mix).
-        level = self.parse_level(level)
-        names = level.levels if isinstance(level, LevelMix) else (level,)
-        return max(max(blur_kernel(name).shape) // 2 for name in names)
+        return max(max(blur_kernel(name).shape) // 2 for name in self.each_level(level))
 
 
 class Inpaint(Task):
