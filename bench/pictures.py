@@ -1,6 +1,6 @@
 """The README's pictures: for every shipped model, a crop of a test image as corrupted | restored | clean.
 
-    python bench/pictures.py                  # writes docs/<task>-<level>.png for each model in redcore/weights
+    python bench/pictures.py                  # writes docs/<task>-<level>.png for each level a model restores
 
 Each picture is a 128x128 crop (SR: of the high-resolution image) from the task's test set, corrupted with
 seed 0 as the evaluation harness does, with the model's PSNR on the crop beside the corrupted input's.
@@ -25,9 +25,9 @@ PICK = {"denoise": ("Set12", "05", (60, 40)), "sr": ("Set5", "butterfly_GT", (60
         "inpaint": ("Set12", "03", (64, 64))}
 
 
-def picture(name, card, size=128):
+def picture(name, card, level, size=128):
     task = tasks.get(card["task"])
-    level = task.parse_level(card["level"])
+    level = task.parse_level(level)
     set_name, image_name, (top, left) = PICK[task.name]
     names, images = load_test_set(set_name, mode="y" if task.color == "y" else "as read")
     clean = task.prepare(images[names.index(image_name)], level)
@@ -35,7 +35,7 @@ def picture(name, card, size=128):
     restored = restore_array(redcore.load(name), corrupted)
     crop = (slice(top, top + size), slice(left, left + size))
     panels = [np.clip(corrupted[crop], 0, 1), restored[crop], clean[crop]]
-    labels = [f"{task.name} {level}: {psnr(panels[0], panels[2]):.2f} dB", f"RED-Net {psnr(panels[1], panels[2]):.2f} dB",
+    labels = [f"input {psnr(panels[0], panels[2]):.2f} dB", f"RED-Net {psnr(panels[1], panels[2]):.2f} dB",
               "clean"]
     canvas = Image.fromarray(captioned_strip(panels, labels))
     os.makedirs(OUT, exist_ok=True)
@@ -49,7 +49,8 @@ def main():
     if not shipped:
         sys.exit("no shipped models: nothing to draw")
     for name, card in sorted(shipped.items()):
-        print(f"{name}: {picture(name, card)}")
+        for level in zoo.levels_used(name, card):        # the levels `redcore restore` gives this network
+            print(f"{name}: {picture(name, card, level)}")
 
 
 if __name__ == "__main__":

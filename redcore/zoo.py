@@ -45,6 +45,14 @@ def find(task, level):
     return None
 
 
+def levels_used(name, card):
+    """The tested levels at which `redcore restore` uses this network (find gives it): a per-level network's
+    own level, or those of a blind network's test levels that no per-level network takes."""
+    tested = list(dict.fromkeys(t["level"] for t in card["tests"] if "level" in t)) if "covers" in card \
+        else [card["level"]]
+    return [level for level in tested if find(card["task"], level) == name]
+
+
 def card_line(name, card):
     """One line of `redcore models`: name, task and level, network, data, steps, test figures."""
     tests = "; ".join(f"{t['set']}{' ' + str(t['level']) if 'level' in t else ''} {t['psnr']:.2f} dB"

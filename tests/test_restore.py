@@ -232,6 +232,10 @@ def test_a_blind_network_restores_every_level_it_covers(tmp_path, monkeypatch):
     assert zoo.find("denoise", 37) == zoo.find("denoise", 70.5) == "tiny-denoise-blind"
     assert zoo.find("denoise", 80) is None
     assert "any level in 0-75" in zoo.card_line("tiny-denoise-blind", index["tiny-denoise-blind"])
+    # the pictures of docs/models.md: a blind card's tested levels, less those a per-level network takes
+    tested = {**index["tiny-denoise-blind"], "tests": [{"level": lv} for lv in (10, 25, 37, 37)]}
+    assert zoo.levels_used("tiny-denoise-blind", tested) == [10, 37]
+    assert zoo.levels_used("tiny-denoise-25", index["tiny-denoise-25"]) == [25]
     image = (np.random.default_rng(0).random((20, 20)) * 255).astype(np.uint8)
     np.testing.assert_array_equal(redcore.restore(image, "denoise", 37), image)      # the identity net
     with pytest.raises(ValueError, match="no shipped model restores denoise at level 80"):

@@ -36,10 +36,12 @@ def models_doc(cards):
              ""]
     for name, card in sorted(cards.items()):
         parts += [f"## {name}", ""]
-        picture = f"{card['task']}-{card['level']}.png"
-        if os.path.isfile(os.path.join(ROOT, "docs", picture)):
-            parts += [f"![{card['task']} {card['level']}: corrupted | RED-Net | clean, with PSNR]({picture})", "",
-                      "A 128x128 crop of a test image, corrupted as `redcore eval` does (seed 0) | RED-Net | clean "
+        pictures = [(level, f"{card['task']}-{level}.png") for level in zoo.levels_used(name, card)]
+        pictures = [(level, p) for level, p in pictures if os.path.isfile(os.path.join(ROOT, "docs", p))]
+        for level, picture in pictures:         # one per level `redcore restore` gives this network
+            parts += [f"![{card['task']} {level}: corrupted | RED-Net | clean, with PSNR]({picture})", ""]
+        if pictures:
+            parts += ["A 128x128 crop of a test image, corrupted as `redcore eval` does (seed 0) | RED-Net | clean "
                       "(`python bench/pictures.py`).", ""]
         parts += ["```", zoo.card_text(name, card), "```", ""]
     return "\n".join(parts)
