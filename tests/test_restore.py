@@ -236,6 +236,13 @@ def test_a_blind_network_restores_every_level_it_covers(tmp_path, monkeypatch):
     tested = {**index["tiny-denoise-blind"], "tests": [{"level": lv} for lv in (10, 25, 37, 37)]}
     assert zoo.levels_used("tiny-denoise-blind", tested) == [10, 37]
     assert zoo.levels_used("tiny-denoise-25", index["tiny-denoise-25"]) == [25]
+    # the models table names a shipped parent in code type, a retired one as text that says so
+    index["tiny-denoise-blind"].update(fine_tuned_from="tiny-denoise-25",
+                                       tests=[{"set": "S", "level": 10, "psnr": 30.0, "input_psnr": 28.0}])
+    index["tiny-denoise-25"].update(fine_tuned_from="tiny-gone",
+                                    tests=[{"set": "S", "level": 25, "psnr": 29.0, "input_psnr": 20.0}])
+    table = zoo.card_table(index)
+    assert "from `tiny-denoise-25`" in table and "from tiny-gone (retired" in table and "`tiny-gone`" not in table
     image = (np.random.default_rng(0).random((20, 20)) * 255).astype(np.uint8)
     np.testing.assert_array_equal(redcore.restore(image, "denoise", 37), image)      # the identity net
     with pytest.raises(ValueError, match="no shipped model restores denoise at level 80"):
