@@ -67,8 +67,9 @@ def _ticks(low, high, count=5):
     return [start + i * step for i in range(int((high - start) / step + 1e-9) + 1)]
 
 
-def _plot(draw, box, xs, ys, ylabel, color, log=False, reference=None, reference_label=""):
-    """One panel of training_curves: axes, ticks with values, the curve, and an optional reference line."""
+def _plot(draw, box, xs, ys, ylabel, color, log=False, reference=None, reference_label="", x_range=None):
+    """One panel of training_curves: axes, ticks with values, the curve, and an optional reference line.
+    x_range: the steps the x axis spans (default: those of xs), so that panels over one training line up."""
     left, top, right, bottom = box
     font = _font(11)
     values = np.log10(np.maximum(ys, 1e-30)) if log else np.asarray(ys, float)
@@ -77,7 +78,8 @@ def _plot(draw, box, xs, ys, ylabel, color, log=False, reference=None, reference
         lo, hi = min(lo, reference), max(hi, reference)
     pad = 0.05 * (hi - lo or 1)
     lo, hi = lo - pad, hi + pad
-    x0, x1 = float(min(xs)), float(max(xs)) if max(xs) > min(xs) else float(min(xs)) + 1
+    x0, x1 = map(float, x_range or (min(xs), max(xs)))
+    x1 = x1 if x1 > x0 else x0 + 1
     to_x = lambda v: left + (v - x0) / (x1 - x0) * (right - left)           # noqa: E731
     to_y = lambda v: bottom - (v - lo) / (hi - lo) * (bottom - top)          # noqa: E731
     draw.rectangle([left, top, right, bottom], outline="black")
@@ -111,7 +113,8 @@ def _plot(draw, box, xs, ys, ylabel, color, log=False, reference=None, reference
         y = to_y(reference)
         for x in range(int(left), int(right), 8):
             draw.line([x, y, min(x + 4, right), y], fill=(120, 120, 120))
-        draw.text((left + 4, y + 2), reference_label, fill=(90, 90, 90), font=font)
+        below = y + 16 <= bottom                   # the label under its line, or over it at the panel's foot
+        draw.text((left + 4, y + 2 if below else y - 15), reference_label, fill=(90, 90, 90), font=font)
     points = list(zip((to_x(v) for v in xs), (to_y(v) for v in values)))
     if len(points) > 1:
         draw.line(points, fill=color, width=2)
@@ -126,6 +129,7 @@ def training_curves(history, input_psnr=None, width=720):
     panel_h, margin_left, margin = 220, 70, 34
     canvas = Image.new("RGB", (width, 2 * panel_h + 2 * margin + 20), "white")
     draw = ImageDraw.Draw(canvas)
+    steps = [e["step"] for e in history]
     rows = [("loss", "training loss (MSE, Eq. 4; log scale)", (200, 40, 40), True),
             ("val_psnr", "validation PSNR (dB)", (40, 90, 200), False)]
     for row, (key, label, color, log) in enumerate(rows):
@@ -139,6 +143,6 @@ def training_curves(history, input_psnr=None, width=720):
         ref = input_psnr if key == "val_psnr" else None
         last = f"  last: {ys[-1]:.4g} at step {xs[-1]}"
         _plot(draw, box, xs, ys, label + last, color, log, ref,
-              f"corrupted input {input_psnr:.2f} dB" if ref is not None else "")
+              f"corrupted input {input_psnr:.2f} dB" if ref is not None else "", (min(steps), max(steps)))
     draw.text((width // 2 - 40, canvas.height - 18), "training step", fill="black", font=_font(12))
     return canvas

@@ -33,3 +33,17 @@ def test_training_curves_draw_both_plots_and_the_input_reference():
     assert red.any() and blue.any()
     assert np.flatnonzero(red.any(axis=1)).max() < np.flatnonzero(blue.any(axis=1)).min()   # loss above PSNR
     assert len(dashed_rows(low)) == 1 and dashed_rows(low)[0] > dashed_rows(high)[0]        # 22 dB lower down
+
+
+def test_both_curves_share_the_step_axis():
+    """The validation points (every 10th step from 10) sit under the loss's steps, not stretched to the panel's
+    left edge: the first is 9/99 of the panel width right of the loss curve's start (step 1)."""
+    history = [{"step": s, "loss": 100.0 / s} for s in range(1, 101)]
+    for entry in history[9::10]:
+        entry["val_psnr"] = 24 + entry["step"] / 25
+    a = np.asarray(training_curves(history, input_psnr=22.0))
+    red_cols = np.flatnonzero(((a[..., 0] == 200) & (a[..., 1] == 40)).any(axis=0))
+    blue_cols = np.flatnonzero(((a[..., 0] == 40) & (a[..., 2] == 200)).any(axis=0))
+    width = red_cols.max() - red_cols.min()
+    assert abs((blue_cols.min() - red_cols.min()) - width * 9 / 99) <= 3          # 3 px: line width and dot
+    assert abs(blue_cols.max() - red_cols.max()) <= 3
