@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 from redcore import data  # noqa: E402
 from redcore import distributed  # noqa: E402
 from redcore import tasks  # noqa: E402
+from redcore import threads  # noqa: E402
 from redcore.argtypes import count, positive_float, positive_int  # noqa: E402
 from redcore.backends import BACKEND_CHOICES, PRECISION_HELP, PRECISIONS, with_precision  # noqa: E402
 from redcore.io import atomic_write, load_checkpoint, lock_folder, remove_orphans, save_checkpoint  # noqa: E402
@@ -111,8 +112,9 @@ def build_parser():
                    help="seed of the initialisation, patches and noise (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, log lines only")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="cpu backend: split each batch over this many threads, one core each (redcore.threads); "
-                        "1: the whole batch on the kernels' own threads (default: NUMBA_NUM_THREADS, the cores)")
+                   help="cpu backend: use this many cores: each batch split over as many threads, one core each "
+                        "(redcore.threads); 1: one core, e.g. beside another training (default: "
+                        "NUMBA_NUM_THREADS, the cores)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the ranks of mpiexec/srun (MPI; NCCL with --backend cuda)")
     p.add_argument("--check-every", type=positive_int, default=100,
@@ -190,6 +192,8 @@ def main(argv=None):
             comm = distributed.init(args.backend, args.comm_timeout)
         if args.batch % comm.size:
             raise ValueError(f"--batch {args.batch} does not split over {comm.size} ranks: give a multiple of {comm.size}")
+        if args.threads:
+            threads.use_cores(args.threads)         # --threads 1: one core, beside other work
         preset_skip = PRESETS.get(f"red{args.depth}", {}).get("skip_step", 2)
         net = redcore.REDNet(depth=args.depth, filters=args.filters, kernel_size=args.kernel_size,
                              skip_step=preset_skip if args.skip_step is None else args.skip_step,

@@ -18,6 +18,7 @@ slice's share of it, and the weight gradient is the sum of the slices' weight gr
 updates the shared parameters, as in single-threaded training: the result equals the one-thread step up to the
 order of floating-point sums (tests/test_threads.py).
 """
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -31,6 +32,21 @@ def default_threads():
     one setting sizes both the kernel-threaded and the batch-split path (1 under `mpiexec` ranks that set it)."""
     import numba
     return numba.config.NUMBA_NUM_THREADS
+
+
+def use_cores(n):
+    """Keep this process's compute on n cores: Numba's parallel kernels on at most n threads and BLAS on n.
+    `examples/train.py --threads n` calls it, so that `--threads 1` trains on one core: without it the whole
+    batch would run on the kernels' own threads, one per core, and two such trainings side by side would ask
+    for twice the cores they have (their spinning BLAS and Numba threads then slow both down several-fold)."""
+    import numba
+    from threadpoolctl import threadpool_limits
+    if not (isinstance(n, (int, np.integer)) and n >= 1):
+        raise ValueError(f"the cores to use must be a whole number >= 1; got {n!r}")
+    numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
+    threadpool_limits(int(n))                       # the BLAS and OpenMP libraries loaded so far,
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(int(n))          # and those loaded later (SciPy's own OpenBLAS) read these
 
 
 class BatchSplit:

@@ -195,3 +195,30 @@ def test_seconds_ends_a_run_as_steps_does_and_resume_goes_on(tmp_path):
     assert (out / "model.npz").is_file() and (out / "curves.png").is_file()
     assert train.main(TINY + ["--steps", str(stopped + 2), "--resume", "--out", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text())["steps"] == stopped + 2
+
+
+def test_threads_1_keeps_the_training_on_one_core(tmp_path):
+    """`--threads 1` caps Numba's and BLAS's threads at one (redcore.threads.use_cores), so that two trainings
+    side by side on two cores do not each take both.  Run in a child process with 2 threads of each to start
+    from, so that the cap is seen (and this process's thread pools are left as they are)."""
+    import subprocess
+    import sys
+    script = f"""
+import numba, sys
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+from threadpoolctl import threadpool_info
+from conftest import load_example
+def counts():
+    return numba.get_num_threads(), sorted({{i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}})
+assert counts() == (2, [2]), counts()
+train = load_example("train")
+assert train.main({TINY!r} + ["--steps", "1", "--threads", "1", "--out", {str(tmp_path / "one")!r}]) == 0
+assert counts() == (1, [1]), counts()
+"""
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2",
+           "REDCORE_DATA": "/nonexistent-data-folder"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from redcore.threads import use_cores
+    with pytest.raises(ValueError, match="the cores to use must be a whole number >= 1; got 0"):
+        use_cores(0)
