@@ -37,7 +37,7 @@ from redcore import distributed  # noqa: E402
 from redcore import tasks  # noqa: E402
 from redcore import threads  # noqa: E402
 from redcore.argtypes import count, positive_float, positive_int  # noqa: E402
-from redcore.backends import BACKEND_CHOICES, PRECISION_HELP, PRECISIONS, with_precision  # noqa: E402
+from redcore.backends import BACKEND_CHOICES, PRECISION_HELP, PRECISIONS, get_backend, with_precision  # noqa: E402
 from redcore.io import atomic_write, load_checkpoint, lock_folder, remove_orphans, save_checkpoint  # noqa: E402
 from redcore.metrics import psnr  # noqa: E402
 from redcore.pictures import captioned_strip  # noqa: E402
@@ -192,12 +192,15 @@ def main(argv=None):
             comm = distributed.init(args.backend, args.comm_timeout)
         if args.batch % comm.size:
             raise ValueError(f"--batch {args.batch} does not split over {comm.size} ranks: give a multiple of {comm.size}")
+        backend = args.compute
         if args.threads:
             threads.use_cores(args.threads)         # --threads 1: one core, beside other work
+            if args.threads == 1 and get_backend(backend).name == "cpu":
+                backend = threads.single_core_backend(get_backend(backend))
         preset_skip = PRESETS.get(f"red{args.depth}", {}).get("skip_step", 2)
         net = redcore.REDNet(depth=args.depth, filters=args.filters, kernel_size=args.kernel_size,
                              skip_step=preset_skip if args.skip_step is None else args.skip_step,
-                             padding=args.padding, backend=args.compute, seed=args.seed, threads=args.threads)
+                             padding=args.padding, backend=backend, seed=args.seed, threads=args.threads)
         if args.init and not args.resume:
             init_weights(net, args.init)
         train, val, where = load_images(args, task)

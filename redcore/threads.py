@@ -49,6 +49,15 @@ def use_cores(n):
         os.environ[variable] = str(int(n))          # and those loaded later (SciPy's own OpenBLAS) read these
 
 
+def single_core_backend(backend):
+    """The single-threaded twin of a cpu backend (its conv and Winograd tile): kernels without threads, Winograd
+    from 64 channels and a column buffer sized for one core's cache (CpuBackend(single_threaded=True)).  Each
+    thread of a BatchSplit runs one; so does a whole training on one core (`examples/train.py --threads 1`),
+    which on the threaded kernels would take im2col for 64 channels and about 3x as long a step."""
+    from .backends.cpu_backend import CpuBackend
+    return CpuBackend(single_threaded=True, conv=backend.conv, winograd_tile=backend.winograd_tile)
+
+
 class BatchSplit:
     """net's forward and backward of a batch, cut into one slice per thread (see the module docstring).
 
@@ -57,7 +66,6 @@ class BatchSplit:
     slice's gradient is already weighted by its share of the loss and the gradients simply add up."""
 
     def __init__(self, net, threads=None):
-        from .backends.cpu_backend import CpuBackend
         if net.backend.name != "cpu":
             raise ValueError(f"the batch split runs the cpu backend's kernels; this network is on {net.backend.name!r}")
         self.net = net
@@ -65,9 +73,7 @@ class BatchSplit:
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1; got {threads}")
         # each thread's backend: the network's variant (its conv and Winograd tile), single-threaded
-        self.replicas = [net.replica(CpuBackend(single_threaded=True, conv=net.backend.conv,
-                                                winograd_tile=net.backend.winograd_tile))
-                         for _ in range(self.threads)]
+        self.replicas = [net.replica(single_core_backend(net.backend)) for _ in range(self.threads)]
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="redcore-batch")
         self.blas = ThreadpoolController()
         self.bounds = None                       # the slices of the last forward

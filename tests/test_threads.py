@@ -124,3 +124,13 @@ def test_the_plain_loop_splits_the_batch_behind_forward_and_backward(threads, n)
             split.backward(dy, record_paths=True)
     with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
         redcore.REDNet(depth=2, filters=2, threads=0)
+
+
+def test_the_single_core_backend_keeps_the_variant_and_drops_the_threads():
+    from redcore.backends import get_backend
+    from redcore.threads import single_core_backend
+    for name, conv, tile in (("cpu", "auto", 4), ("cpu-im2col", "im2col", 4), ("cpu-winograd2", "winograd", 2)):
+        one = single_core_backend(get_backend(name))
+        assert (one.single_threaded, one.conv, one.winograd_tile, one.name) == (True, conv, tile, "cpu"), name
+        assert one.winograd == get_backend(name).winograd
+    assert single_core_backend(get_backend("cpu")).winograd_min_channels == 64 < get_backend("cpu").winograd_min_channels

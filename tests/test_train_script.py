@@ -199,7 +199,7 @@ def test_seconds_ends_a_run_as_steps_does_and_resume_goes_on(tmp_path):
 
 def test_threads_1_keeps_the_training_on_one_core(tmp_path):
     """`--threads 1` caps Numba's and BLAS's threads at one (redcore.threads.use_cores), so that two trainings
-    side by side on two cores do not each take both.  Run in a child process with 2 threads of each to start
+    side by side on two cores do not each take both, and runs the single-threaded kernels (single_core_backend).  Run in a child process with 2 threads of each to start
     from, so that the cap is seen (and this process's thread pools are left as they are)."""
     import subprocess
     import sys
@@ -211,9 +211,13 @@ from conftest import load_example
 def counts():
     return numba.get_num_threads(), sorted({{i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}})
 assert counts() == (2, [2]), counts()
+from redcore import threads
+made, single_core_backend = [], threads.single_core_backend
+threads.single_core_backend = lambda backend: made.append(single_core_backend(backend)) or made[-1]
 train = load_example("train")
 assert train.main({TINY!r} + ["--steps", "1", "--threads", "1", "--out", {str(tmp_path / "one")!r}]) == 0
 assert counts() == (1, [1]), counts()
+assert len(made) == 1 and made[0].single_threaded, made     # the net ran on the single-core backend
 """
     env = {**os.environ, "NUMBA_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2",
            "REDCORE_DATA": "/nonexistent-data-folder"}
