@@ -199,8 +199,9 @@ def test_seconds_ends_a_run_as_steps_does_and_resume_goes_on(tmp_path):
 
 def test_threads_1_keeps_the_training_on_one_core(tmp_path):
     """`--threads 1` caps Numba's and BLAS's threads at one (redcore.threads.use_cores), so that two trainings
-    side by side on two cores do not each take both, and runs the single-threaded kernels (single_core_backend).  Run in a child process with 2 threads of each to start
-    from, so that the cap is seen (and this process's thread pools are left as they are)."""
+    side by side on two cores do not each take both, and runs the single-threaded kernels (single_core_backend).
+    Run in a child process with 2 threads of each to start from, so that the cap is seen (and this process's
+    thread pools are left as they are)."""
     import subprocess
     import sys
     script = f"""
