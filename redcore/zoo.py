@@ -102,7 +102,7 @@ def card_table(known):
             "|---|---|---|---|---|---|---|---|"]
     for name, card in sorted(known.items()):
         minutes = f", {card['train_seconds'] / 60:.0f} min" if card.get("train_seconds") else ""
-        start = card.get("fine_tuned_from")
+        start = card.get("fine_tuned_from") or ""      # null in the card of a network trained from scratch
         if start:                          # a network that no longer ships keeps its name, out of code type
             start = f", from `{start}`" if start in known else f", from {start} (retired; in git history)"
         net = card["network"].split(",")[0] + ("-" + card["network"].split(",")[1].split()[0]

@@ -241,6 +241,9 @@ def test_a_blind_network_restores_every_level_it_covers(tmp_path, monkeypatch):
                                        tests=[{"set": "S", "level": 10, "psnr": 30.0, "input_psnr": 28.0}])
     index["tiny-denoise-25"].update(fine_tuned_from="tiny-gone",
                                     tests=[{"set": "S", "level": 25, "psnr": 29.0, "input_psnr": 20.0}])
+    index["tiny-denoise-25"]["fine_tuned_from"] = None                # a card of a network trained from scratch
+    assert "None" not in zoo.card_table(index)
+    index["tiny-denoise-25"]["fine_tuned_from"] = "tiny-gone"
     table = zoo.card_table(index)
     assert "from `tiny-denoise-25`" in table and "from tiny-gone (retired" in table and "`tiny-gone`" not in table
     image = (np.random.default_rng(0).random((20, 20)) * 255).astype(np.uint8)
