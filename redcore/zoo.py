@@ -77,6 +77,8 @@ def card_text(name, card):
             continue
         if key == "train_seconds":
             value = f"{value:.0f} s ({value / 3600:.1f} h)"
+        if key == "fine_tuned_from" and not value:
+            value = "none (trained from scratch)"
         lines.append(f"  {key:{width}s}  {value}")
     if card.get("tests"):
         lines.append("  tests (PSNR dB / SSIM):")

@@ -243,6 +243,8 @@ def test_a_blind_network_restores_every_level_it_covers(tmp_path, monkeypatch):
                                     tests=[{"set": "S", "level": 25, "psnr": 29.0, "input_psnr": 20.0}])
     index["tiny-denoise-25"]["fine_tuned_from"] = None                # a card of a network trained from scratch
     assert "None" not in zoo.card_table(index)
+    assert "fine_tuned_from" in zoo.card_text("tiny-denoise-25", index["tiny-denoise-25"])
+    assert "None" not in zoo.card_text("tiny-denoise-25", index["tiny-denoise-25"])
     index["tiny-denoise-25"]["fine_tuned_from"] = "tiny-gone"
     table = zoo.card_table(index)
     assert "from `tiny-denoise-25`" in table and "from tiny-gone (retired" in table and "`tiny-gone`" not in table
