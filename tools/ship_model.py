@@ -83,6 +83,8 @@ def main(argv=None):
     p.add_argument("--best", action="store_true",
                    help="ship best.npz beside the checkpoint (the best validation) instead of its last weights")
     args = p.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # a log file shows each test set as it is scored
     if args.steps_before < 0:
         p.error(f"--steps-before {args.steps_before} is negative")
 
@@ -135,6 +137,7 @@ def main(argv=None):
         method = baselines.BASELINES.get(task.name, (None,))[0]
         if cached is None and method in result["average"]:
             baselines.save_scores(task.name, label, set_name, args.seed, result["average"][method], len(names))
+        print(f"{set_name} {label}: the float16 weights")
         rounded = evaluate(task, level, names, images, net=half, ensemble=False, baseline=False, seed=args.seed)
         runs.append((set_name, level, names, images, cached, result, rounded))
     cost = max(r["average"]["RED-Net"]["psnr"] - r16["average"]["RED-Net"]["psnr"] for *_, r, r16 in runs)
