@@ -25,7 +25,9 @@ rank) and every rank takes the same Adam step; the parameters are compared acros
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -242,12 +244,17 @@ def main(argv=None):
         print(f"{net}\n{where}; task {task.name} {tasks.level_label(level)}: corrupted validation input {noisy_psnr:.2f} dB"
               + (f"\ndata-parallel: {comm.name}, {args.batch // comm.size} patches per rank" if args.distributed else "")
               + (f"\nresuming at step {start}" if start else ""))
+    restore_sigterm = stop_on_sigterm()
     try:
         return train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr, state, ckpt)
     except KeyboardInterrupt:
         if lead:
             print(f"interrupted: {what_is_kept(ckpt)}", file=sys.stderr)
         return 130
+    except Terminated:
+        if lead:
+            print(f"terminated: {what_is_kept(ckpt)}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except Exception as e:           # in a distributed job one rank's failure must end every rank
         if args.distributed:
             comm.abort(f"rank {comm.rank}: {type(e).__name__}: {e}")
@@ -258,7 +265,26 @@ def main(argv=None):
             return 4
         raise
     finally:
+        restore_sigterm()
         release()
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (`kill`, a batch scheduler's time limit): the run ends as Ctrl-C ends it.  A
+    BaseException, as KeyboardInterrupt is, so that no `except Exception` on the way swallows it."""
+
+
+def stop_on_sigterm():
+    """End the training on SIGTERM with the sentence Ctrl-C gets.  Needed because a training started in the
+    background by a script ignores SIGINT (the shell sets it so), which leaves `kill` as the way to stop it.
+    Returns the function that puts the previous handler back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None                  # only the main thread may set a handler
+
+    def stop(signum, frame):
+        raise Terminated
+    previous = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def open_run(args, net, opt, task, level, ckpt, state):

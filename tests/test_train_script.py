@@ -8,7 +8,7 @@ import pytest
 
 import redcore
 from conftest import load_example
-from redcore.io import load_checkpoint
+from redcore.io import TEMP_PREFIX, load_arrays, load_checkpoint
 
 train_denoise = load_example("train_denoise")
 
@@ -227,3 +227,32 @@ assert len(made) == 1 and made[0].single_threaded, made     # the net ran on the
     from redcore.threads import use_cores
     with pytest.raises(ValueError, match="the cores to use must be a whole number >= 1; got 0"):
         use_cores(0)
+
+
+def test_sigterm_ends_a_training_with_one_sentence_and_keeps_its_checkpoint(tmp_path):
+    """`kill` (SIGTERM) ends a training as Ctrl-C does: one sentence on what is kept, exit status 128 + 15, and
+    a checkpoint that resumes.  A training started in the background by a script ignores SIGINT, so this is
+    how one is stopped.  Run in a child process, which is killed once its first checkpoint is written."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "run"
+    command = [sys.executable, os.path.join(os.path.dirname(__file__), "..", "examples", "train.py")] + TINY + [
+        "--steps", "100000", "--out", str(out)]
+    child = subprocess.Popen(command, env={**os.environ, "REDCORE_DATA": "/nonexistent-data-folder"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoint.npz").is_file():
+            assert child.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.2)
+        child.send_signal(signal.SIGTERM)
+        err = child.communicate(timeout=60)[1]
+    finally:
+        child.kill()
+    assert child.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert f"terminated: the last checkpoint ({out / 'checkpoint.npz'}) is kept" in err, err[-2000:]
+    assert "Traceback" not in err
+    assert load_arrays(str(out / "checkpoint.npz"))[0]["state"]["step"] >= 1
+    assert not [f for f in os.listdir(out) if f.startswith(TEMP_PREFIX)], os.listdir(out)   # no half-written file
