@@ -241,11 +241,10 @@ def test_a_blind_network_restores_every_level_it_covers(tmp_path, monkeypatch):
                                        tests=[{"set": "S", "level": 10, "psnr": 30.0, "input_psnr": 28.0}])
     index["tiny-denoise-25"].update(fine_tuned_from="tiny-gone",
                                     tests=[{"set": "S", "level": 25, "psnr": 29.0, "input_psnr": 20.0}])
-    index["tiny-denoise-25"]["fine_tuned_from"] = None                # a card of a network trained from scratch
-    assert "None" not in zoo.card_table(index)
-    assert "fine_tuned_from" in zoo.card_text("tiny-denoise-25", index["tiny-denoise-25"])
-    assert "None" not in zoo.card_text("tiny-denoise-25", index["tiny-denoise-25"])
-    index["tiny-denoise-25"]["fine_tuned_from"] = "tiny-gone"
+    from_scratch = {**index["tiny-denoise-25"], "fine_tuned_from": None}    # a card's null parent
+    assert "None" not in zoo.card_table({**index, "tiny-denoise-25": from_scratch})
+    text = zoo.card_text("tiny-denoise-25", from_scratch)
+    assert "fine_tuned_from  none (trained from scratch)" in text and "None" not in text
     table = zoo.card_table(index)
     assert "from `tiny-denoise-25`" in table and "from tiny-gone (retired" in table and "`tiny-gone`" not in table
     image = (np.random.default_rng(0).random((20, 20)) * 255).astype(np.uint8)
