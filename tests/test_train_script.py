@@ -254,5 +254,8 @@ def test_sigterm_ends_a_training_with_one_sentence_and_keeps_its_checkpoint(tmp_
     assert child.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert f"terminated: the last checkpoint ({out / 'checkpoint.npz'}) is kept" in err, err[-2000:]
     assert "Traceback" not in err
-    assert load_arrays(str(out / "checkpoint.npz"))[0]["state"]["step"] >= 1
+    stopped = load_arrays(str(out / "checkpoint.npz"))[0]["state"]["step"]
+    assert stopped >= 1
     assert not [f for f in os.listdir(out) if f.startswith(TEMP_PREFIX)], os.listdir(out)   # no half-written file
+    assert train.main(TINY + ["--steps", str(stopped + 1), "--resume", "--out", str(out)]) == 0   # it resumes
+    assert json.loads((out / "summary.json").read_text())["steps"] == stopped + 1
