@@ -6,7 +6,8 @@
 # Each task gets TRAIN_S / (number of tasks) seconds (examples/train.py --seconds stops it at a step boundary,
 # validated and checkpointed).  A task whose run folder ($RUNS/<task>) holds a checkpoint resumes it; else it
 # starts from INIT_<task> (a shipped model's name or a weight file of the same network) with a warm-up, or
-# from scratch.  Validation: the central crops of the task's paper set (Set12, Set5 or classic5).
+# from scratch.  Validation: the central crops of the task's paper set (Set12, Set5 or classic5), each at every
+# level the card is scored at (--val-levels each), so best.npz is the best on the mean the card reports.
 # Writes to $OUT, per task: <task>.log, <task>-best.npz, <task>-checkpoint.npz, <task>-curves.png,
 # <task>-summary.json; then, here: tools/ship_model.py <run>/checkpoint.npz --best --name ... ships one.
 # PROBE_S=60 first trains each task's network with 64 and with 128 filters for PROBE_S seconds each and writes
@@ -31,7 +32,8 @@ train() {  # TASK FILTERS SECONDS RUN_FOLDER [more train.py arguments]
   local task=$1 filters=$2 seconds=$3 run=$4; shift 4
   python3 examples/train.py --task "$task" --level "${LEVELS[$task]}" --depth "$DEPTH" --filters "$filters" \
     --backend "$BACKEND" --batch "$BATCH" --lr "$LR" --steps 100000000 --seconds "$seconds" \
-    --val "$DATA/test/${VAL_SET[$task]}" --val-every 200 --ckpt-every 200 --no-progress --out "$run" "$@"
+    --val "$DATA/test/${VAL_SET[$task]}" --val-levels each --val-every 200 --ckpt-every 200 --no-progress \
+    --out "$run" "$@"
 }
 if [ -n "${PROBE_S:-}" ]; then
   for task in $TASKS; do

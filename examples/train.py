@@ -101,6 +101,11 @@ def build_parser():
     p.add_argument("--val-every", type=positive_int, default=100, help="steps between validations (default: %(default)s)")
     p.add_argument("--val-crop", type=count, default=128,
                    help="validate on the central crop of this size, 0: whole images (default: %(default)s)")
+    p.add_argument("--val-levels", choices=("drawn", "each"), default="drawn",
+                   help="for a blind network (a range or mix of levels): drawn: each validation image at one "
+                        "level drawn for it (what the shipped cards' commands did); each: every image at each "
+                        "level its model card is scored at, so the best validation is the best on their mean, "
+                        "at one validation per level (default: %(default)s)")
     p.add_argument("--ckpt-every", type=positive_int, default=100, help="steps between checkpoints (default: %(default)s)")
     p.add_argument("--out", default=None,
                    help="folder for the checkpoint, model, pictures and summary (default: runs/TASK-LEVEL)")
@@ -164,12 +169,26 @@ def center_crop(img, size):
     return img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
 
 
-def validate(net, val_pairs, shave=0):
+def validation_pairs(task, level, images, crop, how, seed):
+    """Fixed (corrupted, clean, shave) triples: central crops corrupted once, from a seed of their own.
+    how="each": a blind range or mix scores every image at each level its card is scored at (a range that
+    covers none of them draws a level per image); "drawn": one level drawn per image."""
+    levels = (task.scored_levels(level) if how == "each" else ()) or (level,)
+    vrng = np.random.default_rng([seed, 2**31 - 1])
+    pairs = []
+    for img in images:
+        for lv in levels:
+            clean = task.prepare(center_crop(img, crop), lv)
+            pairs.append((np.asarray(task.corrupt(clean, lv, vrng)[0], np.float32), clean, task.shave(lv)))
+    return pairs, levels
+
+
+def validate(net, val_pairs):
     """(mean PSNR of the restored images, restored images): one image at a time, full frame."""
     restored = []
-    for corrupted, _ in val_pairs:
+    for corrupted, _, _ in val_pairs:
         restored.append(np.clip(net.backend.to_numpy(net.forward(corrupted[None, None], keep=False))[0, 0], 0, 1))
-    return float(np.mean([psnr(r, c, shave) for r, (_, c) in zip(restored, val_pairs)])), restored
+    return float(np.mean([psnr(r, c, shave) for r, (_, c, shave) in zip(restored, val_pairs)])), restored
 
 
 def save_pictures(out, history, strip, input_psnr):
@@ -215,14 +234,10 @@ def main(argv=None):
     opt = redcore.Adam(net.params, lr=args.lr or 1e-4)
     ckpt = os.path.join(args.out, "checkpoint.npz")
 
-    # Fixed validation pairs: central crops corrupted once, from a seed of their own.
-    vrng = np.random.default_rng([args.seed, 2**31 - 1])
-    val_pairs = []
-    for img in val:
-        clean = task.prepare(center_crop(img, args.val_crop), level)
-        val_pairs.append((np.asarray(task.corrupt(clean, level, vrng)[0], np.float32), clean))
-    shave = task.shave(level)
-    noisy_psnr = float(np.mean([psnr(n, c, shave) for n, c in val_pairs]))
+    val_pairs, val_levels = validation_pairs(task, level, val, args.val_crop, args.val_levels, args.seed)
+    noisy_psnr = float(np.mean([psnr(n, c, shave) for n, c, shave in val_pairs]))
+    if len(val_levels) > 1:
+        where += " at each of " + ", ".join(tasks.level_label(lv) for lv in val_levels)
 
     state, problem, release = {"step": 0, "history": [], "args": vars(args)}, None, lambda: None
     if lead:
@@ -308,7 +323,11 @@ def open_run(args, net, opt, task, level, ckpt, state):
             opt.lr = args.lr
         # state["args"] stays the first run's; each resume records what it changed
         state.setdefault("resumes", []).append({"step": state["step"], "batch": args.batch, "lr": opt.lr,
-                                                "warmup": args.warmup, "patch": args.patch})
+                                                "warmup": args.warmup, "patch": args.patch,
+                                                "val_levels": args.val_levels})
+        before = ([state.get("args", {})] + state["resumes"][:-1])[-1]    # the run this one continues
+        if before.get("val_levels", "drawn") != args.val_levels:  # a best validated another way: measure anew
+            state.pop("best_val_psnr", None)
         return state, release
     except BaseException:
         release()
@@ -390,13 +409,13 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
         entry = {"step": step + 1, "loss": loss}
         done = step + 1 == args.steps or out_of_time          # --seconds ends a run as --steps does
         if (step + 1) % args.val_every == 0 or done:
-            entry["val_psnr"], restored = validate(net, val_pairs, task.shave(level))
+            entry["val_psnr"], restored = validate(net, val_pairs)
             msg = (f"step {step + 1}: loss {loss:.4g}, validation PSNR {entry['val_psnr']:.2f} dB "
                    f"(corrupted input {noisy_psnr:.2f} dB, gain {entry['val_psnr'] - noisy_psnr:+.2f} dB)")
             (bar.write if not args.no_progress else print)(msg)
             sys.stdout.flush()   # a log redirected to a file shows each validation as it happens
-            n, c = val_pairs[0]
-            scores = [psnr(image, c, task.shave(level)) for image in (n, restored[0])]
+            n, c, shave = val_pairs[0]
+            scores = [psnr(image, c, shave) for image in (n, restored[0])]
             strip = captioned_strip([np.clip(n, 0, 1), restored[0], c],
                                     [f"corrupted {scores[0]:.2f} dB", f"restored {scores[1]:.2f} dB", "clean"])
             if entry["val_psnr"] > state.get("best_val_psnr", -np.inf):   # keep the best network seen

@@ -329,3 +329,15 @@ def test_a_super_resolution_mix_crops_to_a_size_every_scale_divides():
 def test_blind_denoising_covers_its_range():
     assert tasks.covers("denoise", "0-75", 37) and tasks.covers("denoise", "0-75", "75")
     assert not tasks.covers("denoise", "0-75", 80) and not tasks.covers("denoise", "25", 37)
+
+
+def test_a_blind_network_is_scored_at_each_table_level_it_covers():
+    """The levels a blind range or mix is scored at (its card's table, and --val-levels each): those of the
+    task's tables that it covers; a single level stands alone."""
+    assert tasks.get("denoise").scored_levels("0-75") == (10, 15, 25, 30, 50, 70)
+    assert tasks.get("denoise").scored_levels("0-40") == (10, 15, 25, 30)
+    assert tasks.get("denoise").scored_levels("0-5") == ()
+    assert tasks.get("denoise").scored_levels("37") == (37,)
+    assert tasks.get("jpeg").scored_levels("10-40") == (10, 20, 30, 40)
+    assert tasks.get("sr").scored_levels("2,4") == (2, 4)
+    assert tasks.get("deblur").scored_levels("disk,gaussian,motion") == ("disk", "gaussian", "motion")

@@ -8,6 +8,7 @@ import pytest
 
 import redcore
 from conftest import load_example
+from redcore import tasks
 from redcore.io import TEMP_PREFIX, load_arrays, load_checkpoint
 
 train_denoise = load_example("train_denoise")
@@ -259,3 +260,37 @@ def test_sigterm_ends_a_training_with_one_sentence_and_keeps_its_checkpoint(tmp_
     assert not [f for f in os.listdir(out) if f.startswith(TEMP_PREFIX)], os.listdir(out)   # no half-written file
     assert train.main(TINY + ["--steps", str(stopped + 1), "--resume", "--out", str(out)]) == 0   # it resumes
     assert json.loads((out / "summary.json").read_text())["steps"] == stopped + 1
+
+
+def test_a_blind_network_validates_at_each_scored_level(tmp_path):
+    """--val-levels each: every validation image at every level of the mix, each pair scored with its own
+    shave (x2 shaves 2 pixels, x4 four), so the best validation is the best on the card's mean; drawn: one
+    level per image, shaved by the mix's largest scale (as before)."""
+    sr = tasks.get("sr")
+    images = [np.random.default_rng(i).random((40, 44)) for i in range(2)]
+    each, levels = train.validation_pairs(sr, sr.parse_level("2,3,4"), images, 0, "each", seed=0)
+    assert levels == (2, 3, 4)
+    assert [shave for *_, shave in each] == [2, 3, 4, 2, 3, 4]
+    for (corrupted, clean, shave), scale in zip(each, [2, 3, 4] * 2):
+        assert clean.shape == corrupted.shape and all(n % scale == 0 for n in clean.shape)
+    drawn, levels = train.validation_pairs(sr, sr.parse_level("2,3,4"), images, 0, "drawn", seed=0)
+    assert len(drawn) == 2 and [shave for *_, shave in drawn] == [4, 4]
+    single, levels = train.validation_pairs(sr, 3, images, 0, "each", seed=0)
+    assert levels == (3,) and len(single) == 2
+
+
+def test_a_resume_that_validates_another_way_measures_the_best_anew(tmp_path, monkeypatch):
+    """A best validation measured at drawn levels does not compare with one at each level: a resume with
+    another --val-levels keeps the best only from its own validations (best.npz is then rewritten), and a
+    resume with the same keeps the earlier best.  The first runs score an unbeatable 1e9 dB."""
+    real_validate = train.validate
+    for resumed_with, best in (("each", 4), ("drawn", 2)):
+        out = str(tmp_path / resumed_with)
+        argv = ["--task", "sr", "--level", "2,3", "--depth", "4", "--filters", "4", "--batch", "2", "--patch",
+                "24", "--val-crop", "24", "--val-every", "2", "--ckpt-every", "2", "--no-progress", "--out", out]
+        monkeypatch.setattr(train, "validate", lambda net, pairs: (1e9, real_validate(net, pairs)[1]))
+        assert train.main(argv + ["--steps", "2", "--val-levels", "drawn"]) == 0
+        monkeypatch.setattr(train, "validate", real_validate)
+        assert train.main(argv + ["--steps", "4", "--resume", "--val-levels", resumed_with]) == 0
+        state = load_arrays(os.path.join(out, "checkpoint.npz"))[0]["state"]
+        assert state["best_step"] == best and state["resumes"][-1]["val_levels"] == resumed_with

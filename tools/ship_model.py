@@ -31,9 +31,6 @@ from redcore.io import atomic_write, load_arrays  # noqa: E402
 
 TEST_SETS = {"denoise": ["Set12", "BSD68"], "sr": ["Set5"], "jpeg": ["classic5"], "deblur": ["Set12"],
              "inpaint": ["Set12"]}
-# The levels a blind network (trained on a range or mix) is scored at: those of the tables it is compared with.
-EVAL_LEVELS = {"denoise": [10, 15, 25, 30, 50, 70], "sr": [2, 3, 4], "jpeg": [10, 20, 30, 40],
-               "deblur": ["disk", "gaussian", "motion"], "inpaint": ["text10", "text20", "scratches"]}
 FLOAT16_COST_DB = 0.01     # the most PSNR that storing the weights in float16 may cost on any test (issue 26)
 
 
@@ -103,7 +100,7 @@ def main(argv=None):
         steps += args.steps_before
     cfg = net.config
     blind = isinstance(level, (tuple, tasks.LevelMix))        # one network for a range or mix of levels
-    test_levels = [lv for lv in EVAL_LEVELS[task.name] if tasks.covers(task, level, lv)] if blind else [level]
+    test_levels = task.scored_levels(level)
     card = {
         "file": f"{args.name}.npz", "task": task.name, "level": tasks.level_label(level) if blind else level,
         "channels": cfg["channels"],

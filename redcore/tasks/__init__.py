@@ -84,6 +84,19 @@ class Task:
         level = self.parse_level(level)
         return level.draw(rng) if isinstance(level, LevelMix) else level
 
+    @property
+    def test_levels(self):
+        """The levels a blind network is scored at: those of the tables it is compared with."""
+        return self.levels
+
+    def scored_levels(self, level):
+        """The levels a network trained on `level` is scored at: each test level that a blind range or mix
+        covers (its model card's table), else the level alone."""
+        level = self.parse_level(level)
+        if isinstance(level, (tuple, LevelMix)):
+            return tuple(lv for lv in self.test_levels if covers(self, level, lv))
+        return (level,)
+
     def each_level(self, level):
         """The levels `level` stands for: every level of a mix, else the parsed level alone."""
         level = self.parse_level(level)
@@ -122,6 +135,7 @@ class Task:
 class Denoise(Task):
     name, summary = "denoise", "additive white Gaussian noise (§5.2)"
     levels, default_level, default_set = (10, 30, 50, 70), 25, "Set12"
+    test_levels = (10, 15, 25, 30, 50, 70)      # the paper's, and DnCNN's 15 and 25
     level_help = "a noise sigma on the 8-bit scale (paper: 10, 30, 50, 70) or a blind range like '0-55'"
 
     def parse_level(self, level):
