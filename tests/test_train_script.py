@@ -262,7 +262,7 @@ def test_sigterm_ends_a_training_with_one_sentence_and_keeps_its_checkpoint(tmp_
     assert json.loads((out / "summary.json").read_text())["steps"] == stopped + 1
 
 
-def test_a_blind_network_validates_at_each_scored_level(tmp_path):
+def test_a_blind_network_validates_at_each_scored_level():
     """--val-levels each: every validation image at every level of the mix, each pair scored with its own
     shave (x2 shaves 2 pixels, x4 four), so the best validation is the best on the card's mean; drawn: one
     level per image, shaved by the mix's largest scale (as before)."""
@@ -274,6 +274,7 @@ def test_a_blind_network_validates_at_each_scored_level(tmp_path):
     for (corrupted, clean, shave), scale in zip(each, [2, 3, 4] * 2):
         assert clean.shape == corrupted.shape and all(n % scale == 0 for n in clean.shape)
     drawn, levels = train.validation_pairs(sr, sr.parse_level("2,3,4"), images, 0, "drawn", seed=0)
+    assert levels == (sr.parse_level("2,3,4"),)        # the mix itself: each image draws its own level
     assert len(drawn) == 2 and [shave for *_, shave in drawn] == [4, 4]
     single, levels = train.validation_pairs(sr, 3, images, 0, "each", seed=0)
     assert levels == (3,) and len(single) == 2
