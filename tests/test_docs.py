@@ -57,6 +57,35 @@ def test_the_generated_files_are_up_to_date():
     assert done.returncode == 0, done.stdout
 
 
+def test_the_targets_table_measures_each_level_against_its_target():
+    """docs/models.md's table against the published figures: the blind card of each task is found, an absolute
+    target and a margin over the card's baseline give the gap, inpainting's SSIM condition can fail a level
+    whose PSNR passes, and a level the card lacks shows as not scored (never as met)."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import make_docs
+    cards = {
+        "per-level": {"task": "jpeg", "tests": [{"set": "classic5", "psnr": 99.0}]},     # not blind: ignored
+        "jpeg-blind": {"task": "jpeg", "covers": "10-40", "tests": [
+            {"set": "classic5", "level": 10, "psnr": 29.41}, {"set": "classic5", "level": 20, "psnr": 31.60}]},
+        "inpaint-blind": {"task": "inpaint", "covers": "text10,text20,scratches", "tests": [
+            {"set": "Set12", "level": "text10", "psnr": 35.0, "ssim": 0.97, "baseline_psnr": 31.9,
+             "baseline_ssim": 0.96},
+            {"set": "Set12", "level": "text20", "psnr": 35.0, "ssim": 0.95, "baseline_psnr": 31.9,
+             "baseline_ssim": 0.96}]},
+    }
+    rows = {(r[0], r[2], r[3]): r for r in make_docs.target_rows(cards)}
+    # (task, name, set, level, psnr, goal, source, gap, met)
+    assert rows["jpeg", "classic5", 10][1] == "jpeg-blind" and rows["jpeg", "classic5", 10][7:] == (0.01, True)
+    assert rows["jpeg", "classic5", 20][7:] == (-0.03, False)
+    assert rows["jpeg", "classic5", 30][4] is None and rows["jpeg", "classic5", 30][8] is False
+    assert rows["inpaint", "Set12", "text10"][5] == pytest.approx(34.9) and rows["inpaint", "Set12", "text10"][8]
+    assert rows["inpaint", "Set12", "text20"][7] == 0.1 and not rows["inpaint", "Set12", "text20"][8]  # SSIM
+    assert rows["inpaint", "Set12", "scratches"][5] is None                    # no test, so no baseline either
+    assert all(r[1] is None and not r[8] for r in rows.values() if r[0] in ("denoise", "sr", "deblur"))
+    table = make_docs.targets_table(cards)
+    assert "| jpeg | `jpeg-blind` | classic5 | 30 | not scored |" in table and "none ships" in table
+
+
 def test_every_relative_link_resolves():
     pages = [README] + [os.path.join(ROOT, "docs", f) for f in os.listdir(os.path.join(ROOT, "docs"))
                         if f.endswith(".md")]
