@@ -73,15 +73,16 @@ def test_the_targets_table_measures_each_level_against_its_target():
             {"set": "Set12", "level": "text20", "psnr": 35.0, "ssim": 0.95, "baseline_psnr": 31.9,
              "baseline_ssim": 0.96}]},
     }
-    rows = {(r[0], r[2], r[3]): r for r in make_docs.target_rows(cards)}
-    # (task, name, set, level, psnr, goal, source, gap, met)
-    assert rows["jpeg", "classic5", 10][1] == "jpeg-blind" and rows["jpeg", "classic5", 10][7:] == (0.01, True)
-    assert rows["jpeg", "classic5", 20][7:] == (-0.03, False)
-    assert rows["jpeg", "classic5", 30][4] is None and rows["jpeg", "classic5", 30][8] is False
-    assert rows["inpaint", "Set12", "text10"][5] == pytest.approx(34.9) and rows["inpaint", "Set12", "text10"][8]
-    assert rows["inpaint", "Set12", "text20"][7] == 0.1 and not rows["inpaint", "Set12", "text20"][8]  # SSIM
-    assert rows["inpaint", "Set12", "scratches"][5] is None                    # no test, so no baseline either
-    assert all(r[1] is None and not r[8] for r in rows.values() if r[0] in ("denoise", "sr", "deblur"))
+    rows = {(r.task, r.set, r.level): r for r in make_docs.target_rows(cards)}
+    assert rows["jpeg", "classic5", 10].model == "jpeg-blind"
+    assert (rows["jpeg", "classic5", 10].gap, rows["jpeg", "classic5", 10].met) == (0.01, True)
+    assert (rows["jpeg", "classic5", 20].gap, rows["jpeg", "classic5", 20].met) == (-0.03, False)
+    assert rows["jpeg", "classic5", 30].psnr is None and rows["jpeg", "classic5", 30].met is False
+    assert rows["inpaint", "Set12", "text10"].goal == pytest.approx(34.9) and rows["inpaint", "Set12", "text10"].met
+    text20 = rows["inpaint", "Set12", "text20"]
+    assert text20.gap == 0.1 and not text20.met                             # PSNR enough, SSIM below harmonic's
+    assert rows["inpaint", "Set12", "scratches"].goal is None               # no test, so no baseline either
+    assert all(r.model is None and not r.met for r in rows.values() if r.task in ("denoise", "sr", "deblur"))
     table = make_docs.targets_table(cards)
     assert "| jpeg | `jpeg-blind` | classic5 | 30 | not scored |" in table and "none ships" in table
 

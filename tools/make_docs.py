@@ -8,6 +8,7 @@ Results live in the cards; these files are views of them, never edited by hand.
 import argparse
 import os
 import sys
+from typing import NamedTuple
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
@@ -40,10 +41,21 @@ TARGETS = {
 }
 
 
+class TargetRow(NamedTuple):
+    task: str
+    model: str | None        # the task's blind network; None where none ships
+    set: str
+    level: object
+    psnr: float | None       # RED-Net's figure; None where the card lacks the test
+    goal: float | None       # the target PSNR; None where a margin's baseline is not in the card
+    source: str              # what the target is, in words
+    gap: float | None        # psnr - goal, dB
+    met: bool
+
+
 def target_rows(cards):
-    """Each target of TARGETS against the figure of its task's blind network (the card that `covers` levels):
-    (task, model, set, level, RED-Net PSNR, target PSNR, what it is, gap in dB, met) with gap = figure - target;
-    a test the card lacks (or its baseline, for a margin) gives None for the figure (or the target) and the gap."""
+    """Each target of TARGETS against the figure of its task's blind network (the card that `covers` levels),
+    as TargetRows."""
     rows = []
     for task, targets in TARGETS.items():
         name = next((n for n, c in sorted(cards.items()) if c["task"] == task and c.get("covers")), None)
@@ -55,11 +67,11 @@ def target_rows(cards):
             else:
                 goal = None if t is None or "baseline_psnr" not in t else t["baseline_psnr"] + want["over_baseline"]
             if t is None or goal is None:
-                rows.append((task, name, set_name, level, None, goal, source, None, False))
+                rows.append(TargetRow(task, name, set_name, level, None, goal, source, None, False))
                 continue
-            gap = round(t["psnr"] - goal, 2)
+            gap = round(t["psnr"] - goal, 2)     # the card's figures have two decimals: float noise cannot flip it
             met = gap >= 0 and (not want.get("ssim_over_baseline") or t["ssim"] > t["baseline_ssim"])
-            rows.append((task, name, set_name, level, t["psnr"], goal, source, gap, met))
+            rows.append(TargetRow(task, name, set_name, level, t["psnr"], goal, source, gap, met))
     return rows
 
 
@@ -67,10 +79,11 @@ def targets_table(cards):
     """target_rows as a Markdown table."""
     lines = ["| task | network | test set | level | RED-Net PSNR | target PSNR | the target | gap dB | met |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for task, name, set_name, level, psnr, goal, source, gap, met in target_rows(cards):
-        lines.append(f"| {task} | {f'`{name}`' if name else 'none ships'} | {set_name} | {level} | "
-                     f"{'not scored' if psnr is None else f'{psnr:.2f}'} | {'' if goal is None else f'{goal:.2f}'} | "
-                     f"{source} | {'' if gap is None else f'{gap:+.2f}'} | {'yes' if met else '**no**'} |")
+    for r in target_rows(cards):
+        lines.append(f"| {r.task} | {f'`{r.model}`' if r.model else 'none ships'} | {r.set} | {r.level} | "
+                     f"{'not scored' if r.psnr is None else f'{r.psnr:.2f}'} | "
+                     f"{'' if r.goal is None else f'{r.goal:.2f}'} | {r.source} | "
+                     f"{'' if r.gap is None else f'{r.gap:+.2f}'} | {'yes' if r.met else '**no**'} |")
     return "\n".join(lines)
 
 
