@@ -58,7 +58,7 @@ def target_rows(cards):
     as TargetRows."""
     rows = []
     for task, targets in TARGETS.items():
-        name = next((n for n, c in sorted(cards.items()) if c["task"] == task and c.get("covers")), None)
+        name = next((n for n, c in sorted(cards.items()) if c["task"] == task and "covers" in c), None)
         tests = {(t["set"], t.get("level")): t for t in cards[name]["tests"]} if name else {}
         for set_name, level, want, source in targets:
             t = tests.get((set_name, level))
