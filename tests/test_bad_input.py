@@ -40,6 +40,27 @@ def tiny_net(**kw):
     return redcore.REDNet(depth=4, filters=4, seed=1, **kw)
 
 
+# ---- installation --------------------------------------------------------------------------------------
+def test_a_source_tree_without_its_kernels_says_how_to_install_them(tmp_path):
+    """The kernels live in kernels/, which setup.py maps into redcore; the examples import redcore from their
+    own tree, so a clone that was never installed (or a second clone beside an installed one) failed with
+    Python's bare "cannot import name 'kernels' from 'redcore'".  Without the install's import hook, the
+    example must end with one sentence naming the remedy."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(root, "examples", "train.py")
+    code = ("import runpy, sys\n"
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'Editable' not in getattr(f, '__name__', '')]\n"
+            f"sys.argv = [{script!r}, '--steps', '1', '--backend', 'cpu', '--out', {str(tmp_path / 'run')!r}]\n"
+            f"sys.exit(runpy.run_path({script!r}, run_name='__main__'))\n")
+    env = dict(os.environ, REDCORE_DATA="/nonexistent-data-folder")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    err = one_sentence(proc.stderr)
+    assert "kernels/cpu" in err and f"pip install -e .` in {root}" in err, err
+    assert not os.path.exists(tmp_path / "run" / "checkpoint.npz")
+
+
 # ---- memory safety ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
 def test_adam_refuses_gradients_that_do_not_fit_before_any_kernel_runs(backend):

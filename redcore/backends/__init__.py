@@ -15,6 +15,9 @@ reference).  Model code never branches on the backend: it asks for one by name a
     cuda-emulation   the cuda backend with its CUDA kernels compiled for the CPU: slow, for tests
     cuda-tf32-emulation, cuda-bf16-emulation   likewise
 """
+import importlib.util
+import os
+
 from .base import PRECISIONS, cuda_name
 from .numpy_backend import NumpyBackend
 
@@ -54,17 +57,29 @@ def get_backend(name):
         if name == "numpy":
             _instances[name] = NumpyBackend()
         elif name in CPU_VARIANTS:
+            _require_kernels("kernels", "kernels/cpu")
             from .cpu_backend import CpuBackend
             _instances[name] = CpuBackend(**CPU_VARIANTS[name])
         elif not name.endswith("-emulation"):
             _instances[name] = _cuda_backend(CUDA_VARIANTS[name])
         else:
+            _require_kernels("cuda_kernels", "kernels/cuda")
             from ..cuda_kernels.emulation import EmulatedRuntime, compiler
             from .cuda_backend import CudaBackend
             if compiler() is None:
                 raise RuntimeError("the cuda-emulation backend needs a C++20 compiler (g++), and none was found")
             _instances[name] = CudaBackend(EmulatedRuntime(), CUDA_VARIANTS[name])
     return _instances[name]
+
+
+def _require_kernels(package, folder):
+    """The kernels live outside the redcore folder (setup.py maps `folder` to redcore.`package`), so a redcore
+    imported from a source tree that was never installed, or installed from another checkout, cannot find
+    them: say so, and how to mend it, before the import fails with Python's bare "cannot import name"."""
+    if importlib.util.find_spec(f"redcore.{package}") is None:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        raise RuntimeError(f"redcore's kernels ({folder} of {root}, imported as redcore.{package}) are not "
+                           f"installed for this redcore: run `pip install -e .` in {root}")
 
 
 def _cuda_backend(precision):
@@ -80,6 +95,7 @@ def _cuda_backend(precision):
     if n == 0:
         raise RuntimeError("the cuda backend needs a CUDA GPU, and none is visible on this machine; "
                            "use --backend cpu")
+    _require_kernels("cuda_kernels", "kernels/cuda")
     from .cuda_backend import CudaBackend, CupyRuntime
     return CudaBackend(CupyRuntime(), precision)
 
