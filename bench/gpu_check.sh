@@ -30,6 +30,8 @@ if part 2; then
 echo "== 2. speed: RED30 training step (batch 64 of 50x50) and inference, against PyTorch + cuDNN on this GPU"
 python bench/train_step.py --device cuda --batch 64 --repeats 10 --warmup 3 --configs red30,red30-release \
     --infer-sizes 321x481,2048x2048 --json "$out/train_step.json"
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -c 'A-Za-z0-9\n' '-')
+echo "   keep the record: cp <OUT>/train_step.json bench/results/$(date +%F)-$gpu.json && python tools/make_docs.py"
 fi
 
 part 3 || exit 0

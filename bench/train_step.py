@@ -12,7 +12,7 @@ tensor-core backends train as examples/train.py does, each step one replay of a 
 with their kernels launched one by one from Python ("-eager"); inputs live on the GPU and every timed step ends
 with a device synchronisation.  Peak GPU memory
 is each process's: PyTorch's max_memory_allocated, CuPy's memory pool.  --json writes every figure with the
-GPU, driver and versions (bench/results/).
+GPU, driver and versions; kept in bench/results/, tools/make_docs.py renders them as docs/speed.md.
 
 One training step = forward, MSE loss (Eq. 4), backward, Adam (Eq. 5-7) on a batch of 50x50 patches.  Each
 measurement runs in a fresh subprocess (so neither framework's thread pools or allocator state leak into the
@@ -171,7 +171,9 @@ def worker(args):
                       "peak_gpu_mib": peak_gpu}))
 
 
-def measure(framework, config, mode, args, **extra):
+def measure(framework, config, mode, args, yardstick=None, **extra):
+    """Median seconds of one framework on one configuration, in its own subprocess; recorded in RESULTS with the
+    yardstick (the PyTorch recipe) it is compared with, None for a yardstick itself."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--framework", framework, "--config", config,
            "--mode", mode, "--batch", str(args.batch), "--size", str(args.size), "--repeats", str(args.repeats),
            "--warmup", str(args.warmup), "--threads", str(args.threads), "--device", args.device,
@@ -186,7 +188,7 @@ def measure(framework, config, mode, args, **extra):
     times = result["times"]
     PEAK_RSS[(framework, config, mode)] = result["peak_rss_mib"]
     PEAK_GPU[(framework, config, mode)] = result["peak_gpu_mib"]
-    RESULTS.append(dict(framework=framework, config=config, mode=mode, **extra, times=times,
+    RESULTS.append(dict(framework=framework, yardstick=yardstick, config=config, mode=mode, **extra, times=times,
                         median=sorted(times)[len(times) // 2], peak_rss_mib=result["peak_rss_mib"],
                         peak_gpu_mib=result["peak_gpu_mib"]))
     return sorted(times)[len(times) // 2]
@@ -243,7 +245,7 @@ def main():
         gflop = 3 * conv_gflop(CONFIGS[config], args.size, args.size) * args.batch
         for yardstick, backends in groups:
             t_torch = measure(yardstick, config, "train", args)
-            rows = [(yardstick, t_torch)] + [(b, measure(b, config, "train", args)) for b in backends]
+            rows = [(yardstick, t_torch)] + [(b, measure(b, config, "train", args, yardstick)) for b in backends]
             for name, t in rows:
                 gpu = PEAK_GPU[(name, config, "train")]
                 print(f"{config:15s} {name:10s} {t:8.3f} {args.batch / t:10.2f} {gflop / t:8.1f} {t_torch / t:8.2f}x "
@@ -255,20 +257,36 @@ def main():
         print(f"\ninference of {cfg} on one {height}x{width} image")
         for yardstick, backends in groups:
             t_torch = measure(yardstick, cfg, "infer", args, height=height, width=width)
-            for name, t in [(yardstick, t_torch)] + [(b, measure(b, cfg, "infer", args, height=height, width=width))
+            for name, t in [(yardstick, t_torch)] + [(b, measure(b, cfg, "infer", args, yardstick, height=height,
+                                                                     width=width))
                                                      for b in backends if not b.endswith("-prange")]:
                 gpu = PEAK_GPU[(name, cfg, "infer")]
                 print(f"{cfg:15s} {name:10s} {t:8.3f} s  {gflop / t:8.1f} GFLOP/s {t_torch / t:8.2f}x"
                       + (f"  GPU {gpu:7.0f} MiB" if gpu else ""))
     if args.json:
-        machine = dict(torch=torch.__version__, numpy=np.__version__, threads=args.threads, batch=args.batch,
-                       size=args.size, repeats=args.repeats, warmup=args.warmup)
+        machine = dict(date=time.strftime("%Y-%m-%d"), command=" ".join(["python bench/train_step.py"] + sys.argv[1:]),
+                       cpu=cpu_name(), torch=torch.__version__, numpy=np.__version__, threads=args.threads,
+                       batch=args.batch, size=args.size, repeats=args.repeats, warmup=args.warmup,
+                       openblas_coretype=os.environ.get("OPENBLAS_CORETYPE"))
         if args.device == "cuda":
             import cupy
             machine.update(gpu=torch.cuda.get_device_name(0), cupy=cupy.__version__,
                            driver=cupy.cuda.runtime.driverGetVersion(), cuda_runtime=cupy.cuda.runtime.runtimeGetVersion())
-        with open(args.json, "w") as f:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json + ".part", "w") as f:
             json.dump(dict(machine=machine, results=RESULTS), f, indent=1)
+        os.replace(args.json + ".part", args.json)
+        print(f"wrote {args.json}; copy it to bench/results/ and run python tools/make_docs.py for docs/speed.md")
+
+
+def cpu_name():
+    """The processor's model name (Linux), else what platform reports."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The README works as written: its code blocks run, its test command is CI's, its table and docs/models.md
 are what the model cards generate, and every link in the README and docs/ resolves."""
+import json
 import os
 import re
 import subprocess
@@ -115,3 +116,35 @@ def test_every_path_and_name_in_the_docs_exists():
                 scope = found[0].body
             cited += 1
     assert cited >= 50                                     # docs/backprop.md cites every formula's code and test
+
+
+def test_a_benchmark_record_becomes_the_speed_table(tmp_path):
+    """bench/train_step.py --json, on a tiny network and shapes, writes a record that tools/make_docs.py turns
+    into docs/speed.md's table: each redcore figure beside the PyTorch yardstick of its own run and mode, the
+    ratio of their medians, and the command that measured them.  (The figures of so small a run mean nothing;
+    what is checked is the chain from measurement to table.)"""
+    pytest.importorskip("torch", reason="the benchmark's yardstick is PyTorch (pip install torch==2.13.0)")
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import make_docs
+    record_path = tmp_path / "cpu.json"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "train_step.py"), "--configs", "red10",
+                           "--backends", "cpu", "--batch", "2", "--size", "24", "--repeats", "3", "--warmup", "0",
+                           "--threads", "1", "--infer-sizes", "30x34", "--json", str(record_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.load(open(record_path))
+    assert all(r["median"] == sorted(r["times"])[1] for r in record["results"])
+    medians = {(r["framework"], r["mode"]): r["median"] for r in record["results"]}
+    rows = make_docs.speed_rows(record)
+    assert [(row[1], row[2], row[4]) for row in rows] == [
+        ("training step, batch 2 of 24x24", "torch", "cpu"), ("inference, one 30x34 image", "torch", "cpu")]
+    for row, mode in zip(rows, ("train", "infer")):
+        assert (row[3], row[5]) == (medians["torch", mode], medians["cpu", mode])
+        assert row[6] == pytest.approx(medians["torch", mode] / medians["cpu", mode])
+    doc = make_docs.speed_doc({"cpu.json": record})
+    assert "| RED10, 64 filters, valid | training step, batch 2 of 24x24 | `torch` |" in doc
+    assert "--configs red10 --backends cpu" in doc and record["machine"]["date"] in doc
+    # a redcore figure whose yardstick is missing from its run is refused, not compared with another run's
+    record["results"] = [r for r in record["results"] if not (r["framework"] == "torch" and r["mode"] == "infer")]
+    with pytest.raises(SystemExit, match="without its yardstick torch"):
+        make_docs.speed_rows(record)
