@@ -276,7 +276,7 @@ def main():
         with open(args.json + ".part", "w") as f:
             json.dump(dict(machine=machine, results=RESULTS), f, indent=1)
         os.replace(args.json + ".part", args.json)
-        print(f"wrote {args.json}; copy it to bench/results/ and run python tools/make_docs.py for docs/speed.md")
+        print(f"wrote {args.json}; a record in bench/results/ is tabled in docs/speed.md by python tools/make_docs.py")
 
 
 def cpu_name():
