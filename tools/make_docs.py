@@ -154,23 +154,18 @@ def speed_rows(record):
     def key(r):
         return r["config"], r["mode"], r.get("height"), r.get("width")
 
-    def yardstick_of(r):          # records written before the field existed: bf16 against AMP, the rest eager
-        if "yardstick" in r:
-            return r["yardstick"]
-        return None if r["framework"].startswith("torch") else ("torch-amp" if "bf16" in r["framework"] else "torch")
-
     def memory(r):
         return r["peak_gpu_mib"] if r.get("peak_gpu_mib") else r["peak_rss_mib"]
 
-    yardsticks = {(key(r), r["framework"]): r for r in results if yardstick_of(r) is None}
+    yardsticks = {(key(r), r["framework"]): r for r in results if r["yardstick"] is None}
     rows = []
     for r in results:
-        if yardstick_of(r) is None:
+        if r["yardstick"] is None:
             continue
-        torch = yardsticks.get((key(r), yardstick_of(r)))
+        torch = yardsticks.get((key(r), r["yardstick"]))
         if torch is None:
             raise SystemExit(f"a record in {RESULTS_DIR} has {r['framework']} on {key(r)} without its yardstick "
-                             f"{yardstick_of(r)} from the same run")
+                             f"{r['yardstick']} from the same run")
         cfg = configs.get(r["config"])
         network = (f"RED{cfg['depth']}, {cfg['filters']} filters, {cfg['padding']}" if cfg else r["config"])
         if r["mode"] == "train":
@@ -178,7 +173,7 @@ def speed_rows(record):
                    f"x{record['machine']['size']}"
         else:
             what = f"inference, one {r['height']}x{r['width']} image"
-        rows.append((network, what, r["yardstick"] if "yardstick" in r else yardstick_of(r), torch["median"],
+        rows.append((network, what, r["yardstick"], torch["median"],
                      r["framework"], r["median"], torch["median"] / r["median"], memory(torch), memory(r)))
     return rows
 
