@@ -136,11 +136,11 @@ def test_a_benchmark_record_becomes_the_speed_table(tmp_path):
     assert all(r["median"] == sorted(r["times"])[1] for r in record["results"])
     medians = {(r["framework"], r["mode"]): r["median"] for r in record["results"]}
     rows = make_docs.speed_rows(record)
-    assert [(row[1], row[2], row[4]) for row in rows] == [
+    assert [(row.measured, row.yardstick, row.backend) for row in rows] == [
         ("training step, batch 2 of 24x24", "torch", "cpu"), ("inference, one 30x34 image", "torch", "cpu")]
     for row, mode in zip(rows, ("train", "infer")):
-        assert (row[3], row[5]) == (medians["torch", mode], medians["cpu", mode])
-        assert row[6] == pytest.approx(medians["torch", mode] / medians["cpu", mode])
+        assert (row.yardstick_s, row.seconds) == (medians["torch", mode], medians["cpu", mode])
+        assert row.ratio == pytest.approx(medians["torch", mode] / medians["cpu", mode])
     doc = make_docs.speed_doc({"cpu.json": record})
     assert "| RED10, 64 filters, valid | training step, batch 2 of 24x24 | `torch` |" in doc
     assert "--configs red10 --backends cpu" in doc and record["machine"]["date"] in doc

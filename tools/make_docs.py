@@ -144,10 +144,21 @@ def bench_configs():
     return CONFIGS
 
 
+class SpeedRow(NamedTuple):
+    network: str             # e.g. "RED30, 128 filters, same"
+    measured: str            # "training step, batch 16 of 50x50" or "inference, one 321x481 image"
+    yardstick: str           # the PyTorch recipe: "torch" (eager defaults) or "torch-amp"
+    yardstick_s: float       # its median seconds in the run
+    backend: str             # the redcore backend
+    seconds: float           # its median seconds in the same run
+    ratio: float             # redcore throughput / PyTorch throughput
+    yardstick_mib: float     # peak memory of each process: GPU allocator's on a GPU, else resident
+    mib: float
+
+
 def speed_rows(record):
     """Each redcore measurement of one bench/train_step.py --json record beside its PyTorch yardstick of the same
-    run: (network, what was measured, yardstick, its median s, redcore backend, its median s, ratio of
-    throughputs, peak memory of both in MiB)."""
+    run, as SpeedRows."""
     configs = bench_configs()
     results = record["results"]
 
@@ -173,8 +184,8 @@ def speed_rows(record):
                    f"x{record['machine']['size']}"
         else:
             what = f"inference, one {r['height']}x{r['width']} image"
-        rows.append((network, what, r["yardstick"], torch["median"],
-                     r["framework"], r["median"], torch["median"] / r["median"], memory(torch), memory(r)))
+        rows.append(SpeedRow(network, what, r["yardstick"], torch["median"], r["framework"], r["median"],
+                             torch["median"] / r["median"], memory(torch), memory(r)))
     return rows
 
 
@@ -191,23 +202,22 @@ def speed_doc(records):
              ""]
     if not records:
         parts += ["No record in `bench/results/` yet.", ""]
-    for name, record in sorted(records.items(), key=lambda item: (item[1]["machine"].get("date", ""), item[0]),
-                               reverse=True):
+    for name, record in sorted(records.items(), key=lambda item: (item[1]["machine"]["date"], item[0]), reverse=True):
         m = record["machine"]
-        device = m.get("gpu") or f"{m.get('cpu', 'CPU')}, {m['threads']} threads"
+        device = m.get("gpu") or f"{m['cpu']}, {m['threads']} threads"
         versions = ", ".join(f"{k} {m[k]}" for k in ("torch", "numpy", "cupy", "driver", "cuda_runtime") if m.get(k))
-        if "openblas_coretype" in m and not m.get("gpu"):     # it picks NumPy's sgemm kernels (bench/README.md)
+        if not m.get("gpu"):                                   # it picks NumPy's sgemm kernels (bench/README.md)
             versions += f", OPENBLAS_CORETYPE {m['openblas_coretype'] or 'unset'}"
-        parts += [f"## {m.get('date', 'undated')}: {device}", "",
+        parts += [f"## {m['date']}: {device}", "",
                   f"Record `bench/results/{name}`; {versions}; median of {m['repeats']} after {m['warmup']} "
                   f"warm-up.", "",
                   "| network | measured | PyTorch | PyTorch s | redcore | redcore s | redcore / PyTorch | "
                   "peak MiB PyTorch / redcore |",
                   "|---|---|---|---|---|---|---|---|"]
-        for network, what, yard, t_yard, backend, t, ratio, mem_yard, mem in speed_rows(record):
-            parts.append(f"| {network} | {what} | `{yard}` | {t_yard:.3f} | `{backend}` | {t:.3f} | "
-                         f"**{ratio:.2f}x** | {mem_yard:.0f} / {mem:.0f} |")
-        parts += ["", f"`{m['command']}`" if m.get("command") else "(the record does not say its command)", ""]
+        for r in speed_rows(record):
+            parts.append(f"| {r.network} | {r.measured} | `{r.yardstick}` | {r.yardstick_s:.3f} | `{r.backend}` | "
+                         f"{r.seconds:.3f} | **{r.ratio:.2f}x** | {r.yardstick_mib:.0f} / {r.mib:.0f} |")
+        parts += ["", f"`{m['command']}`", ""]
     return "\n".join(parts)
 
 
