@@ -88,7 +88,8 @@ def card_text(name, card):
             base = f", {t['baseline']} {t['baseline_psnr']:.2f}" if t.get("baseline") else ""
             ssim = f" / {t['ssim']:.4f}" if "ssim" in t else ""
             at = f" at {t['level']}" if "level" in t else ""
-            lines.append(f"    {t['set']}{at} ({t.get('images', '?')} images): {t['psnr']:.2f}{ssim}{extra}; "
+            seed = f", corruption seed {t['seed']}" if "seed" in t else ""
+            lines.append(f"    {t['set']}{at} ({t.get('images', '?')} images{seed}): {t['psnr']:.2f}{ssim}{extra}; "
                          f"input {t['input_psnr']:.2f}{base}")
     return "\n".join(lines)
 

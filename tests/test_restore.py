@@ -194,6 +194,21 @@ def test_ship_model_adds_a_card_and_restore_finds_it(tmp_path, monkeypatch, caps
         raise AssertionError("the baseline ran")
     monkeypatch.setattr(baselines, "CACHE_FOLDER", str(tmp_path / "empty-cache"))
     monkeypatch.setitem(baselines.BASELINES, "jpeg", ("BM3D deblock", never))
+    # --baseline card: carried from the card it replaces, which scored the same images with the same seed
+    before = zoo.cards()["tiny-jpeg-q10"]["tests"][0]
+    assert before["seed"] == 0 and before["baseline"] == "BM3D deblock"
+    assert script("ship_model").main([str(run / "checkpoint.npz"), "--name", "tiny-jpeg-q10", "--baseline", "card",
+                                      "--hardware", "test machine", "--command", "the test"]) == 0
+    test = zoo.cards()["tiny-jpeg-q10"]["tests"][0]
+    assert [test[k] for k in ("baseline", "baseline_psnr", "baseline_ssim")] == \
+        [before[k] for k in ("baseline", "baseline_psnr", "baseline_ssim")]
+    assert script("ship_model").main([str(run / "checkpoint.npz"), "--name", "tiny-jpeg-q10", "--baseline", "card",
+                                      "--seed", "1", "--hardware", "test machine", "--command", "the test"]) == 0
+    assert "baseline" not in zoo.cards()["tiny-jpeg-q10"]["tests"][0]      # another draw of the corruption
+    with pytest.raises(SystemExit):
+        script("ship_model").main([str(run / "checkpoint.npz"), "--name", "tiny-jpeg-q20", "--baseline", "card",
+                                   "--hardware", "test machine", "--command", "the test"])
+    assert "no shipped model is named 'tiny-jpeg-q20'" in capsys.readouterr().err
     assert script("ship_model").main([str(run / "checkpoint.npz"), "--name", "tiny-jpeg-q10", "--baseline", "cached",
                                       "--hardware", "test machine", "--command", "the test"]) == 0
     test = zoo.cards()["tiny-jpeg-q10"]["tests"][0]

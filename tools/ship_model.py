@@ -7,7 +7,8 @@ redcore/weights/ (the registry that redcore.load, redcore.restore and `redcore m
 The card records the network, the training data, steps and wall time (from the checkpoint), the hardware and
 the command given here, and, per test set, the network's PSNR/SSIM beside the corrupted input and the task's
 classical baseline (its scores are read from the baselines' cache, runs/baselines/, where `redcore eval` or an
-earlier ship kept them for the same set and seed (bench/eval_baselines.sh fills it), else computed and kept).  The weights are stored without the
+earlier ship kept them for the same set and seed (bench/eval_baselines.sh fills it), else computed and kept, or
+carried from the card this one replaces with --baseline card).  The weights are stored without the
 optimizer state (an .npz with a JSON header, no pickle), in float16 where that costs at most FLOAT16_COST_DB on
 every test set and level (the network rounded to float16 is scored beside the float32 one; the card gives the
 measured cost, and its figures are those of the weights shipped).  A training that went on in a run started by --init
@@ -52,6 +53,17 @@ def patch_sizes(train_args, resumes, steps_before=0):
     return words
 
 
+def carried_baseline(card, set_name, level, images, seed):
+    """(baseline's name, {"psnr", "ssim"}) from a shipped card's entry for this set, level and number of images,
+    as save_scores keeps them, or None.  An entry without a seed was scored with seed 0, the only seed any
+    card was shipped with before cards recorded it."""
+    for test in card["tests"]:
+        if ((test["set"], test.get("level", card["level"]), test["images"], test.get("seed", 0))
+                == (set_name, level, images, seed) and "baseline" in test):
+            return test["baseline"], {"psnr": test["baseline_psnr"], "ssim": test["baseline_ssim"]}
+    return None
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a checkpoint.npz or model.npz written by examples/train.py")
@@ -60,10 +72,12 @@ def main(argv=None):
     p.add_argument("--command", required=True, help="the exact command that reproduces it")
     p.add_argument("--seed", type=int, default=0, help="corruption seed of the evaluation")
     p.add_argument("--ensemble", action="store_true", help="also report the x8 ensemble")
-    p.add_argument("--baseline", choices=("run", "cached"), default="run",
+    p.add_argument("--baseline", choices=("run", "cached", "card"), default="run",
                    help="run: score the task's classical baseline where runs/baselines holds no scores for it; "
                         "cached: report it only where scores are cached and leave it out elsewhere (BM3D "
-                        "takes some 15 CPU minutes per level on BSD68) (default: %(default)s)")
+                        "takes some 15 CPU minutes per level on BSD68); card: where none are cached, carry "
+                        "them from the card this one replaces (the same name), which scored the same images "
+                        "with the same seed (default: %(default)s)")
     p.add_argument("--train-seconds", type=float, help="training wall time, where the checkpoint predates its record")
     p.add_argument("--data", help="training data, where the checkpoint predates its record")
     p.add_argument("--fine-tuned-from", default=None,
@@ -84,6 +98,10 @@ def main(argv=None):
         sys.stdout.reconfigure(line_buffering=True)  # a log file shows each test set as it is scored
     if args.steps_before < 0:
         p.error(f"--steps-before {args.steps_before} is negative")
+    replaced = zoo.cards().get(args.name)
+    if args.baseline == "card" and replaced is None:
+        p.error(f"--baseline card: no shipped model is named {args.name!r}, so there is no card to carry "
+                "the baseline's scores from")
 
     header, _ = load_arrays(args.checkpoint)
     state = header.get("state", {})
@@ -128,6 +146,8 @@ def main(argv=None):
         names, images = load_test_set(set_name, mode="y" if task.color == "y" else "as read")
         label = tasks.level_label(level)
         cached = baselines.cached_scores(task.name, label, set_name, args.seed, len(names))
+        if cached is None and args.baseline == "card":
+            cached = carried_baseline(replaced, set_name, level, len(names), args.seed)
         result = evaluate(task, level, names, images, net=net, ensemble=False,
                           baseline=cached is None and args.baseline == "run",
                           seed=args.seed, log=print)
@@ -146,7 +166,7 @@ def main(argv=None):
     print(card["storage"])
     for set_name, level, names, images, cached, result, rounded in runs:
         avg, given = (rounded if float16 else result)["average"], result["average"]   # the inputs, baselines: given
-        entry = {"set": set_name, **({"level": level} if blind else {}), "images": len(names),
+        entry = {"set": set_name, **({"level": level} if blind else {}), "images": len(names), "seed": args.seed,
                  "psnr": round(avg["RED-Net"]["psnr"], 2),
                  "ssim": round(avg["RED-Net"]["ssim"], 4), "input_psnr": round(given[result["methods"][0]]["psnr"], 2),
                  "input_ssim": round(given[result["methods"][0]]["ssim"], 4)}
