@@ -188,10 +188,10 @@ def measure(framework, config, mode, args, yardstick=None, **extra):
     times = result["times"]
     PEAK_RSS[(framework, config, mode)] = result["peak_rss_mib"]
     PEAK_GPU[(framework, config, mode)] = result["peak_gpu_mib"]
+    median = sorted(times)[len(times) // 2]
     RESULTS.append(dict(framework=framework, yardstick=yardstick, config=config, mode=mode, **extra, times=times,
-                        median=sorted(times)[len(times) // 2], peak_rss_mib=result["peak_rss_mib"],
-                        peak_gpu_mib=result["peak_gpu_mib"]))
-    return sorted(times)[len(times) // 2]
+                        median=median, peak_rss_mib=result["peak_rss_mib"], peak_gpu_mib=result["peak_gpu_mib"]))
+    return median
 
 
 PEAK_RSS = {}     # (framework, config, mode) -> peak resident memory of its subprocess, MiB
