@@ -34,6 +34,7 @@ CONFIGS = {
     "red10": dict(depth=10, filters=64, padding="valid", skip_step=0),
     "red30": dict(depth=30, filters=64, padding="valid", skip_step=2),
     "red30-release": dict(depth=30, filters=128, padding="same", skip_step=2),
+    "red20": dict(depth=20, filters=64, padding="same", skip_step=2),     # the shape of every shipped model
 }
 
 
@@ -213,6 +214,8 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--no-inference", action="store_true", help="skip the inference timings")
     p.add_argument("--infer-sizes", default="321x481", help="inference image sizes HxW, comma-separated")
+    p.add_argument("--infer-configs", default="red30-release,red20",
+                   help="networks timed in inference (red20: the shape of the shipped models), comma-separated")
     p.add_argument("--tile", type=int, default=512,
                    help="inference of larger images in overlapping tiles of this size, both frameworks (0: whole)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
@@ -250,8 +253,8 @@ def main():
                 gpu = PEAK_GPU[(name, config, "train")]
                 print(f"{config:15s} {name:10s} {t:8.3f} {args.batch / t:10.2f} {gflop / t:8.1f} {t_torch / t:8.2f}x "
                       f"{PEAK_RSS[(name, config, 'train')]:6.0f} MiB" + (f"  GPU {gpu:7.0f} MiB" if gpu else ""))
-    for size in ([] if args.no_inference else args.infer_sizes.split(",")):
-        cfg = "red30-release"
+    inference = [] if args.no_inference else args.infer_sizes.split(",")
+    for cfg, size in ((cfg, size) for cfg in args.infer_configs.split(",") for size in inference):
         height, width = (int(v) for v in size.split("x"))
         gflop = conv_gflop(CONFIGS[cfg], height, width)
         print(f"\ninference of {cfg} on one {height}x{width} image")

@@ -129,7 +129,8 @@ def test_a_benchmark_record_becomes_the_speed_table(tmp_path):
     record_path = tmp_path / "cpu.json"
     done = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "train_step.py"), "--configs", "red10",
                            "--backends", "cpu", "--batch", "2", "--size", "24", "--repeats", "3", "--warmup", "0",
-                           "--threads", "1", "--infer-sizes", "30x34", "--json", str(record_path)],
+                           "--threads", "1", "--infer-sizes", "30x34", "--infer-configs", "red20", "--json",
+                           str(record_path)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.load(open(record_path))
@@ -138,6 +139,7 @@ def test_a_benchmark_record_becomes_the_speed_table(tmp_path):
     rows = make_docs.speed_rows(record)
     assert [(row.measured, row.yardstick, row.backend) for row in rows] == [
         ("training step, batch 2 of 24x24", "torch", "cpu"), ("inference, one 30x34 image", "torch", "cpu")]
+    assert [row.network for row in rows] == ["RED10, 64 filters, valid", "RED20, 64 filters, same"]
     for row, mode in zip(rows, ("train", "infer")):
         assert (row.yardstick_s, row.seconds) == (medians["torch", mode], medians["cpu", mode])
         assert row.ratio == pytest.approx(medians["torch", mode] / medians["cpu", mode])
