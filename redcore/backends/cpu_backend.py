@@ -83,8 +83,9 @@ class Im2colBackend(Backend):
 
     # ---- convolution primitives --------------------------------------------------------------------
     winograd = False      # backends whose kernel set has Winograd transforms may switch it on
-    # Winograd pays where the GEMM dominates (bench/README.md, "Where the cpu backend's choices come from").
-    winograd_min_channels = 96
+    # Winograd pays where the GEMM dominates, from 64 input channels on one core or on the kernels' threads
+    # (bench/README.md, "Where the cpu backend's choices come from").
+    winograd_min_channels = 64
     winograd_tile = 2     # 2: F(2x2, 3x3); 4: F(4x4, 3x3), where the kernel set has it
     # Outputs of the channels-last Winograd kernels with at least this many channels are returned as
     # (N, C, H, W) views of (N, H, W, C) memory, so the next layer's transforms read whole channel vectors
@@ -323,7 +324,7 @@ class CpuBackend(Im2colBackend):
     """Numba kernels (kernels/cpu) and the BLAS GEMM that NumPy links.
 
     conv: "auto" runs 3x3 stride-1 convolutions by Winograd where they pay (at least `winograd_min_channels`
-    input channels, 96, or 64 single-threaded; bench/README.md has the measurements), the others by im2col;
+    input channels, 64; bench/README.md has the measurements), the others by im2col;
     "im2col" never uses Winograd; "winograd" uses it on every 3x3 stride-1 layer, however narrow (tests).
     winograd_tile: 4 gives F(4x4, 3x3) for the forward and input gradient and F(3x3, 4x4) for the weight
     gradient, 2 gives F(2x2, 3x3).  get_backend names the variants: "cpu", "cpu-im2col", "cpu-winograd2",
@@ -343,7 +344,6 @@ class CpuBackend(Im2colBackend):
         self.single_threaded, self.conv = single_threaded, conv
         if single_threaded:
             # a smaller column/transform buffer keeps each thread's tiles in its share of the cache
-            self.winograd_min_channels = 64
             self.cols_budget = 2 * 2**20
         self.winograd = conv != "im2col"
         if conv == "winograd":
