@@ -21,6 +21,7 @@ allocations) and reports the median of --repeats timed steps.  The printed ratio
 throughput.  Effective GFLOP/s counts 2 C_in C_out k^2 H_o W_o per conv layer and sample, x3 for training.
 """
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -200,9 +201,18 @@ PEAK_GPU = {}     # likewise, peak GPU memory (None on the CPU)
 RESULTS = []      # every measurement, for --json
 
 
+def config_names(text):
+    """A comma-separated list of CONFIGS names (argparse type), refused whole if one is unknown."""
+    names = text.split(",")
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown network {', '.join(unknown)}; the networks are {', '.join(CONFIGS)}")
+    return names
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--configs", default="red10,red30,red30-release")
+    p.add_argument("--configs", type=config_names, default="red10,red30,red30-release")
     p.add_argument("--backends", default="cpu,cpu-prange",
                    help="redcore backends to time: cpu (the plain loop; REDNet splits the batch over the threads), "
                         "cpu-batchthreads (the split through BatchThreads), cpu-prange (whole batch, kernel "
@@ -214,7 +224,7 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--no-inference", action="store_true", help="skip the inference timings")
     p.add_argument("--infer-sizes", default="321x481", help="inference image sizes HxW, comma-separated")
-    p.add_argument("--infer-configs", default="red30-release,red20",
+    p.add_argument("--infer-configs", type=config_names, default="red30-release,red20",
                    help="networks timed in inference (red20: the shape of the shipped models), comma-separated")
     p.add_argument("--tile", type=int, default=512,
                    help="inference of larger images in overlapping tiles of this size, both frameworks (0: whole)")
@@ -244,7 +254,7 @@ def main():
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     print(f"{'config':15s} {'framework':10s} {'s/step':>8s} {'patches/s':>10s} {'GFLOP/s':>8s} {'vs torch':>9s} "
           f"{'peak RSS':>9s}")
-    for config in args.configs.split(","):
+    for config in args.configs:
         gflop = 3 * conv_gflop(CONFIGS[config], args.size, args.size) * args.batch
         for yardstick, backends in groups:
             t_torch = measure(yardstick, config, "train", args)
@@ -254,7 +264,7 @@ def main():
                 print(f"{config:15s} {name:10s} {t:8.3f} {args.batch / t:10.2f} {gflop / t:8.1f} {t_torch / t:8.2f}x "
                       f"{PEAK_RSS[(name, config, 'train')]:6.0f} MiB" + (f"  GPU {gpu:7.0f} MiB" if gpu else ""))
     inference = [] if args.no_inference else args.infer_sizes.split(",")
-    for cfg, size in ((cfg, size) for cfg in args.infer_configs.split(",") for size in inference):
+    for cfg, size in itertools.product(args.infer_configs, inference):
         height, width = (int(v) for v in size.split("x"))
         gflop = conv_gflop(CONFIGS[cfg], height, width)
         print(f"\ninference of {cfg} on one {height}x{width} image")
