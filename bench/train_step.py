@@ -109,7 +109,7 @@ def worker(args):
 
         class TorchAsRedcore:
             """The PyTorch net behind the interface redcore.inference.run_tiled calls (same tiles, same blend)."""
-            backend = type("host", (), {"to_numpy": staticmethod(lambda a: a)})
+            backend = type("host", (), {"name": "torch", "to_numpy": staticmethod(lambda a: a)})
 
             def forward(self, x, keep=False):
                 with torch.no_grad():
