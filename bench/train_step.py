@@ -67,12 +67,12 @@ def worker(args):
         x = rng.random((1, 1, args.height, args.width), dtype=np.float32)
     # Images larger than --tile run in overlapping tiles (redcore.inference.run_tiled) for both frameworks.
     tiled = args.mode == "infer" and args.tile and max(args.height, args.width) > args.tile
-    if tiled:
+    if args.mode == "infer":
         sys.path.insert(0, ROOT)
         from redcore.inference import run_tiled
 
         def tiled_run(model, image):
-            return run_tiled(model, image, tile=args.tile)
+            return run_tiled(model, image, tile=args.tile if tiled else None)
     if args.framework.startswith("torch"):
         # "torch": eager defaults (TF32 cuDNN convolutions); "torch-amp": channels_last + autocast to bfloat16,
         # PyTorch's fast mixed-precision recipe, the yardstick of redcore's bf16 precision
@@ -145,8 +145,8 @@ def worker(args):
                 runner.loss_and_backward(x, target)
                 opt.step(net.grads)
                 return
-            if tiled:
-                tiled_run(net, x[0])
+            if tiled or (args.mode == "infer" and be.name == "cpu"):
+                tiled_run(net, x[0])      # restore's path: tiles; on the cpu one image as bands over the threads
                 return
             y = net.forward(x, keep=args.mode == "train")
             if args.mode == "train":

@@ -7,6 +7,10 @@ seam shows.  The outer quarter of each overlap is dropped, so a net that sees at
 each output pixel (its receptive radius) gives exactly its full-frame result; a deeper one (RED30 sees 30
 pixels) differs from it only near the seams, by what its zero padding there changes.
 
+On a cpu net that cuts batches over threads, each image or tile runs as a batch of overlapping bands, one per
+thread (single-threaded kernels on each core beat every kernel threaded over one image); a band reaches the
+net's receptive radius beyond its cut, so the bands give exactly the whole frame's output.
+
 The x8 ensemble (paper §3.5) runs the net on the 8 flips/rotations of the image, undoes each transform on the
 output and averages.
 """
@@ -20,15 +24,65 @@ from .symmetries import dihedral, inverse_dihedral
 _captured = weakref.WeakKeyDictionary()     # net -> its CapturedForward (plans by input shape: tiles share one)
 
 
+BAND_WASTE = 0.2     # bands run where their context adds at most this share of pixels (bench/README.md)
+
+
 def _forward_chw(net, x):
     """The net on one (C, H, W) image, holding only the feature maps that feed its skips; on the cuda
-    backend's tensor-core path as a captured plan per image or tile shape (redcore/capture.py)."""
-    x = np.ascontiguousarray(x[None])
+    backend's tensor-core path as a captured plan per image or tile shape (redcore/capture.py); on a cpu
+    backend that cuts batches over threads, as overlapping bands, one per thread (_band_plan)."""
+    plan = _band_plan(net, x.shape[1:])
+    if plan is None:
+        return _forward_batch(net, x[None])[0]
+    axis, length, bands = plan
+
+    def part(a, b):                       # index of rows (axis 0) or columns (axis 1) a:b of a (C, H, W) array
+        return (slice(None),) * (1 + axis) + (slice(a, b),)
+    y = _forward_batch(net, np.stack([x[part(start, start + length)] for start, _, _ in bands]))
+    out = np.empty(x.shape, y.dtype)
+    for piece, (start, lo, hi) in zip(y, bands):
+        out[part(lo, hi)] = piece[part(lo - start, hi - start)]
+    return out
+
+
+def _forward_batch(net, x):
+    """The net on a batch (N, C, H, W) of equal images, returned as a NumPy array."""
+    x = np.ascontiguousarray(x)
     if why_not_captured(net) is None:
         if net not in _captured:
             _captured[net] = CapturedForward(net)
-        return _captured[net](x)[0]
-    return net.backend.to_numpy(net.forward(x, keep=False))[0]
+        return _captured[net](x)
+    return net.backend.to_numpy(net.forward(x, keep=False))
+
+
+def _bands(size, parts, radius):
+    """Cut an axis of `size` pixels into `parts` bands [lo, hi), each computed in a window of one common
+    length that reaches `radius` pixels beyond the band on both sides, or to the image's edge where that is
+    nearer.  An output pixel depends only on the input within `radius` of it, and where the window stops at
+    the image's edge the padding is the whole frame's, so each band's pixels are exactly the whole frame's.
+    Returns the window length and [(window start, lo, hi)] (a window runs from its start for that length)."""
+    cuts = np.linspace(0, size, parts + 1).round().astype(int)
+    reach = [(max(0, lo - radius), min(size, hi + radius)) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    length = int(max(b - a for a, b in reach))
+    starts = [min(a, size - length) for a, _ in reach]     # a window that would run past the end ends there
+    return length, [(int(start), int(lo), int(hi)) for start, lo, hi in zip(starts, cuts[:-1], cuts[1:])]
+
+
+def _band_plan(net, shape):
+    """(axis, window length, bands) that run one image of `shape` (H, W) as a batch of bands across the
+    longer axis, one per thread of the net's batch split, so that each core runs single-threaded kernels on
+    its band (faster than every kernel threaded over one image: bench/README.md); None where the image runs
+    whole: a backend or net without the split, down-sampling (no fixed receptive radius), or an image so small
+    that the bands' context would add more than BAND_WASTE of its pixels."""
+    radius = getattr(net, "receptive_radius", None)
+    parts = net.batch_threads() if radius is not None else 1
+    if parts < 2:
+        return None
+    axis = 0 if shape[0] >= shape[1] else 1
+    length, bands = _bands(shape[axis], parts, radius)
+    if parts * length > (1 + BAND_WASTE) * shape[axis]:
+        return None
+    return axis, length, bands
 
 
 def _blend_weights(start, length, size, overlap):

@@ -216,6 +216,18 @@ class REDNet:
             self._batch_split = BatchSplit(self, threads)
         return self._batch_split
 
+    def batch_threads(self):
+        """How many threads a batch of several images is cut over (1: it runs whole, on the kernels' threads)."""
+        split = self._split_for(2)
+        return 1 if split is None else split.threads
+
+    @property
+    def receptive_radius(self):
+        """How many pixels either side of an output pixel its value depends on: k//2 per conv and per deconv, so
+        depth * (k//2) (RED20 with 3x3 kernels: 20).  None with down-sampling, where it also depends on where
+        the pixel falls on the stride-2 grid."""
+        return None if any(s != 1 for s in self.stride.values()) else 2 * self.n * (self.k // 2)
+
     @property
     def num_params(self):
         return int(self.params.flat.size)

@@ -10,6 +10,7 @@ import redcore
 from redcore import baselines
 from redcore import data
 from redcore import evaluate
+from redcore import inference
 from redcore import metrics
 from redcore import tasks
 from redcore.inference import count_tiles, restore_array
@@ -50,6 +51,50 @@ def test_tiles_are_exact_for_a_receptive_radius_within_a_quarter_overlap():
     full = restore_array(net, image)
     np.testing.assert_allclose(restore_array(net, image, tile=40, overlap=16), full, atol=1e-6)
     assert np.abs(restore_array(net, image, tile=40, overlap=8) - full).max() > 1e-4
+
+
+@pytest.mark.parametrize("size,parts,radius", [(321, 2, 20), (512, 2, 20), (100, 3, 5), (50, 4, 20), (7, 2, 9)])
+def test_bands_cover_the_axis_with_their_receptive_context(size, parts, radius):
+    """The bands cut the axis into `parts` pieces; each is computed in a window of the common length that
+    holds every input pixel within `radius` of it (all of them its output depends on) inside the image."""
+    length, bands = inference._bands(size, parts, radius)
+    assert [lo for _, lo, _ in bands[1:]] == [hi for _, _, hi in bands[:-1]] and bands[0][1] == 0
+    assert bands[-1][2] == size and len(bands) == parts
+    for start, lo, hi in bands:
+        assert 0 <= start and start + length <= size
+        assert start <= max(0, lo - radius) and start + length >= min(size, hi + radius)
+
+
+def test_one_image_runs_as_bands_with_the_whole_frame_result(monkeypatch):
+    """On a cpu net that splits batches over 2 threads, one image runs as 2 overlapping bands, one per thread,
+    and gives the whole frame's output: float64, so the only differences are rounding (the windows' Winograd
+    tiles fall elsewhere; sums of 72 terms over 6 layers round far below 1e-12).  A band reaching one pixel
+    short of the receptive radius (6 layers of 3x3) is wrong at its edge by far more."""
+    whole, split = (redcore.REDNet(depth=6, filters=8, skip_step=1, dtype="float64", seed=5, threads=t)
+                    for t in (1, 2))
+    assert (split.batch_threads(), whole.batch_threads(), split.receptive_radius) == (2, 1, 6)
+    tall = data.builtin_images(count=1, size=80)[0][:70, :50].astype(np.float64)
+    for image, axis in ((tall, 0), (tall.T, 1)):
+        plan = inference._band_plan(split, image.shape)
+        assert plan is not None and plan[0] == axis and inference._band_plan(whole, image.shape) is None
+        reference = whole.forward(image[None, None], keep=False)[0, 0]
+        np.testing.assert_allclose(inference._forward_chw(split, image[None])[0], reference, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(restore_array(split, image), restore_array(whole, image), rtol=0, atol=1e-12)
+    bands = inference._bands
+    monkeypatch.setattr(inference, "_bands", lambda size, parts, radius: bands(size, parts, radius - 1))
+    reference = whole.forward(tall[None, None], keep=False)[0, 0]
+    assert np.abs(inference._forward_chw(split, tall[None])[0] - reference).max() > 1e-6
+
+
+def test_small_images_and_downsampling_nets_run_whole():
+    """Bands only where their context adds at most BAND_WASTE of the pixels, and only with a fixed radius."""
+    net = redcore.REDNet(depth=6, filters=8, dtype="float64", threads=2)
+    size = 12 / inference.BAND_WASTE              # 2 bands of size/2 + 6 rows (an even size): 12 extra rows
+    assert inference._band_plan(net, (int(size) + 2, 40)) is not None
+    assert inference._band_plan(net, (int(size) - 2, 40)) is None
+    strided = redcore.REDNet(depth=6, filters=8, downsample=(2,), threads=2)
+    assert strided.receptive_radius is None and inference._band_plan(strided, (400, 400)) is None
+    assert inference._band_plan(small_net(), (400, 400)) is None          # numpy backend: no batch split
 
 
 # The eight symmetries of a rectangle's pixel grid and their inverses, written with NumPy's flips and
