@@ -19,6 +19,8 @@ measurement runs in a fresh subprocess (so neither framework's thread pools or a
 other's), alternating redcore and PyTorch per configuration within one run; every subprocess warms up (JIT,
 allocations) and reports the median of --repeats timed steps.  The printed ratio is redcore / PyTorch
 throughput.  Effective GFLOP/s counts 2 C_in C_out k^2 H_o W_o per conv layer and sample, x3 for training.
+Inference of one image runs PyTorch's net on the whole image (its threads split each layer) and, on the CPU,
+redcore's as `redcore restore` does (redcore.inference.run_tiled: an image as bands over the threads).
 """
 import argparse
 import itertools
