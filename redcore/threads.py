@@ -58,6 +58,18 @@ def single_core_backend(backend):
     return CpuBackend(single_threaded=True, conv=backend.conv, winograd_tile=backend.winograd_tile)
 
 
+_pools = {}      # threads -> the ThreadPoolExecutor every BatchSplit of that width runs on
+
+
+def _pool(threads):
+    """One pool of `threads` worker threads per process, shared by every BatchSplit: a new network (restore
+    loads one per call) then runs on threads whose memory is already warm, not on new ones that first fault
+    in every buffer (bench/README.md).  The slices of one call are independent, so calls may share it."""
+    if threads not in _pools:
+        _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix=f"redcore-batch{threads}")
+    return _pools[threads]
+
+
 class BatchSplit:
     """net's forward and backward of a batch, cut into one slice per thread (see the module docstring).
 
@@ -74,7 +86,7 @@ class BatchSplit:
             raise ValueError(f"threads must be >= 1; got {threads}")
         # each thread's backend: the network's variant (its conv and Winograd tile), single-threaded
         self.replicas = [net.replica(single_core_backend(net.backend)) for _ in range(self.threads)]
-        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="redcore-batch")
+        self.pool = _pool(self.threads)
         self.blas = ThreadpoolController()
         self.bounds = None                       # the slices of the last forward
 
@@ -109,7 +121,7 @@ class BatchSplit:
         return np.concatenate(dxs) if input_grad else None
 
     def close(self):
-        self.pool.shutdown()
+        """Nothing to release: the worker threads are the process's (_pool), kept for the next network."""
 
 
 class BatchThreads:

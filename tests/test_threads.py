@@ -137,3 +137,16 @@ def test_the_single_core_backend_keeps_the_variant_and_drops_the_threads():
     one, threaded = single_core_backend(get_backend("cpu")), get_backend("cpu")
     assert one.winograd_min_channels == threaded.winograd_min_channels == 64
     assert one.cols_budget < threaded.cols_budget
+
+
+def test_networks_share_one_pool_of_worker_threads():
+    """restore loads a network per call: its batch split must run on the process's warm worker threads, and
+    closing one split must leave them to the next network."""
+    first, second = (redcore.REDNet(depth=4, filters=4, dtype="float64", seed=s, threads=2) for s in (0, 1))
+    x, _ = problem(2, np.float64)
+    first.forward(x, keep=False)
+    first._batch_split.close()
+    y = second.forward(x, keep=False)
+    assert second._batch_split.pool is first._batch_split.pool
+    np.testing.assert_allclose(y, np.concatenate([second.replica(second.backend).forward(x[i:i + 1], keep=False)
+                                                  for i in range(2)]), rtol=0, atol=1e-12)
