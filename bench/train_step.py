@@ -73,7 +73,7 @@ def worker(args):
         sys.path.insert(0, ROOT)
         from redcore.inference import run_tiled
 
-        def tiled_run(model, image):
+        def run_image(model, image):
             return run_tiled(model, image, tile=args.tile if tiled else None)
     if args.framework.startswith("torch"):
         # "torch": eager defaults (TF32 cuDNN convolutions); "torch-amp": channels_last + autocast to bfloat16,
@@ -104,7 +104,7 @@ def worker(args):
                 loss.backward()
                 opt.step()
             elif tiled:
-                tiled_run(TorchAsRedcore(), x[0])
+                run_image(TorchAsRedcore(), x[0])
             else:
                 with torch.no_grad(), autocast():
                     net(xt)
@@ -148,7 +148,7 @@ def worker(args):
                 opt.step(net.grads)
                 return
             if tiled or (args.mode == "infer" and be.name == "cpu"):
-                tiled_run(net, x[0])      # restore's path: tiles; on the cpu one image as bands over the threads
+                run_image(net, x[0])      # restore's path: tiles; on the cpu one image as bands over the threads
                 return
             y = net.forward(x, keep=args.mode == "train")
             if args.mode == "train":
