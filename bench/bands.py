@@ -48,9 +48,14 @@ def timed(net, x, bands):
         inference.BAND_WASTE = saved
 
 
+def network(args):
+    """The timed net: --depth layers of --filters, random weights (skips as the paper's RED10 / RED20 / RED30)."""
+    return redcore.REDNet(depth=args.depth, filters=args.filters, skip_step=0 if args.depth == 10 else 2)
+
+
 def worker(args):
     """In the subprocess: median seconds of one way (--worker bands|whole) on one image size, as JSON."""
-    net = redcore.REDNet(depth=args.depth, filters=args.filters, skip_step=0 if args.depth == 10 else 2)
+    net = network(args)
     h, w = args.sizes[0]
     x = np.random.default_rng(0).random((1, h, w), dtype=np.float32)
     bands = args.worker == "bands"
@@ -70,7 +75,7 @@ def main():
     args = p.parse_args()
     if args.worker:
         return worker(args)
-    net = redcore.REDNet(depth=args.depth, filters=args.filters, skip_step=0 if args.depth == 10 else 2)
+    net = network(args)
     parts = net.batch_threads()
     if parts < 2:
         sys.exit(f"this net runs batches whole ({parts} thread): bands need NUMBA_NUM_THREADS >= 2")
