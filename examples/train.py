@@ -238,6 +238,7 @@ def main(argv=None):
     noisy_psnr = float(np.mean([psnr(n, c, shave) for n, c, shave in val_pairs]))
     if len(val_levels) > 1:
         where += " at each of " + ", ".join(tasks.level_label(lv) for lv in val_levels)
+    args.data_described = where + (f", central {args.val_crop}x{args.val_crop} crops" if args.val_crop else "")
 
     state, problem, release = {"step": 0, "history": [], "args": vars(args)}, None, lambda: None
     if lead:
@@ -446,7 +447,9 @@ def train_loop(args, task, level, net, opt, comm, sampler, val_pairs, noisy_psnr
     last_val = next((e["val_psnr"] for e in reversed(state["history"]) if "val_psnr" in e), None)
     summary = {"task": task.name, "level": tasks.level_label(level), "steps": state["step"], "final_loss": loss,
                "noisy_psnr": noisy_psnr, "val_psnr": last_val,
-               "backend": net.backend.name, "ranks": comm.size, "losses": [e["loss"] for e in state["history"]]}
+               "backend": net.backend.name, "ranks": comm.size, "losses": [e["loss"] for e in state["history"]],
+               "data": args.data_described,
+               "validation": [[e["step"], e["val_psnr"]] for e in state["history"] if "val_psnr" in e]}
     atomic_write(os.path.join(args.out, "summary.json"), lambda f: f.write(json.dumps(summary, indent=1).encode()))
     print(f"saved {os.path.join(args.out, 'model.npz')}: validation {last_val:.2f} dB vs corrupted {noisy_psnr:.2f} dB"
           if last_val is not None else f"saved {os.path.join(args.out, 'model.npz')}")

@@ -34,6 +34,8 @@ def test_trains_and_resumes_exactly(tmp_path):
         assert os.path.isfile(os.path.join(straight, name)), name
     summary = json.load(open(os.path.join(straight, "summary.json")))
     assert summary["steps"] == 6 and np.isfinite(summary["final_loss"])
+    assert [step for step, _ in summary["validation"]] == [2, 4, 6]       # every --val-every, and the last
+    assert summary["validation"][-1][1] == summary["val_psnr"]
 
 
 def test_bad_input_gets_one_sentence(tmp_path, capsys):
