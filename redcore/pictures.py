@@ -3,6 +3,7 @@ axes, units and values.  Pillow only (no plotting library at run time).
 
     strip = captioned_strip([noisy, restored, clean], ["corrupted 20.16 dB", "restored 28.43 dB", "clean"])
     image = training_curves(history, input_psnr=20.16)      # a PIL image: loss (log scale) and PSNR (dB)
+    image = compared_curves([("RED20", history20), ("RED30", history30)], input_psnr=20.16)   # one line each
 """
 import math
 
@@ -67,18 +68,20 @@ def _ticks(low, high, count=5):
     return [start + i * step for i in range(int((high - start) / step + 1e-9) + 1)]
 
 
-def _plot(draw, box, xs, ys, ylabel, color, log=False, reference=None, reference_label="", x_range=None):
-    """One panel of training_curves: axes, ticks with values, the curve, and an optional reference line.
-    x_range: the steps the x axis spans (default: those of xs), so that panels over one training line up."""
+def _plot(draw, box, series, ylabel, log=False, reference=None, reference_label="", x_range=None):
+    """One panel of training_curves: axes, ticks with values, the curves, and an optional reference line.
+    series: [(xs, ys, colour)], drawn on one pair of axes.  x_range: the steps the x axis spans (default: those
+    of the series), so that panels over one training line up."""
     left, top, right, bottom = box
     font = _font(11)
-    values = np.log10(np.maximum(ys, 1e-30)) if log else np.asarray(ys, float)
-    lo, hi = float(values.min()), float(values.max())
+    curves = [(np.asarray(xs, float), np.log10(np.maximum(ys, 1e-30)) if log else np.asarray(ys, float), colour)
+              for xs, ys, colour in series]
+    lo, hi = min(float(v.min()) for _, v, _ in curves), max(float(v.max()) for _, v, _ in curves)
     if reference is not None and not log:
         lo, hi = min(lo, reference), max(hi, reference)
     pad = 0.05 * (hi - lo or 1)
     lo, hi = lo - pad, hi + pad
-    x0, x1 = map(float, x_range or (min(xs), max(xs)))
+    x0, x1 = map(float, x_range or (min(x.min() for x, _, _ in curves), max(x.max() for x, _, _ in curves)))
     x1 = x1 if x1 > x0 else x0 + 1
     to_x = lambda v: left + (v - x0) / (x1 - x0) * (right - left)           # noqa: E731
     to_y = lambda v: bottom - (v - lo) / (hi - lo) * (bottom - top)          # noqa: E731
@@ -115,34 +118,67 @@ def _plot(draw, box, xs, ys, ylabel, color, log=False, reference=None, reference
             draw.line([x, y, min(x + 4, right), y], fill=(120, 120, 120))
         below = y + 16 <= bottom                   # the label under its line, or over it at the panel's foot
         draw.text((left + 4, y + 2 if below else y - 15), reference_label, fill=(90, 90, 90), font=font)
-    points = list(zip((to_x(v) for v in xs), (to_y(v) for v in values)))
-    if len(points) > 1:
-        draw.line(points, fill=color, width=2)
-    for x, y in points[-1:]:                       # the last value, marked
-        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
+    for xs, values, colour in curves:
+        points = list(zip((to_x(v) for v in xs), (to_y(v) for v in values)))
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        for x, y in points[-1:]:                   # the last value, marked
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+
+
+LOSS_LABEL = "training loss (MSE, Eq. 4; log scale)"
+PSNR_LABEL = "validation PSNR (dB)"
+# One colour per compared run (compared_curves): distinct in print and for the common colour-vision deficiencies.
+PALETTE = [(0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167), (86, 180, 233), (230, 159, 0), (0, 0, 0)]
+
+
+def _curve_panels(runs, input_psnr, width, loss_label, legend_rows):
+    """The two panels training_curves and compared_curves draw, over one step axis.  runs: [(history,
+    {"loss": colour, "val_psnr": colour}, suffix: a callable giving the panel label's tail from its points)]."""
+    panel_h, margin_left, margin = 220, 70, 34
+    top0 = margin + 16 * legend_rows
+    canvas = Image.new("RGB", (width, top0 + 2 * panel_h + margin + 20), "white")
+    draw = ImageDraw.Draw(canvas)
+    steps = [e["step"] for history, _, _ in runs for e in history]
+    for row, (key, label, log) in enumerate([("loss", loss_label, True), ("val_psnr", PSNR_LABEL, False)]):
+        top = top0 + row * (panel_h + margin)
+        box = (margin_left, top, width - 20, top + panel_h - 20)
+        series, tail = [], ""
+        for history, colours, suffix in runs:
+            points = [(e["step"], e[key]) for e in history if e.get(key) is not None]
+            if points:
+                series.append((*zip(*points), colours[key]))
+                tail += suffix(points)
+        if not series:
+            draw.text((margin_left, top - 16), f"{label}: no values yet", fill="black", font=_font(12))
+            continue
+        ref = input_psnr if key == "val_psnr" else None
+        _plot(draw, box, series, label + tail, log, ref,
+              f"corrupted input {input_psnr:.2f} dB" if ref is not None else "", (min(steps), max(steps)))
+    draw.text((width // 2 - 40, canvas.height - 18), "training step", fill="black", font=_font(12))
+    return canvas, draw
 
 
 def training_curves(history, input_psnr=None, width=720):
     """A PIL image of two plots over the training step: the training loss on a log scale, and the validation
     PSNR in dB with the corrupted input's PSNR as a dashed reference line.  history: [{"step", "loss"[,
     "val_psnr"]}]."""
-    panel_h, margin_left, margin = 220, 70, 34
-    canvas = Image.new("RGB", (width, 2 * panel_h + 2 * margin + 20), "white")
-    draw = ImageDraw.Draw(canvas)
-    steps = [e["step"] for e in history]
-    rows = [("loss", "training loss (MSE, Eq. 4; log scale)", (200, 40, 40), True),
-            ("val_psnr", "validation PSNR (dB)", (40, 90, 200), False)]
-    for row, (key, label, color, log) in enumerate(rows):
-        points = [(e["step"], e[key]) for e in history if e.get(key) is not None]
-        top = margin + row * (panel_h + margin)
-        box = (margin_left, top, width - 20, top + panel_h - 20)
-        if not points:
-            draw.text((margin_left, top - 16), f"{label}: no values yet", fill="black", font=_font(12))
-            continue
-        xs, ys = zip(*points)
-        ref = input_psnr if key == "val_psnr" else None
-        last = f"  last: {ys[-1]:.4g} at step {xs[-1]}"
-        _plot(draw, box, xs, ys, label + last, color, log, ref,
-              f"corrupted input {input_psnr:.2f} dB" if ref is not None else "", (min(steps), max(steps)))
-    draw.text((width // 2 - 40, canvas.height - 18), "training step", fill="black", font=_font(12))
+    last = lambda points: f"  last: {points[-1][1]:.4g} at step {points[-1][0]}"      # noqa: E731
+    canvas, _ = _curve_panels([(history, {"loss": (200, 40, 40), "val_psnr": (40, 90, 200)}, last)],
+                              input_psnr, width, LOSS_LABEL, legend_rows=0)
+    return canvas
+
+
+def compared_curves(runs, input_psnr=None, width=720, loss_label=LOSS_LABEL):
+    """training_curves for several trainings on one pair of plots, each run a line of its own colour (PALETTE,
+    in order) named in a legend above the plots.  runs: [(name, history)]."""
+    if len(runs) > len(PALETTE):
+        raise ValueError(f"compared_curves draws at most {len(PALETTE)} runs; got {len(runs)}")
+    rows = (len(runs) + 1) // 2
+    canvas, draw = _curve_panels([(history, {"loss": c, "val_psnr": c}, lambda points: "")
+                                  for (_, history), c in zip(runs, PALETTE)], input_psnr, width, loss_label, rows)
+    for i, ((name, _), colour) in enumerate(zip(runs, PALETTE)):     # the legend: two names a row
+        x, y = 70 + (i % 2) * (width - 90) // 2, 6 + 16 * (i // 2)
+        draw.line([x, y + 7, x + 24, y + 7], fill=colour, width=3)
+        draw.text((x + 30, y), name, fill="black", font=_font(12))
     return canvas

@@ -1,5 +1,6 @@
 """redcore.pictures: captioned image strips and training curves that a person can read."""
 import numpy as np
+import pytest
 
 from redcore.pictures import CAPTION, GAP, captioned_strip, training_curves
 
@@ -47,3 +48,18 @@ def test_both_curves_share_the_step_axis():
     width = red_cols.max() - red_cols.min()
     assert abs((blue_cols.min() - red_cols.min()) - width * 9 / 99) <= 3          # 3 px: line width and dot
     assert abs(blue_cols.max() - red_cols.max()) <= 3
+
+
+def test_compared_curves_draw_each_run_in_its_colour_with_a_legend():
+    from redcore.pictures import PALETTE, compared_curves
+    runs = [(f"run {i}", [{"step": s, "loss": (i + 1) * 10.0 / s, "val_psnr": 20 + i + s / 50} for s in range(1, 51)])
+            for i in range(3)]
+    a = np.asarray(compared_curves(runs, input_psnr=19.0))
+    for colour in PALETTE[:3]:
+        rows = np.flatnonzero((a == colour).all(axis=2).any(axis=1))
+        legend, plots = rows[rows < 40], rows[rows >= 40]
+        assert len(legend) and len(plots)
+        assert plots.max() - plots.min() > a.shape[0] / 3        # a line in the loss plot and one in the PSNR plot
+    assert not (a == PALETTE[3]).all(axis=2).any()                # no fourth run drawn
+    with pytest.raises(ValueError, match="at most"):
+        compared_curves([("x", runs[0][1])] * (len(PALETTE) + 1))
