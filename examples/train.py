@@ -45,7 +45,7 @@ from redcore.metrics import psnr  # noqa: E402
 from redcore.pictures import captioned_strip  # noqa: E402
 from redcore.capture import why_not_captured  # noqa: E402
 from redcore.training import CapturedStep, train_step  # noqa: E402
-from redcore.model import PRESETS  # noqa: E402
+from redcore.model import INITS, PRESETS  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -115,6 +115,11 @@ def build_parser():
     p.add_argument("--init", default=None,
                    help="start from these weights instead of random ones (fine-tuning): a shipped model's name or a "
                         ".npz saved by REDNet.save or train.py, of the same network (depth, filters, ...)")
+    p.add_argument("--start", choices=INITS[::-1], default="identity",
+                   help="the random weights a run without --init or --resume starts from: identity: He's, with the "
+                        "last layer's zero, so the net starts as output = input and trains faster, with skips or "
+                        "without: docs/skip-connections.md); he: every layer He's, as "
+                        "redcore before 2026-12-07 (default: %(default)s)")
     p.add_argument("--seed", type=count, default=0,
                    help="seed of the initialisation, patches and noise (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, log lines only")
@@ -136,8 +141,8 @@ def build_parser():
 def init_weights(net, source):
     """Copy the weights of a trained network of the same configuration into net (fine-tuning from it)."""
     src = redcore.load(source)
-    differ = ", ".join(f"{k} {src.config.get(k)} (this run: {net.config[k]})"
-                       for k in net.config if k != "seed" and src.config.get(k) != net.config[k])
+    differ = ", ".join(f"{k} {theirs} (this run: {ours})"
+                       for k, (theirs, ours) in net.config_differences(src.config).items())
     if differ:
         raise ValueError(f"--init {source} is another network: {differ}")
     net.load_state_dict(src.state_dict())
@@ -221,7 +226,8 @@ def main(argv=None):
         preset_skip = PRESETS.get(f"red{args.depth}", {}).get("skip_step", 2)
         net = redcore.REDNet(depth=args.depth, filters=args.filters, kernel_size=args.kernel_size,
                              skip_step=preset_skip if args.skip_step is None else args.skip_step,
-                             padding=args.padding, backend=backend, seed=args.seed, threads=args.threads)
+                             padding=args.padding, backend=backend, seed=args.seed, threads=args.threads,
+                             init=args.start)
         if args.init and not args.resume:
             init_weights(net, args.init)
         train, val, where = load_images(args, task)

@@ -113,9 +113,8 @@ def load_checkpoint(path, net, optimizer):
         raise ValueError(f"{path} is not a training checkpoint")
     if not isinstance(header.get("config"), dict) or not isinstance(header.get("state"), dict):
         raise ValueError(f"{path} is an incomplete checkpoint: its header lacks the network config or the state")
-    # The architecture must match; the initialisation seed need not (the weights are replaced).
-    diff = {k: (header["config"].get(k), v) for k, v in net.config.items()
-            if k != "seed" and header["config"].get(k) != v}
+    # The architecture must match; how its first weights were drawn need not (the weights are replaced).
+    diff = net.config_differences(header["config"])
     if diff:
         raise ValueError(f"{path} was saved for another network: (checkpoint, now) differ in {diff}")
     weights = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}

@@ -40,7 +40,11 @@ PRESETS = {
 
 # The fields of a network's config (REDNet.config, the header of a weight file) and their JSON types.
 CONFIG_FIELDS = dict(depth=int, filters=int, kernel_size=int, channels=int, skip_step=int, padding=str,
-                     residual=bool, downsample=list, dtype=str, seed=int, relu=bool)
+                     residual=bool, downsample=list, dtype=str, seed=int, relu=bool, init=str)
+# The fields that say how the first weights were drawn, not what the network is: weights of a network that
+# differs only in them load into it (a checkpoint resumed, --init fine-tuning).
+PROVENANCE_FIELDS = ("seed", "init")
+INITS = ("he", "identity")
 # A weight file may declare at most this many parameters (400 MB in float32; the released RED30 has 4.1M):
 # a corrupt or hostile header is refused before anything is allocated.
 MAX_PARAMETERS = 100_000_000
@@ -81,6 +85,8 @@ def check_config(config, source="the config"):
         if not ok:
             raise ValueError(f"{source}: {field} must be {'a list of integers' if kind is list else kind.__name__}; "
                              f"got {value!r:.40}")
+    if "init" in config and config["init"] not in INITS:
+        raise ValueError(f"{source}: init must be one of {', '.join(INITS)}; got {config['init']!r:.40}")
     if "dtype" in config and config["dtype"] not in ("float32", "float64"):
         raise ValueError(f"{source}: dtype must be 'float32' or 'float64'; got {config['dtype']!r:.40}")
     sizes = {**SIZE_DEFAULTS, **{k: config[k] for k in SIZE_DEFAULTS if k in config}}
@@ -130,6 +136,11 @@ class REDNet:
     backend : "numpy" | "cpu" | "cuda"
     dtype : "float32" | "float64"
     seed : int                   He initialisation is drawn from this seed
+    init : "he" | "identity"     he: every weight He's N(0, 2 / fan_in); identity (residual=True only): the
+                                 same, then the last layer's weights zero, so the net starts as output =
+                                 input.  With skips, each sum of two He-scaled maps (Eq. 3) grows the
+                                 variance, the output starts far from the input, and training first undoes
+                                 that (bench/README.md; docs/skip-connections.md)
     relu : bool                  False removes every ReLU: the linear network of the paper's analysis (§4.1-4.2)
     threads : int or None        cpu backend: a batch of N > 1 images is cut into one slice per thread, each
                                  running the whole net on its slice (redcore.threads; what makes training fast
@@ -137,7 +148,8 @@ class REDNet:
     """
 
     def __init__(self, depth=30, filters=128, kernel_size=3, channels=1, skip_step=2, padding="same",
-                 residual=True, downsample=(), backend="cpu", dtype="float32", seed=0, relu=True, threads=None):
+                 residual=True, downsample=(), backend="cpu", dtype="float32", seed=0, relu=True, threads=None,
+                 init="he"):
         if not (isinstance(depth, (int, np.integer)) and depth >= 2 and depth % 2 == 0):
             raise ValueError(f"depth must be an even integer >= 2 (L/2 conv + L/2 deconv layers); got {depth}")
         if padding not in ("same", "valid"):
@@ -147,6 +159,9 @@ class REDNet:
         if filters < 1 or channels < 1 or skip_step < 0:
             raise ValueError(f"filters and channels must be >= 1 and skip_step >= 0; "
                              f"got filters={filters}, channels={channels}, skip_step={skip_step}")
+        if init not in INITS or (init == "identity" and not residual):
+            raise ValueError(f"init must be one of {', '.join(INITS)} ('identity' with residual=True: the input "
+                             f"added to the output); got {init!r} with residual={residual}")
         n = depth // 2
         downsample = tuple(sorted(set(int(i) for i in downsample)))
         if any(not 1 <= i <= n for i in downsample):
@@ -154,7 +169,7 @@ class REDNet:
         self.config = dict(depth=int(depth), filters=int(filters), kernel_size=int(kernel_size),
                            channels=int(channels), skip_step=int(skip_step), padding=padding,
                            residual=bool(residual), downsample=list(downsample), dtype=np.dtype(dtype).name,
-                           seed=int(seed), relu=bool(relu))
+                           seed=int(seed), relu=bool(relu), init=init)
         self.n, self.k, self.relu, self.residual = n, int(kernel_size), bool(relu), bool(residual)
         self.pad = self.k // 2 if padding == "same" else 0
         self.stride = {i: 2 if i in downsample else 1 for i in range(1, n + 1)}   # conv{i}'s stride
@@ -166,13 +181,19 @@ class REDNet:
         shapes = param_shapes(depth, filters, self.k, channels)
         self.params = ParamDict(self.backend, shapes, self.dtype)
         self.grads = ParamDict(self.backend, shapes, self.dtype)
-        self._init_weights(seed)
+        self._init_weights(seed, init)
         self.cache = None
         self.path_grads = None
         if threads is not None and not (isinstance(threads, (int, np.integer)) and threads >= 1):
             raise ValueError(f"threads must be a whole number >= 1 or None; got {threads!r}")
         self.threads = threads
         self._batch_split = None           # made at the first batch that is split
+
+    def config_differences(self, config):
+        """{field: (config's value, this net's)} where a config read from a file describes another network;
+        the fields that only say how the first weights were drawn (PROVENANCE_FIELDS) do not count."""
+        return {k: (config.get(k), v) for k, v in self.config.items()
+                if k not in PROVENANCE_FIELDS and config.get(k) != v}
 
     @classmethod
     def preset(cls, name, **overrides):
@@ -182,8 +203,11 @@ class REDNet:
             raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
         return cls(**{**PRESETS[key], **overrides})
 
-    def _init_weights(self, seed):
-        """He initialisation, N(0, 2 / fan_in) with fan_in = C_in k^2; biases zero."""
+    def _init_weights(self, seed, init="he"):
+        """He initialisation, N(0, 2 / fan_in) with fan_in = C_in k^2; biases zero.  init="identity" then zeroes
+        the last layer's weights: deconv{n} outputs 0 and the residual's sum outputs the input.  Every other
+        layer's gradient is zero at that first step (it flows through deconv{n}'s weights); Adam's first step
+        moves those weights off zero, and from the second step every layer learns."""
         rng = np.random.default_rng(seed)
         for name, shape in self.params.shapes.items():
             if name.endswith(".weight"):
@@ -191,6 +215,8 @@ class REDNet:
                 fan_in = (shape[0] if name.startswith("deconv") else shape[1]) * self.k * self.k
                 value = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
                 self.params[name][...] = self.backend.asarray(value, self.dtype)
+        if init == "identity":
+            self.params[f"deconv{self.n}.weight"][...] = 0
 
     def replica(self, backend):
         """A network that shares this one's parameters (the same arrays: an update of one is an update of the

@@ -78,9 +78,10 @@ def test_training_script_refuses_a_batch_that_does_not_split(tmp_path):
 
 def test_a_blown_up_update_ends_every_rank_without_writing_it(tmp_path):
     """Rank 0 finds the NaN/Inf weights before its checkpoint; the other ranks must not wait for it in the
-    next all-reduce (here until --comm-timeout), so the job ends at once with rank 0's sentence."""
-    done = run_script(2, tmp_path / "run", "--steps", "6", "--lr", "1e30", "--ckpt-every", "1", "--comm-timeout", "60",
-                      timeout=50)
+    next all-reduce (here until --comm-timeout), so the job ends at once with rank 0's sentence.  (From He
+    weights, whose first update moves every layer by 1e30; from the identity start only the last layer moves.)"""
+    done = run_script(2, tmp_path / "run", "--steps", "6", "--lr", "1e30", "--start", "he", "--ckpt-every", "1",
+                      "--comm-timeout", "60", timeout=50)
     assert done.returncode != 0
     assert "NaN/Inf weights or outputs" in done.stderr and "no checkpoint was written" in done.stderr
     assert not (tmp_path / "run" / "checkpoint.npz").exists()

@@ -114,6 +114,30 @@ def test_seed_makes_a_net_reproducible():
     assert not np.array_equal(a.params["conv1.weight"], c.params["conv1.weight"])
 
 
+def test_the_identity_start_is_he_with_the_last_layer_zero(tmp_path):
+    """init="identity": the same He draw from the seed, then deconv{n}'s weights zero, so the output is the
+    input exactly (biases start at zero) however large the skip sums inside; the first backward reaches no
+    other layer (deconv{n}'s zero weights pass nothing down), and the setting travels with the weights."""
+    he = REDNet(depth=10, filters=4, skip_step=2, backend="numpy", dtype="float64", seed=3)
+    identity = REDNet(depth=10, filters=4, skip_step=2, backend="numpy", dtype="float64", seed=3, init="identity")
+    for k in he.params:
+        assert np.array_equal(identity.params[k], 0 * he.params[k] if k == "deconv5.weight" else he.params[k]), k
+    x = np.random.default_rng(0).random((2, 1, 12, 12))
+    assert np.array_equal(identity.forward(x), x)
+    identity.backward(np.ones_like(x))
+    moved = {k for k in identity.grads if np.any(identity.grads[k])}
+    assert moved == {"deconv5.weight", "deconv5.bias"}
+    identity.save(tmp_path / "net.npz")
+    assert redcore.load(tmp_path / "net.npz").config["init"] == "identity"
+    # how the first weights were drawn does not make another network: He weights load into it, and resume
+    assert identity.config_differences({**he.config, "seed": 9}) == {}
+    assert identity.config_differences({**he.config, "filters": 8}) == {"filters": (8, 4)}
+    with pytest.raises(ValueError, match="residual=True"):
+        REDNet(depth=4, filters=2, residual=False, init="identity", backend="numpy")
+    with pytest.raises(ValueError, match="init must be one of he, identity"):
+        REDNet(depth=4, filters=2, init="zeros", backend="numpy")
+
+
 @pytest.mark.parametrize("backend,threads", [("numpy", None), ("cpu", 2)])
 def test_gradients_accumulate_over_micro_batches(backend, threads):
     """zero_grad, then forward and backward(accumulate=True) per micro-batch with its share of the whole

@@ -69,7 +69,9 @@ def test_cuda_trains_on_a_device_or_says_what_is_missing_in_one_sentence(tmp_pat
 def test_nan_loss_stops_and_keeps_the_checkpoint(tmp_path, capsys):
     """A step size of 1e30 blows the weights up at the first step: training stops with one sentence naming
     NaN/Inf before that state is written anywhere.  Resumed from a sound checkpoint, the checkpoint stays the
-    sound one, byte for byte; started afresh, no checkpoint is written at all."""
+    sound one, byte for byte; started afresh, no checkpoint is written at all.  (Afresh from He weights:
+    from the identity start, --start's default, the first step moves only the zero last layer, whose 1e30
+    weights still give finite outputs, and the second step is the one that overflows.)"""
     out = str(tmp_path / "run")
     ckpt = os.path.join(out, "checkpoint.npz")
     assert train_denoise.main(TINY + ["--steps", "2", "--out", out]) == 0
@@ -82,7 +84,7 @@ def test_nan_loss_stops_and_keeps_the_checkpoint(tmp_path, capsys):
     with open(ckpt, "rb") as f:
         assert f.read() == sound
     fresh = str(tmp_path / "fresh")
-    assert train_denoise.main(TINY + ["--steps", "5", "--lr", "1e30", "--out", fresh]) == 3
+    assert train_denoise.main(TINY + ["--steps", "5", "--lr", "1e30", "--start", "he", "--out", fresh]) == 3
     assert "no checkpoint was written" in capsys.readouterr().err
     assert not os.path.exists(os.path.join(fresh, "checkpoint.npz"))
 
@@ -100,7 +102,8 @@ def test_general_trainer_runs_every_task(tmp_path, task, level):
     summary = json.load(open(out / "summary.json"))
     assert summary["task"] == task and summary["level"] == ("0-55" if level == "0-55" else level)
     assert len(summary["losses"]) == 2 and np.isfinite(summary["val_psnr"])
-    assert redcore.load(str(out / "model.npz")).config["depth"] == 4
+    config = redcore.load(str(out / "model.npz")).config
+    assert config["depth"] == 4 and config["init"] == "identity"            # --start's default
 
 
 def test_general_trainer_refuses_an_unknown_task_or_level(tmp_path, capsys):
