@@ -6,14 +6,14 @@ and attains a higher-quality local optimum" (the abstract), so that a deeper net
     python bench/skip_training.py --depths 30 --inits he zero-last    # also from an output that starts at the input
 
 Every training is `examples/train.py` (denoising, one network per configuration) in its own process on one
-thread, --jobs at a time.  All use one seed: the same initial weights (the skips add no parameters) and the same
-batches, so the skip connections are the only difference between a pair.  --inits zero-last also trains each network
-from the same He initialisation with its last layer's weights set to zero (examples/train.py --start identity),
+thread, --jobs at a time.  All use one seed: the same initial weights (the skips add no parameters) and the
+same batches, so the skip connections are the only difference between a pair.  --inits zero-last also trains
+each network from the same He weights with its last layer's set to zero (examples/train.py --start identity),
 so that it starts as the identity (output = input, the residual of §3.3 alone) whatever its skips add up to
-inside.  Writes the record
-bench/results/skip-training/DATE-....json (the loss as means over --window steps, the validation PSNR of every
---val-every steps, the seconds) and its plot docs/skip-training-DATE-....png; `python tools/make_docs.py`
-tables the records in docs/skip-connections.md.  bench/skip_paths.py measures the mechanism the paper gives (Eq. 12-13).
+inside.  Writes the record bench/results/skip-training/DATE-....json (the loss as means over --window steps,
+the validation PSNR of every --val-every steps, the seconds) and its plot docs/skip-training-DATE-....png;
+`python tools/make_docs.py` tables the records in docs/skip-connections.md.  bench/skip_paths.py measures the
+mechanism the paper gives (Eq. 12-13); bench/README.md says what the records show.
 """
 import argparse
 import json
