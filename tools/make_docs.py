@@ -192,6 +192,11 @@ def speed_rows(record):
     return rows
 
 
+def newest_first(records):
+    """(file name, record) pairs of a folder of benchmark records, the latest date first, then by name."""
+    return sorted(records.items(), key=lambda item: (item[1]["machine"]["date"], item[0]), reverse=True)
+
+
 def speed_doc(records):
     """docs/speed.md: one table per record of bench/results/, newest first."""
     parts = ["# Speed against PyTorch",
@@ -205,7 +210,7 @@ def speed_doc(records):
              ""]
     if not records:
         parts += ["No record in `bench/results/` yet.", ""]
-    for name, record in sorted(records.items(), key=lambda item: (item[1]["machine"]["date"], item[0]), reverse=True):
+    for name, record in newest_first(records):
         m = record["machine"]
         device = m.get("gpu") or f"{m['cpu']}, {m['threads']} threads"
         versions = ", ".join(f"{k} {m[k]}" for k in ("torch", "numpy", "cupy", "driver", "cuda_runtime") if m.get(k))
@@ -242,7 +247,7 @@ def skip_doc(records):
              ""]
     if not records:
         parts += ["No record in `bench/results/skip-training/` yet.", ""]
-    for name, record in sorted(records.items(), key=lambda item: (item[1]["machine"]["date"], item[0]), reverse=True):
+    for name, record in newest_first(records):
         m, s = record["machine"], record["setup"]
         depths = " and ".join(f"RED{d}" for d in sorted({r["depth"] for r in record["runs"]}))
         parts += [f"## {m['date']}: {depths}, {s['filters']} filters, sigma {s['level']}, {s['steps']} steps of "
