@@ -47,6 +47,7 @@ def train(args, depth, skip_step, init, out):
     command = [sys.executable, os.path.join(ROOT, "examples", "train.py"), "--task", "denoise",
                "--level", str(args.level), "--depth", str(depth), "--filters", str(args.filters),
                "--skip-step", str(skip_step), "--steps", str(args.steps), "--batch", str(args.batch),
+               "--patch", str(args.patch), "--lr", str(args.lr),
                "--val-every", str(args.val_every), "--ckpt-every", str(args.steps), "--seed", str(args.seed),
                "--threads", "1", "--backend", args.backend, "--no-progress", "--out", out, "--overwrite",
                "--start", INITS[init][0]]
@@ -77,7 +78,9 @@ def main():
                    "layer's zero: --start identity) (default: he)")
     p.add_argument("--filters", type=int, default=16, help="feature maps per layer (default: 16)")
     p.add_argument("--steps", type=int, default=1500, help="training steps of each run (default: 1500)")
-    p.add_argument("--batch", type=int, default=16, help="patches of 50x50 per step (default: 16)")
+    p.add_argument("--batch", type=int, default=16, help="patches per step (default: 16)")
+    p.add_argument("--patch", type=int, default=50, help="patch size in pixels (default: 50, as the paper)")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam's step size (default: 1e-4, as the paper)")
     p.add_argument("--level", default="25", help="the noise's sigma (default: 25)")
     p.add_argument("--val-every", type=int, default=100, help="steps between validations (default: 100)")
     p.add_argument("--window", type=int, default=50, help="steps per plotted loss mean (default: 50)")
@@ -113,7 +116,7 @@ def main():
     machine = dict(date=time.strftime("%Y-%m-%d"), cpu=cpu_name(), backend=args.backend,
                    command=" ".join(["python bench/skip_training.py"] + sys.argv[1:]))
     setup = dict(task="denoise", level=args.level, filters=args.filters, steps=args.steps, batch=args.batch,
-                 patch=50, lr=1e-4, seed=args.seed, jobs=args.jobs, window=args.window, val_every=args.val_every,
+                 patch=args.patch, lr=args.lr, seed=args.seed, jobs=args.jobs, window=args.window, val_every=args.val_every,
                  data=finished[configs[0]][0]["data"])
     inits = "" if args.inits == ["he"] else "-" + "-".join(args.inits)
     record = args.record or os.path.join(RECORDS, f"{machine['date']}-red{'-'.join(map(str, args.depths))}-"
