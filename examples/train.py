@@ -77,6 +77,10 @@ def build_parser():
     p.add_argument("--skip-step", type=count, default=None,
                    help="skip from every n-th conv layer, 0: none (default: the paper's preset: none for RED10, "
                         "else 2)")
+    p.add_argument("--skip-kind", default="symmetric", choices=["symmetric", "block"],
+                   help="symmetric: conv{i} to its mirrored deconv, the paper's; block: each run of --skip-step "
+                        "layers gets its input added, ResNet-style, for comparison (docs/skip-connections.md) "
+                        "(default: %(default)s)")
     p.add_argument("--padding", default="same", choices=["same", "valid"],
                    help="same: pad k//2, every map keeps its size (the release); valid: pad 0, the encoder shrinks "
                         "the maps and the decoder grows them back, paper §3.2 (default: %(default)s)")
@@ -227,7 +231,7 @@ def main(argv=None):
         net = redcore.REDNet(depth=args.depth, filters=args.filters, kernel_size=args.kernel_size,
                              skip_step=preset_skip if args.skip_step is None else args.skip_step,
                              padding=args.padding, backend=backend, seed=args.seed, threads=args.threads,
-                             init=args.start)
+                             init=args.start, skip_kind=args.skip_kind)
         if args.init and not args.resume:
             init_weights(net, args.init)
         train, val, where = load_images(args, task)

@@ -11,6 +11,14 @@ The defaults are the authors' released RED30 (their Caffe definition): 15 conv +
                           feed deconv13, deconv11, .., deconv1.
     deconv{n}             no ReLU; with residual=True the input is added (the net learns the corruption, §3.3).
 
+skip_kind="block" wires the same sums the other way, as the local skips of ResNet (He et al. 2016), the kind
+the paper sets its long symmetric ones against: every skip_step layers the output of a run of layers gets that
+run's input added, then ReLU, as in Eq. 3.  With s = skip_step: conv{i} gets conv{i-s}'s output where i - 1 is
+a multiple of s (conv1 alone turns the image into feature maps), and deconv{j} (j < n) gets the output of stage
+j - s where j is a multiple of s, stage 0 being conv{n}'s output.  RED30: conv1 -> conv3, .., conv13 -> conv15,
+conv15 -> deconv2, deconv2 -> deconv4, .., deconv12 -> deconv14.  Each skip spans s layers, where a symmetric
+one spans 2 to 2(n - 1); the parameters are the same.
+
 "The output of conv{i}" is its output after ReLU, as in the Caffe model, whose ReLUs work in place.
 
 Size rule.  padding="same" pads k//2 so every stride-1 map keeps the input's size; padding="valid" pads 0, so
@@ -40,11 +48,14 @@ PRESETS = {
 
 # The fields of a network's config (REDNet.config, the header of a weight file) and their JSON types.
 CONFIG_FIELDS = dict(depth=int, filters=int, kernel_size=int, channels=int, skip_step=int, padding=str,
-                     residual=bool, downsample=list, dtype=str, seed=int, relu=bool, init=str)
+                     residual=bool, downsample=list, dtype=str, seed=int, relu=bool, init=str, skip_kind=str)
+# Fields that weight files written before the field existed leave out, and the value they meant.
+CONFIG_DEFAULTS = dict(skip_kind="symmetric")
 # The fields that say how the first weights were drawn, not what the network is: weights of a network that
 # differs only in them load into it (a checkpoint resumed, --init fine-tuning).
 PROVENANCE_FIELDS = ("seed", "init")
 INITS = ("he", "identity")
+SKIP_KINDS = ("symmetric", "block")
 # A weight file may declare at most this many parameters (400 MB in float32; the released RED30 has 4.1M):
 # a corrupt or hostile header is refused before anything is allocated.
 MAX_PARAMETERS = 100_000_000
@@ -87,6 +98,8 @@ def check_config(config, source="the config"):
                              f"got {value!r:.40}")
     if "init" in config and config["init"] not in INITS:
         raise ValueError(f"{source}: init must be one of {', '.join(INITS)}; got {config['init']!r:.40}")
+    if "skip_kind" in config and config["skip_kind"] not in SKIP_KINDS:
+        raise ValueError(f"{source}: skip_kind must be one of {', '.join(SKIP_KINDS)}; got {config['skip_kind']!r:.40}")
     if "dtype" in config and config["dtype"] not in ("float32", "float64"):
         raise ValueError(f"{source}: dtype must be 'float32' or 'float64'; got {config['dtype']!r:.40}")
     sizes = {**SIZE_DEFAULTS, **{k: config[k] for k in SIZE_DEFAULTS if k in config}}
@@ -130,6 +143,8 @@ class REDNet:
     kernel_size : int            k of every layer (odd for padding="same")
     channels : int               image channels in and out (1 gray, 3 color)
     skip_step : int              conv{i} feeds the mirrored stage when i is a multiple of it; 0 = no skips
+    skip_kind : str              "symmetric" (the paper's, conv to mirrored deconv) or "block" (ResNet-style:
+                                 each run of skip_step layers gets its input added; same sizes only)
     padding : "same" | "valid"   pad k//2 (the release) or 0 (§3.2)
     residual : bool              add the input to the output (§3.3)
     downsample : iterable of int conv layers with stride 2 (§4.5), e.g. (5, 9)
@@ -149,7 +164,7 @@ class REDNet:
 
     def __init__(self, depth=30, filters=128, kernel_size=3, channels=1, skip_step=2, padding="same",
                  residual=True, downsample=(), backend="cpu", dtype="float32", seed=0, relu=True, threads=None,
-                 init="he"):
+                 init="he", skip_kind="symmetric"):
         if not (isinstance(depth, (int, np.integer)) and depth >= 2 and depth % 2 == 0):
             raise ValueError(f"depth must be an even integer >= 2 (L/2 conv + L/2 deconv layers); got {depth}")
         if padding not in ("same", "valid"):
@@ -166,15 +181,25 @@ class REDNet:
         downsample = tuple(sorted(set(int(i) for i in downsample)))
         if any(not 1 <= i <= n for i in downsample):
             raise ValueError(f"downsample names conv layers 1..{n}; got {downsample}")
+        if skip_kind not in SKIP_KINDS:
+            raise ValueError(f"skip_kind must be one of {', '.join(SKIP_KINDS)}; got {skip_kind!r}")
+        if skip_kind == "block" and skip_step > 0 and (padding != "same" or downsample):
+            raise ValueError("block skips add a run of layers' input to its output, so every map must keep its "
+                             f"size: they need padding='same' and no down-sampling; got padding={padding!r}, "
+                             f"downsample={downsample}")
         self.config = dict(depth=int(depth), filters=int(filters), kernel_size=int(kernel_size),
                            channels=int(channels), skip_step=int(skip_step), padding=padding,
                            residual=bool(residual), downsample=list(downsample), dtype=np.dtype(dtype).name,
-                           seed=int(seed), relu=bool(relu), init=init)
+                           seed=int(seed), relu=bool(relu), init=init, skip_kind=skip_kind)
         self.n, self.k, self.relu, self.residual = n, int(kernel_size), bool(relu), bool(residual)
         self.pad = self.k // 2 if padding == "same" else 0
         self.stride = {i: 2 if i in downsample else 1 for i in range(1, n + 1)}   # conv{i}'s stride
-        # Skip rule: deconv{j} (1 <= j < n) receives conv{n-j} when n - j is a multiple of skip_step.
-        self.skips = {j: n - j for j in range(1, n) if skip_step > 0 and (n - j) % skip_step == 0}
+        # Symmetric skip rule: deconv{j} (1 <= j < n) receives conv{n-j} when n - j is a multiple of skip_step.
+        # Block skip rule: conv{i} receives conv{i-s} (conv_blocks), deconv{j} stage j-s's output (stage_blocks).
+        s, symmetric = skip_step, skip_kind == "symmetric"
+        self.skips = {j: n - j for j in range(1, n) if s > 0 and symmetric and (n - j) % s == 0}
+        self.conv_blocks = {i: i - s for i in range(2, n + 1) if s > 0 and not symmetric and (i - 1) % s == 0}
+        self.stage_blocks = {j: j - s for j in range(1, n) if s > 0 and not symmetric and j % s == 0}
         self.backend = get_backend(backend)
         self.dtype = self.backend.check_dtype(dtype)
 
@@ -192,8 +217,8 @@ class REDNet:
     def config_differences(self, config):
         """{field: (config's value, this net's)} where a config read from a file describes another network;
         the fields that only say how the first weights were drawn (PROVENANCE_FIELDS) do not count."""
-        return {k: (config.get(k), v) for k, v in self.config.items()
-                if k not in PROVENANCE_FIELDS and config.get(k) != v}
+        return {k: (config.get(k, CONFIG_DEFAULTS.get(k)), v) for k, v in self.config.items()
+                if k not in PROVENANCE_FIELDS and config.get(k, CONFIG_DEFAULTS.get(k)) != v}
 
     @classmethod
     def preset(cls, name, **overrides):
@@ -288,30 +313,42 @@ class REDNet:
             self.cache = "split" if keep else None
             return split.forward(x, keep)
         conv_in, stage_in = [None] * (self.n + 1), [None] * (self.n + 1)   # inputs of conv{i} / deconv{j}
-        relu_out, skip_out = {}, {}
-        skip_sources = set(self.skips.values())
+        relu_out, skip_out, conv_layer_out = {}, {}, {}
+        conv_sources = set(self.skips.values()) | set(self.conv_blocks.values())
+        stage_sources = set(self.stage_blocks.values())
         h = x
         for i in range(1, self.n + 1):
-            if keep or i - 1 in skip_sources:
+            if keep or i - 1 in conv_sources:
                 conv_in[i] = h
             # conv + bias + ReLU: one call, which a backend may fuse into one pass over the output
             h = conv2d_forward(be, h, p[f"conv{i}.weight"], p[f"conv{i}.bias"], self.stride[i], self.pad,
                                relu=self.relu)
-        conv_out = conv_in[2:] + [h]          # conv_out[i-1] is conv{i}'s output (after ReLU)
+            if i in self.conv_blocks:         # a block skip: conv{i-s}'s output, conv{i-s+1}'s input, is added
+                source = self.conv_blocks[i] + 1
+                if keep:
+                    conv_layer_out[i] = h
+                # Eq. 3's max(0, X1 + X2) of two ReLU outputs is their sum: no pass for the ReLU (its mask is
+                # taken in backward, as for the symmetric sums)
+                h = be.add_(be.copy(h), conv_in[source])
+                if not keep and source - 1 not in self.skips.values():
+                    conv_in[source] = None
+        conv_out = conv_in[2:] + [h]          # conv_out[i-1] is conv{i}'s output (after ReLU and any block sum)
         for j in range(1, self.n + 1):
             i = self.n + 1 - j                # deconv{j} mirrors conv{i}, restoring conv{i}'s input size
-            if keep:
-                stage_in[j] = h
+            if keep or j - 1 in stage_sources:
+                stage_in[j] = h               # stage j-1's output
             op = tuple(output_padding_to_restore(s, self.k, self.stride[i], self.pad) for s in sizes[i - 1])
             deconv = (h, p[f"deconv{j}.weight"], p[f"deconv{j}.bias"], self.stride[i], self.pad, op)
-            if j in self.skips:               # Eq. 3: F(X1 + X2) = max(0, X1 + X2), in the deconv's pass
-                layer_out, h = conv_transpose2d_add_forward(be, *deconv, relu=self.relu,
-                                                            addend=conv_out[self.skips[j] - 1],
+            if j in self.skips or j in self.stage_blocks:   # Eq. 3: F(X1 + X2) = max(0, X1 + X2), in the deconv's pass
+                addend = (conv_out[self.skips[j] - 1] if j in self.skips else stage_in[self.stage_blocks[j] + 1])
+                layer_out, h = conv_transpose2d_add_forward(be, *deconv, relu=self.relu, addend=addend,
                                                             relu_sum=self.relu, keep_layer=keep)
                 if keep:
                     relu_out[j], skip_out[j] = layer_out, h
-                else:
+                elif j in self.skips:
                     conv_out[self.skips[j] - 1] = conv_in[self.skips[j] + 1] = None   # free the skip's source
+                else:
+                    stage_in[self.stage_blocks[j] + 1] = None
             elif j == self.n and self.residual:   # §3.3: the net learns the corruption; output = input + residual
                 _, h = conv_transpose2d_add_forward(be, *deconv, relu=False, addend=x, keep_layer=False)
             else:
@@ -319,7 +356,7 @@ class REDNet:
                 if keep and j < self.n:
                     relu_out[j] = h
         self.cache = dict(x=x, conv_in=conv_in, conv_out=conv_out, stage_in=stage_in, relu_out=relu_out,
-                          skip_out=skip_out, sizes=sizes) if keep else None
+                          skip_out=skip_out, conv_layer_out=conv_layer_out, sizes=sizes) if keep else None
         return h
 
     __call__ = forward
@@ -356,6 +393,7 @@ class REDNet:
         if not accumulate:
             self.zero_grad()
         skip_grad = {}                        # conv{i} -> the gradient its skip carries back (Eq. 12)
+        stage_skip_grad = {}                  # stage j -> the same, for a block skip's source in the decoder
         self.path_grads = {} if record_paths else None
         # Every layer's input but conv1's is a ReLU's output, so its input gradient goes through that ReLU's
         # backward first: each op returns it masked (relu_input, fused into the convolution where the backend
@@ -364,10 +402,20 @@ class REDNet:
         for j in range(self.n, 0, -1):        # the decoder, last layer first; g = dL/d(stage j's output)
             i = self.n + 1 - j
             if j < self.n:
+                summed = j in self.skips or j in self.stage_blocks
+                stage_out = c["skip_out"][j] if summed else c["relu_out"][j]
+                if j in stage_skip_grad:      # a block skip's share: stage j's output feeds stage j+s's sum too
+                    skip = stage_skip_grad.pop(j)
+                    g = be.add_(g, self._relu_backward(skip, stage_out) if masked else skip)
                 if not masked:                # the skip sum's ReLU (Eq. 3) where there is one, else deconv{j}'s
-                    g = self._relu_backward(g, c["skip_out"][j] if j in self.skips else c["relu_out"][j])
-                if j in self.skips:
-                    skip_grad[self.skips[j]] = be.copy(g)              # the skip copy, to both summands
+                    g = self._relu_backward(g, stage_out)
+                if summed:                    # the skip copy, to both summands
+                    if j in self.skips:
+                        skip_grad[self.skips[j]] = be.copy(g)
+                    elif self.stage_blocks[j] > 0:
+                        stage_skip_grad[self.stage_blocks[j]] = be.copy(g)
+                    else:                     # stage 0 is conv{n}'s output
+                        skip_grad[self.n] = be.copy(g)
                     g = self._relu_backward(g, c["relu_out"][j])       # mask of deconv{j}'s ReLU
             g, _, _ = conv_transpose2d_backward(be, g, c["stage_in"][j], p[f"deconv{j}.weight"], self.stride[i],
                                                 self.pad, out=self._grads_of(f"deconv{j}"),
@@ -380,7 +428,10 @@ class REDNet:
                 self._record_paths(i, main=g, skip=skip)
                 g = be.add_(g, skip)          # masked g + masked skip: the mask of the sum
             if not masked:
-                g = self._relu_backward(g, c["conv_out"][i - 1])        # mask of conv{i}'s ReLU
+                g = self._relu_backward(g, c["conv_out"][i - 1])        # mask of conv{i}'s ReLU (or block sum's)
+            if i in self.conv_blocks:         # a block sum: its gradient to both summands
+                skip_grad[self.conv_blocks[i]] = be.copy(g)
+                g = self._relu_backward(g, c["conv_layer_out"][i])      # mask of conv{i}'s own ReLU
             # Eq. 12 for conv{i-1}, in this input gradient's pass: its skip path's gradient is added before the
             # mask they share, (main + skip) * [conv{i-1} output > 0]
             skip = None if record_paths else skip_grad.pop(i - 1, None)
@@ -415,6 +466,7 @@ class REDNet:
             c["skip_out"].pop(stage, None)
         if conv is not None:
             c["conv_out"][conv - 1] = None
+            c["conv_layer_out"].pop(conv, None)
             if conv < self.n:
                 c["conv_in"][conv + 1] = None
 

@@ -112,8 +112,9 @@ def adam_rounding_bound(w_new, lr, t, betas=(0.9, 0.999)):
     return UNIT_ROUNDOFF_32 * (np.abs(w_new) + relative * lr * adam_step_bound(t, betas))
 
 
-@pytest.mark.parametrize("cfg", [dict(), dict(skip_step=0, padding="valid"), dict(downsample=(1, 4))],
-                         ids=["skips-same", "red10-valid", "downsample"])
+@pytest.mark.parametrize("cfg", [dict(), dict(skip_step=0, padding="valid"), dict(downsample=(1, 4)),
+                                 dict(skip_kind="block", skip_step=1)],
+                         ids=["skips-same", "red10-valid", "downsample", "block-skips"])
 def test_network_and_adam_match_reference(fast, cfg):
     """Forward, every gradient and three Adam steps of a 10-layer net: float32 vs numpy float64.
 

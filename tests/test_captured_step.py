@@ -40,11 +40,12 @@ def batch(rng, shape):
     return (clean + 0.1 * rng.standard_normal(shape)).astype(np.float32), clean
 
 
-@pytest.mark.parametrize("padding", ["same", "valid"])
-def test_replays_equal_the_eager_step_bit_for_bit(tensor_cores, padding):
+@pytest.mark.parametrize("config", [dict(padding="same"), dict(padding="valid"), dict(skip_kind="block", skip_step=1)],
+                         ids=["same", "valid", "block-skips"])
+def test_replays_equal_the_eager_step_bit_for_bit(tensor_cores, config):
     """Four steps on new batches, with the step size changed before each (a warm-up) and an inference pass
     between steps: the same losses, parameters and Adam moments as train_step, exactly."""
-    (eager, eager_opt), (net, opt) = twins(tensor_cores, padding=padding)
+    (eager, eager_opt), (net, opt) = twins(tensor_cores, **config)
     step = CapturedStep(net, opt)
     rng = np.random.default_rng(0)
     for i in range(4):

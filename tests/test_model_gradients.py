@@ -21,6 +21,9 @@ VARIANTS = {
     "downsample conv1+conv3, odd size": dict(downsample=(1, 3)),
     "downsample, valid": dict(downsample=(2,), padding="valid"),
     "color, 5x5 kernels": dict(channels=3, kernel_size=5),
+    "block skips": dict(skip_kind="block", skip_step=2),
+    "block skip every layer, color": dict(skip_kind="block", skip_step=1, channels=3),
+    "block skips every 3 layers, no ReLU": dict(skip_kind="block", skip_step=3, relu=False),
 }
 
 
@@ -87,7 +90,45 @@ def test_skip_rule_of_red30():
     assert REDNet.preset("red20", filters=2, backend="numpy").skips == {10 - i: i for i in (2, 4, 6, 8)}
 
 
+def test_block_skip_rule_of_red30():
+    """skip_kind="block": each run of 2 layers gets its input added, ResNet-style, 14 sums where the
+    symmetric RED30 has 7: conv1 -> conv3, .., conv13 -> conv15; conv15 (stage 0) -> deconv2, deconv2 ->
+    deconv4, .., deconv12 -> deconv14; the parameters are the symmetric net's."""
+    net = REDNet(filters=2, backend="numpy", skip_kind="block")
+    assert net.skips == {}
+    assert net.conv_blocks == {i: i - 2 for i in range(3, 16, 2)}
+    assert net.stage_blocks == {j: j - 2 for j in range(2, 15, 2)}
+    assert net.num_params == REDNet(filters=2, backend="numpy").num_params
+    # weight files from before skip_kind existed describe symmetric nets
+    older = {k: v for k, v in REDNet(filters=2, backend="numpy").config.items() if k != "skip_kind"}
+    assert net.config_differences(older) == {"skip_kind": ("symmetric", "block")}
+    assert REDNet(filters=2, backend="numpy").config_differences(older) == {}
+    none = REDNet(depth=10, filters=2, backend="numpy", skip_kind="block", skip_step=0)
+    assert none.conv_blocks == none.stage_blocks == none.skips == {}
+
+
+def test_block_skips_change_the_function_and_inference_matches_training():
+    """The same weights wired as block, symmetric or no skips give three different outputs (the wiring is
+    used); a block net's inference pass (keep=False, which frees each skip's source after its sum) gives the
+    training pass's output exactly, the same operations in the same order."""
+    x = np.random.default_rng(1).random((2, 1, 14, 15))
+    outputs = {}
+    for kind, step in [("block", 2), ("symmetric", 2), ("symmetric", 0)]:
+        net = REDNet(depth=10, filters=4, backend="numpy", dtype="float64", seed=4, skip_kind=kind, skip_step=step)
+        outputs[kind, step] = net.forward(x)
+        if kind == "block":
+            assert np.array_equal(net.forward(x, keep=False), outputs[kind, step])
+    values = list(outputs.values())
+    assert all(np.abs(a - b).max() > 1e-3 for t, a in enumerate(values) for b in values[t + 1:])
+
+
 def test_bad_configs_and_inputs_get_clear_errors():
+    with pytest.raises(ValueError, match="skip_kind must be one of symmetric, block"):
+        REDNet(depth=10, skip_kind="dense", backend="numpy")
+    with pytest.raises(ValueError, match="block skips .* padding='same' and no down-sampling"):
+        REDNet(depth=10, skip_kind="block", padding="valid", backend="numpy")
+    with pytest.raises(ValueError, match="block skips .* padding='same' and no down-sampling"):
+        REDNet(depth=10, skip_kind="block", downsample=(2,), backend="numpy")
     with pytest.raises(ValueError, match="even"):
         REDNet(depth=9, backend="numpy")
     with pytest.raises(ValueError, match="padding"):

@@ -12,8 +12,9 @@ from torch_rednet import from_redcore  # noqa: E402
 
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
 @pytest.mark.parametrize("cfg", [dict(depth=10, skip_step=2), dict(depth=10, skip_step=0, padding="valid"),
-                                 dict(depth=12, skip_step=3, downsample=(2, 5)), dict(depth=10, channels=3, residual=False)],
-                         ids=["red10-skips", "red10-valid", "downsample", "color-noresidual"])
+                                 dict(depth=12, skip_step=3, downsample=(2, 5)), dict(depth=10, channels=3, residual=False),
+                                 dict(depth=14, skip_step=2, skip_kind="block")],
+                         ids=["red10-skips", "red10-valid", "downsample", "color-noresidual", "block-skips"])
 def test_same_output_and_gradients_as_pytorch(backend, cfg):
     dtype = "float64" if backend == "numpy" else "float32"
     tdtype, tol = (torch.float64, 1e-10) if backend == "numpy" else (torch.float32, 2e-4)

@@ -10,12 +10,17 @@ from torch import nn
 
 class TorchREDNet(nn.Module):
     def __init__(self, depth=30, filters=128, kernel_size=3, channels=1, skip_step=2, padding="same",
-                 residual=True, downsample=(), relu=True, **_ignored):
+                 residual=True, downsample=(), relu=True, skip_kind="symmetric", **_ignored):
         super().__init__()
         self.n, self.k, self.residual, self.use_relu = depth // 2, kernel_size, residual, relu
         self.pad = kernel_size // 2 if padding == "same" else 0
         self.stride = {i: 2 if i in set(downsample) else 1 for i in range(1, self.n + 1)}
-        self.skips = {j: self.n - j for j in range(1, self.n) if skip_step > 0 and (self.n - j) % skip_step == 0}
+        s, n, block = skip_step, self.n, skip_kind == "block"
+        # symmetric: deconv j gets conv n-j; block (ResNet-style): conv i gets conv i-s where i-1 is a multiple of
+        # s, deconv j the output of stage j-s (stage 0: conv n) where j is a multiple of s
+        self.skips = {j: n - j for j in range(1, n) if s and not block and (n - j) % s == 0}
+        self.conv_blocks = {i: i - s for i in range(2, n + 1) if s and block and (i - 1) % s == 0}
+        self.stage_blocks = {j: j - s for j in range(1, n) if s and block and j % s == 0}
         for i in range(1, self.n + 1):
             self.add_module(f"conv{i}", nn.Conv2d(channels if i == 1 else filters, filters, kernel_size,
                                                   self.stride[i], self.pad))
@@ -30,7 +35,10 @@ class TorchREDNet(nn.Module):
         for i in range(1, self.n + 1):
             sizes.append(h.shape[2:])
             h = act(getattr(self, f"conv{i}")(h))
+            if i in self.conv_blocks:
+                h = act(h + outs[self.conv_blocks[i]])
             outs[i] = h
+        stages = {0: h}
         for j in range(1, self.n + 1):
             i = self.n + 1 - j
             m = getattr(self, f"deconv{j}")
@@ -39,6 +47,9 @@ class TorchREDNet(nn.Module):
                 h = act(h)
                 if j in self.skips:
                     h = act(h + outs[self.skips[j]])
+                elif j in self.stage_blocks:
+                    h = act(h + stages[self.stage_blocks[j]])
+                stages[j] = h
         return h + x if self.residual else h
 
 

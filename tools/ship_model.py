@@ -123,7 +123,7 @@ def main(argv=None):
         "file": f"{args.name}.npz", "task": task.name, "level": tasks.level_label(level) if blind else level,
         "channels": cfg["channels"],
         "network": (f"RED{cfg['depth']}, {cfg['filters']} filters of {cfg['kernel_size']}x{cfg['kernel_size']}, "
-                    f"skip step {cfg['skip_step']}, padding {cfg['padding']}, {net.num_params:,} parameters"),
+                    f"{'block ' if cfg.get('skip_kind') == 'block' else ''}skip step {cfg['skip_step']}, padding {cfg['padding']}, {net.num_params:,} parameters"),
         "data": f"{os.path.basename(args.data or train_args.get('data_used') or train_args.get('data') or '(not recorded)')} "
                 f"({patch_sizes(train_args, state.get('resumes', []), args.steps_before)}, x8 augmentation)",
         "fine_tuned_from": args.fine_tuned_from or train_args.get("init"),
