@@ -4,13 +4,16 @@ and attains a higher-quality local optimum" (the abstract), so that a deeper net
     python bench/skip_training.py                  # RED20 and RED30 of 16 filters, skip step 2 and none, 1500 steps
     python bench/skip_training.py --depths 10 20 30 --filters 32 --steps 3000 --level 50
     python bench/skip_training.py --depths 30 --inits he zero-last    # also from an output that starts at the input
+    python bench/skip_training.py --depths 30 --skip-kinds symmetric block --inits he zero-last   # ResNet-style too
 
 Every training is `examples/train.py` (denoising, one network per configuration) in its own process on one
 thread, --jobs at a time.  All use one seed: the same initial weights (the skips add no parameters) and the
 same batches, so the skip connections are the only difference between a pair.  --inits zero-last also trains
 each network from the same He weights with its last layer's set to zero (examples/train.py --start identity),
 so that it starts as the identity (output = input, the residual of §3.3 alone) whatever its skips add up to
-inside.  Writes the record bench/results/skip-training/DATE-....json (the loss as means over --window steps,
+inside.  --skip-kinds block also trains the same sums wired ResNet-style (examples/train.py --skip-kind block:
+each run of skip-step layers gets its own input added, where the paper links each conv to its mirrored
+deconv), the same parameters and batches again.  Writes the record bench/results/skip-training/DATE-....json (the loss as means over --window steps,
 the validation PSNR of every --val-every steps, the seconds) and its plot docs/skip-training-DATE-....png;
 `python tools/make_docs.py` tables the records in docs/skip-connections.md.  bench/skip_paths.py measures the
 mechanism the paper gives (Eq. 12-13); bench/README.md says what the records show.
@@ -37,16 +40,17 @@ RECORDS = os.path.join(HERE, "results", "skip-training")
 INITS = {"he": ("he", ""), "zero-last": ("identity", ", last layer zero")}
 
 
-def run_name(depth, skip_step, init="he"):
-    return f"RED{depth}, " + (f"skips every {skip_step} layers" if skip_step else "no skips") + INITS[init][1]
+def run_name(depth, skip_step, init="he", skip_kind="symmetric"):
+    kind = "block skips" if skip_kind == "block" else "skips"
+    return f"RED{depth}, " + (f"{kind} every {skip_step} layers" if skip_step else "no skips") + INITS[init][1]
 
 
-def train(args, depth, skip_step, init, out):
+def train(args, depth, skip_kind, skip_step, init, out):
     """One training in its own process: (its summary.json, wall seconds).  Raises with the trainer's last
     words when it fails."""
     command = [sys.executable, os.path.join(ROOT, "examples", "train.py"), "--task", "denoise",
                "--level", str(args.level), "--depth", str(depth), "--filters", str(args.filters),
-               "--skip-step", str(skip_step), "--steps", str(args.steps), "--batch", str(args.batch),
+               "--skip-step", str(skip_step), "--skip-kind", skip_kind, "--steps", str(args.steps), "--batch", str(args.batch),
                "--patch", str(args.patch), "--lr", str(args.lr),
                "--val-every", str(args.val_every), "--ckpt-every", str(args.steps), "--seed", str(args.seed),
                "--threads", "1", "--backend", args.backend, "--no-progress", "--out", out, "--overwrite",
@@ -56,7 +60,7 @@ def train(args, depth, skip_step, init, out):
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"{run_name(depth, skip_step, init)} failed (exit {done.returncode}): "
+        raise RuntimeError(f"{run_name(depth, skip_step, init, skip_kind)} failed (exit {done.returncode}): "
                            f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
     with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
         return json.load(f), time.perf_counter() - start
@@ -73,6 +77,9 @@ def main():
     p.add_argument("--depths", type=int, nargs="+", default=[20, 30], help="RED depths (default: 20 30)")
     p.add_argument("--skip-steps", type=int, nargs="+", default=[2, 0],
                    help="skip steps to compare at each depth, 0: none (default: 2 0, the paper's and none)")
+    p.add_argument("--skip-kinds", nargs="+", choices=["symmetric", "block"], default=["symmetric"],
+                   help="how the skips are wired: symmetric (the paper's, conv to mirrored deconv), block "
+                   "(ResNet-style, around each run of skip-step layers) (default: symmetric)")
     p.add_argument("--inits", nargs="+", choices=list(INITS), default=["he"],
                    help="initial weights: he (examples/train.py --start he), zero-last (the same with the last "
                    "layer's zero: --start identity) (default: he)")
@@ -92,21 +99,24 @@ def main():
     p.add_argument("--picture", help="the plot's path (default: docs/skip-training-RECORD.png, RECORD the "
                    "record's file name without .json)")
     args = p.parse_args()
-    configs = [(d, s, i) for i in args.inits for d in args.depths for s in args.skip_steps]
+    # (depth, skip kind, skip step, init); without skips the kind makes no network of its own
+    configs = list(dict.fromkeys((d, k if s else "symmetric", s, i) for i in args.inits for d in args.depths
+                                 for k in args.skip_kinds for s in args.skip_steps))
 
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(args.jobs) as pool:
-        futures = {(d, s, i): pool.submit(train, args, d, s, i, os.path.join(scratch, f"red{d}-skip{s}-{i}"))
-                   for d, s, i in configs}
+        futures = {(d, k, s, i): pool.submit(train, args, d, k, s, i, os.path.join(scratch, f"red{d}-{k}{s}-{i}"))
+                   for d, k, s, i in configs}
         try:
             finished = {key: f.result() for key, f in futures.items()}
         except RuntimeError as e:
             sys.exit(f"error: {e}")
 
     runs = []
-    for (depth, skip_step, init), (summary, seconds) in finished.items():
+    for (depth, skip_kind, skip_step, init), (summary, seconds) in finished.items():
         validation = summary["validation"]
         best_step, best = max(validation, key=lambda v: v[1])
-        runs.append(dict(name=run_name(depth, skip_step, init), depth=depth, skip_step=skip_step, init=init,
+        runs.append(dict(name=run_name(depth, skip_step, init, skip_kind), depth=depth, skip_step=skip_step,
+                         skip_kind=skip_kind, init=init,
                          seconds=round(seconds, 1), noisy_psnr=summary["noisy_psnr"],
                          loss_windows=window_means(summary["losses"], args.window), validation=validation,
                          best_psnr=best, best_step=best_step))
@@ -119,8 +129,9 @@ def main():
                  patch=args.patch, lr=args.lr, seed=args.seed, jobs=args.jobs, window=args.window, val_every=args.val_every,
                  data=finished[configs[0]][0]["data"])
     inits = "" if args.inits == ["he"] else "-" + "-".join(args.inits)
+    kinds = "" if args.skip_kinds == ["symmetric"] else "-" + "-".join(args.skip_kinds)
     record = args.record or os.path.join(RECORDS, f"{machine['date']}-red{'-'.join(map(str, args.depths))}-"
-                                                  f"{args.filters}-filters-sigma{args.level}{inits}.json")
+                                                  f"{args.filters}-filters-sigma{args.level}{kinds}{inits}.json")
     picture = args.picture or os.path.join(ROOT, "docs", f"skip-training-{os.path.basename(record)[:-5]}.png")
     machine["picture"] = os.path.relpath(picture, os.path.join(ROOT, "docs"))
     os.makedirs(os.path.dirname(os.path.abspath(record)), exist_ok=True)

@@ -153,8 +153,9 @@ def test_a_benchmark_record_becomes_the_speed_table(tmp_path):
 
 
 def test_a_skip_training_record_becomes_its_table(tmp_path):
-    """bench/skip_training.py, on tiny networks and built-in images, trains a network with and without skips,
-    from He weights and from those with the last layer zeroed, each in its own process, and writes a record
+    """bench/skip_training.py, on tiny networks and built-in images, trains a network with the paper's skips,
+    with block skips and without, from He weights and from those with the last layer zeroed, each in its own
+    process (the kinds' nets without skips are one net, trained once per start), and writes a record
     and a plot that tools/make_docs.py turns into docs/skip-connections.md's table: each network's best
     validation beside the difference the skips made against the network of its own depth and initial weights.
     (So short a training means nothing; what is checked is the chain from training to table.)"""
@@ -162,14 +163,15 @@ def test_a_skip_training_record_becomes_its_table(tmp_path):
     import make_docs
     record_path, picture = tmp_path / "tiny.json", tmp_path / "tiny.png"
     done = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "skip_training.py"), "--depths", "6",
-                           "--inits", "he", "zero-last", "--filters", "2", "--steps", "4", "--batch", "2",
+                           "--inits", "he", "zero-last", "--skip-kinds", "symmetric", "block", "--filters", "2", "--steps", "4", "--batch", "2",
                            "--val-every", "2", "--window", "3", "--record", str(record_path), "--picture", str(picture)],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "REDCORE_DATA": str(tmp_path / "none")})   # the built-in images
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.load(open(record_path))
-    assert [(r["depth"], r["skip_step"], r["init"]) for r in record["runs"]] == [
-        (6, 2, "he"), (6, 0, "he"), (6, 2, "zero-last"), (6, 0, "zero-last")]
+    assert [(r["depth"], r["skip_kind"], r["skip_step"], r["init"]) for r in record["runs"]] == [
+        (6, kind, step, init) for init in ("he", "zero-last")
+        for kind, step in (("symmetric", 2), ("symmetric", 0), ("block", 2))]
     for r in record["runs"]:
         assert [step for step, _ in r["validation"]] == [2, 4]
         assert [step for step, _ in r["loss_windows"]] == [3, 4]               # windows of 3 steps, then 1
@@ -179,10 +181,12 @@ def test_a_skip_training_record_becomes_its_table(tmp_path):
     from PIL import Image
     assert Image.open(picture).size[0] == 720
     doc = make_docs.skip_doc({"tiny.json": record})
-    for skip, plain in (record["runs"][:2], record["runs"][2:]):           # each against its own init's
-        assert (f"| {skip['name']} | **{skip['best_psnr']:.2f}** ({skip['best_step']}) | "
-                f"{skip['best_psnr'] - plain['best_psnr']:+.2f} dB |") in doc
+    for skip, plain, block in (record["runs"][:3], record["runs"][3:]):    # each against its own init's
+        for skipped in (skip, block):
+            assert (f"| {skipped['name']} | **{skipped['best_psnr']:.2f}** ({skipped['best_step']}) | "
+                    f"{skipped['best_psnr'] - plain['best_psnr']:+.2f} dB |") in doc
         assert f"| {plain['name']} | **{plain['best_psnr']:.2f}** ({plain['best_step']}) |  |" in doc
-    assert record["runs"][3]["name"] == "RED6, no skips, last layer zero"
+    assert record["runs"][4]["name"] == "RED6, no skips, last layer zero"
+    assert record["runs"][5]["name"] == "RED6, block skips every 2 layers, last layer zero"
     assert record["machine"]["picture"].endswith("tiny.png")                 # relative to docs/
     assert "--depths 6 --inits he zero-last" in doc and f"]({record['machine']['picture']})" in doc
