@@ -72,6 +72,16 @@ def window_means(losses, window):
             for i in range(0, len(losses), window)]
 
 
+def draw(record, picture):
+    """The record's plot: loss windows and validation PSNR against the step, one labelled line per run."""
+    from redcore.pictures import compared_curves
+    runs, window = record["runs"], record["setup"]["window"]
+    histories = [(r["name"], [{"step": s, "loss": v} for s, v in r["loss_windows"]] +
+                  [{"step": s, "val_psnr": v} for s, v in r["validation"]]) for r in runs]
+    compared_curves(histories, runs[0]["noisy_psnr"],
+                    loss_label=f"training loss (MSE, Eq. 4; mean over {window} steps; log scale)").save(picture)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--depths", type=int, nargs="+", default=[20, 30], help="RED depths (default: 20 30)")
@@ -98,7 +108,16 @@ def main():
     p.add_argument("--record", help="the record's path (default: bench/results/skip-training/DATE-....json)")
     p.add_argument("--picture", help="the plot's path (default: docs/skip-training-RECORD.png, RECORD the "
                    "record's file name without .json)")
+    p.add_argument("--redraw", metavar="RECORD", help="train nothing: draw this record's plot again (where its "
+                   "machine.picture says, under docs/), after a change to redcore.pictures")
     args = p.parse_args()
+    if args.redraw:
+        with open(args.redraw, encoding="utf-8") as f:
+            record = json.load(f)
+        picture = args.picture or os.path.join(ROOT, "docs", record["machine"]["picture"])
+        draw(record, picture)
+        print(f"wrote {os.path.relpath(picture)}")
+        return
     # (depth, skip kind, skip step, init); without skips the kind makes no network of its own
     configs = list(dict.fromkeys((d, k if s else "symmetric", s, i) for i in args.inits for d in args.depths
                                  for k in args.skip_kinds for s in args.skip_steps))
@@ -138,12 +157,7 @@ def main():
     with open(record, "w", encoding="utf-8") as f:
         json.dump(dict(machine=machine, setup=setup, runs=runs), f, indent=1)
 
-    from redcore.pictures import compared_curves
-    histories = [(r["name"], [{"step": s, "loss": v} for s, v in r["loss_windows"]] +
-                  [{"step": s, "val_psnr": v} for s, v in r["validation"]]) for r in runs]
-    compared_curves(histories, runs[0]["noisy_psnr"],
-                    loss_label=f"training loss (MSE, Eq. 4; mean over {args.window} steps; log scale)"
-                    ).save(picture)
+    draw(dict(setup=setup, runs=runs), picture)
     print(f"wrote {os.path.relpath(record)} and {os.path.relpath(picture)}")
 
 

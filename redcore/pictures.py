@@ -68,6 +68,28 @@ def _ticks(low, high, count=5):
     return [start + i * step for i in range(int((high - start) / step + 1e-9) + 1)]
 
 
+LABEL_GAP = 14       # pixels between two tick labels of the 11-point font, so that they do not overlap
+
+
+def _log_ticks(lo, hi, min_gap):
+    """Tick values of a log axis spanning 10^lo .. 10^hi whose labels stand at least min_gap (in log10 units)
+    apart: the first of 1, 2, 5 x 10^k; 10^k; 10^k every 2, 3, 5 or 10 decades (wide ranges); every digit x 10^k,
+    every even one, or round values within a decade (narrow ones) that gives 3 such ticks, else 2, else the round
+    values."""
+    decades = range(math.floor(lo) - 1, math.ceil(hi) + 1)
+    within = lambda values: [v for v in values if lo <= math.log10(v) <= hi]           # noqa: E731
+    candidates = [within(m * 10.0 ** k for k in decades for m in (1, 2, 5))]
+    candidates += [within(10.0 ** k for k in decades if k % every == 0) for every in (1, 2, 3, 5, 10)]
+    candidates += [within(m * 10.0 ** k for k in decades for m in mantissas) for mantissas in (range(1, 10), (1, 2, 4, 6, 8))]
+    candidates += [[v for v in _ticks(10 ** lo, 10 ** hi) if v > 0 and lo <= math.log10(v) <= hi]]
+    spaced = [c for c in candidates if all(math.log10(b / a) >= min_gap for a, b in zip(c, c[1:]))]
+    for least in (3, 2):
+        for values in spaced:
+            if len(values) >= least:
+                return values
+    return candidates[-1]
+
+
 def _plot(draw, box, series, ylabel, log=False, reference=None, reference_label="", x_range=None):
     """One panel of training_curves: axes, ticks with values, the curves, and an optional reference line.
     series: [(xs, ys, colour)], drawn on one pair of axes.  x_range: the steps the x axis spans (default: those
@@ -86,15 +108,8 @@ def _plot(draw, box, series, ylabel, log=False, reference=None, reference_label=
     to_x = lambda v: left + (v - x0) / (x1 - x0) * (right - left)           # noqa: E731
     to_y = lambda v: bottom - (v - lo) / (hi - lo) * (bottom - top)          # noqa: E731
     draw.rectangle([left, top, right, bottom], outline="black")
-    if log:     # 1, 2, 5 x 10^k inside the range; every digit when that gives < 3; round values within a decade
-        for mantissas in ((1, 2, 5), range(1, 10), None):
-            if mantissas is None:
-                values_in = [v for v in _ticks(10 ** lo, 10 ** hi) if v > 0 and lo <= math.log10(v) <= hi]
-                break
-            values_in = [m * 10.0 ** k for k in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in mantissas
-                         if lo <= math.log10(m * 10.0 ** k) <= hi]
-            if len(values_in) >= 3:
-                break
+    if log:
+        values_in = _log_ticks(lo, hi, min_gap=LABEL_GAP * (hi - lo) / (bottom - top))
         yticks = [math.log10(v) for v in values_in]
         ylabels = [f"{v:g}" for v in values_in]
     else:

@@ -63,3 +63,22 @@ def test_compared_curves_draw_each_run_in_its_colour_with_a_legend():
     assert not (a == PALETTE[3]).all(axis=2).any()                # no fourth run drawn
     with pytest.raises(ValueError, match="at most"):
         compared_curves([("x", runs[0][1])] * (len(PALETTE) + 1))
+
+
+@pytest.mark.parametrize("lo,hi", [(0.5, 8.9), (0.6, 2.4), (1.2, 1.9), (-1.3, 11.0), (1.01, 1.08)])
+def test_log_axis_labels_never_overlap(lo, hi):
+    """A loss falling from 3e8 to 5 (8 decades on a ~180 px panel) put 25 labels, 1-2-5 in each decade, 5 px
+    apart; the ticks thin to powers of ten, every few decades where needed, so adjacent labels keep LABEL_GAP
+    pixels of the panel apart, and an axis still gets at least 2 labelled ticks, 1-2-5 ones where they fit."""
+    from redcore.pictures import LABEL_GAP, _log_ticks
+    height = 180                                              # pixels of a panel's axis
+    min_gap = LABEL_GAP * (hi - lo) / height
+    values = _log_ticks(lo, hi, min_gap)
+    logs = np.log10(values)
+    assert len(values) >= 2 and ((logs >= lo) & (logs <= hi)).all()
+    assert (np.diff(logs) >= min_gap - 1e-12).all(), values
+    one_two_five = [m * 10.0 ** k for k in range(-3, 13) for m in (1, 2, 5) if lo <= np.log10(m * 10.0 ** k) <= hi]
+    if len(one_two_five) >= 3 and np.log10(2) >= min_gap:    # they fit: they are the ticks
+        np.testing.assert_allclose(values, one_two_five)
+    else:
+        assert len(values) < len(one_two_five) or len(one_two_five) < 3
