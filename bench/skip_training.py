@@ -46,8 +46,8 @@ def run_name(depth, skip_step, init="he", skip_kind="symmetric"):
 
 
 def train(args, depth, skip_kind, skip_step, init, out):
-    """One training in its own process: (its summary.json, wall seconds).  Raises with the trainer's last
-    words when it fails."""
+    """One training in its own process: (its summary.json or None, wall seconds, None or why it failed: the
+    trainer's last words, such as a diverged loss)."""
     command = [sys.executable, os.path.join(ROOT, "examples", "train.py"), "--task", "denoise",
                "--level", str(args.level), "--depth", str(depth), "--filters", str(args.filters),
                "--skip-step", str(skip_step), "--skip-kind", skip_kind, "--steps", str(args.steps), "--batch", str(args.batch),
@@ -59,11 +59,12 @@ def train(args, depth, skip_kind, skip_step, init, out):
         command += ["--data", args.data]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
     if done.returncode != 0:
-        raise RuntimeError(f"{run_name(depth, skip_step, init, skip_kind)} failed (exit {done.returncode}): "
-                           f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        last = ((done.stderr or done.stdout).strip().splitlines() or ["(no output)"])[-1]
+        return None, seconds, f"exit {done.returncode}: {last}"
     with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
-        return json.load(f), time.perf_counter() - start
+        return json.load(f), seconds, None
 
 
 def window_means(losses, window):
@@ -73,9 +74,10 @@ def window_means(losses, window):
 
 
 def draw(record, picture):
-    """The record's plot: loss windows and validation PSNR against the step, one labelled line per run."""
+    """The record's plot: loss windows and validation PSNR against the step, one labelled line per run (a
+    failed run has none)."""
     from redcore.pictures import compared_curves
-    runs, window = record["runs"], record["setup"]["window"]
+    runs, window = [r for r in record["runs"] if "failed" not in r], record["setup"]["window"]
     histories = [(r["name"], [{"step": s, "loss": v} for s, v in r["loss_windows"]] +
                   [{"step": s, "val_psnr": v} for s, v in r["validation"]]) for r in runs]
     compared_curves(histories, runs[0]["noisy_psnr"],
@@ -125,13 +127,17 @@ def main():
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(args.jobs) as pool:
         futures = {(d, k, s, i): pool.submit(train, args, d, k, s, i, os.path.join(scratch, f"red{d}-{k}{s}-{i}"))
                    for d, k, s, i in configs}
-        try:
-            finished = {key: f.result() for key, f in futures.items()}
-        except RuntimeError as e:
-            sys.exit(f"error: {e}")
+        finished = {key: f.result() for key, f in futures.items()}
+    if all(summary is None for summary, _, _ in finished.values()):
+        sys.exit("error: every training failed; the first: " + next(iter(finished.values()))[2])
 
     runs = []
-    for (depth, skip_kind, skip_step, init), (summary, seconds) in finished.items():
+    for (depth, skip_kind, skip_step, init), (summary, seconds, failure) in finished.items():
+        if summary is None:           # a training that diverged (or broke) is a result too: the others stand
+            runs.append(dict(name=run_name(depth, skip_step, init, skip_kind), depth=depth, skip_step=skip_step,
+                             skip_kind=skip_kind, init=init, seconds=round(seconds, 1), failed=failure))
+            print(f"{runs[-1]['name']:45s} failed ({failure})")
+            continue
         validation = summary["validation"]
         best_step, best = max(validation, key=lambda v: v[1])
         runs.append(dict(name=run_name(depth, skip_step, init, skip_kind), depth=depth, skip_step=skip_step,
@@ -146,7 +152,7 @@ def main():
                    command=" ".join(["python bench/skip_training.py"] + sys.argv[1:]))
     setup = dict(task="denoise", level=args.level, filters=args.filters, steps=args.steps, batch=args.batch,
                  patch=args.patch, lr=args.lr, seed=args.seed, jobs=args.jobs, window=args.window, val_every=args.val_every,
-                 data=finished[configs[0]][0]["data"])
+                 data=next(summary for summary, _, _ in finished.values() if summary)["data"])
     inits = "" if args.inits == ["he"] else "-" + "-".join(args.inits)
     kinds = "" if args.skip_kinds == ["symmetric"] else "-" + "-".join(args.skip_kinds)
     record = args.record or os.path.join(RECORDS, f"{machine['date']}-red{'-'.join(map(str, args.depths))}-"
@@ -159,6 +165,9 @@ def main():
 
     draw(dict(setup=setup, runs=runs), picture)
     print(f"wrote {os.path.relpath(record)} and {os.path.relpath(picture)}")
+    failed = [r["name"] for r in runs if "failed" in r]
+    if failed:
+        sys.exit(f"error: {len(failed)} of {len(runs)} trainings failed ({'; '.join(failed)}): the record says why")
 
 
 if __name__ == "__main__":

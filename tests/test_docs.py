@@ -190,3 +190,30 @@ def test_a_skip_training_record_becomes_its_table(tmp_path):
     assert record["runs"][5]["name"] == "RED6, block skips every 2 layers, last layer zero"
     assert record["machine"]["picture"].endswith("tiny.png")                 # relative to docs/
     assert "--depths 6 --inits he zero-last" in doc and f"]({record['machine']['picture']})" in doc
+
+
+def test_a_failed_training_is_recorded_and_the_others_stand(tmp_path):
+    """A training that fails (a diverged loss, or here a depth of 7, which is no RED-Net) does not cost the
+    others: the record keeps each finished run and, for the failed one, the trainer's last words; the table
+    says so, the plot leaves it out, and the bench exits 1 naming it.  When every training fails there is no
+    record, and the error gives the first one's words."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import make_docs
+    record_path, picture = tmp_path / "tiny.json", tmp_path / "tiny.png"
+    bench = [sys.executable, os.path.join(ROOT, "bench", "skip_training.py"), "--skip-steps", "0", "--filters", "2",
+             "--steps", "2", "--batch", "2", "--val-every", "2", "--window", "2", "--record", str(record_path),
+             "--picture", str(picture)]
+    env = {**os.environ, "REDCORE_DATA": str(tmp_path / "none")}            # the built-in images
+    done = subprocess.run(bench + ["--depths", "6", "7"], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 1 and "1 of 2 trainings failed (RED7, no skips)" in done.stderr, done.stderr[-2000:]
+    ok, failed = json.load(open(record_path))["runs"]
+    assert [step for step, _ in ok["validation"]] == [2] and "failed" not in ok
+    assert failed["name"] == "RED7, no skips" and "depth must be an even integer" in failed["failed"]
+    assert "validation" not in failed and picture.exists()
+    doc = make_docs.skip_doc({"tiny.json": json.load(open(record_path))})
+    assert "| RED7, no skips | failed: exit 2: error: depth must be an even integer" in doc
+    assert f"| RED6, no skips | **{ok['best_psnr']:.2f}** (2) |" in doc
+    record_path.unlink()
+    done = subprocess.run(bench + ["--depths", "7"], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 1 and "every training failed; the first: exit 2: error: depth" in done.stderr
+    assert not record_path.exists()

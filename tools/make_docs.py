@@ -255,12 +255,16 @@ def skip_doc(records):
                   f"{s['batch']} patches", "",
                   f"Record `bench/results/skip-training/{name}`; {m['cpu']}, backend `{m['backend']}`, one thread "
                   f"per training; Adam at {s['lr']:g}, seed {s['seed']}; {s['data']}.  The corrupted validation "
-                  f"input scores {record['runs'][0]['noisy_psnr']:.2f} dB.", "",
+                  f"input scores {next(r for r in record['runs'] if 'failed' not in r)['noisy_psnr']:.2f} dB.", "",
                   f"| network | best validation PSNR dB (step) | with skips minus without | last validation | "
                   f"training loss, mean of the last {s['window']} steps | minutes, {s.get('jobs', 2)} trainings at a time |",
                   "|---|---|---|---|---|---|"]
-        plain = {(r["depth"], r.get("init", "he")): r for r in record["runs"] if r["skip_step"] == 0}
+        plain = {(r["depth"], r.get("init", "he")): r for r in record["runs"]
+                 if r["skip_step"] == 0 and "failed" not in r}
         for r in record["runs"]:
+            if "failed" in r:            # diverged, say: what the trainer said, and when
+                parts.append(f"| {r['name']} | failed: {r['failed']} |  |  |  | {r['seconds'] / 60:.1f} |")
+                continue
             against = plain.get((r["depth"], r.get("init", "he"))) if r["skip_step"] else None
             gain = f"{r['best_psnr'] - against['best_psnr']:+.2f} dB" if against else ""
             parts.append(f"| {r['name']} | **{r['best_psnr']:.2f}** ({r['best_step']}) | {gain} | "
