@@ -15,7 +15,9 @@ inside.  --skip-kinds block also trains the same sums wired ResNet-style (exampl
 each run of skip-step layers gets its own input added, where the paper links each conv to its mirrored
 deconv), the same parameters and batches again.  Writes the record bench/results/skip-training/DATE-....json (the loss as means over --window steps,
 the validation PSNR of every --val-every steps, the seconds) and its plot docs/skip-training-DATE-....png;
-`python tools/make_docs.py` tables the records in docs/skip-connections.md.  bench/skip_paths.py measures the
+`python tools/make_docs.py` tables the records in docs/skip-connections.md.  A training that fails (a diverged
+loss) is kept in the record with the trainer's last words, and the bench then exits 1; --redraw RECORD draws a
+record's plot again without training.  bench/skip_paths.py measures the
 mechanism the paper gives (Eq. 12-13); bench/README.md says what the records show.
 """
 import argparse
