@@ -13,8 +13,9 @@ each network from the same He weights with its last layer's set to zero (example
 so that it starts as the identity (output = input, the residual of §3.3 alone) whatever its skips add up to
 inside.  --skip-kinds block also trains the same sums wired ResNet-style (examples/train.py --skip-kind block:
 each run of skip-step layers gets its own input added, where the paper links each conv to its mirrored
-deconv), the same parameters and batches again.  Writes the record bench/results/skip-training/DATE-....json (the loss as means over --window steps,
-the validation PSNR of every --val-every steps, the seconds) and its plot docs/skip-training-DATE-....png;
+deconv), the same parameters and batches again.  Writes the record bench/results/skip-training/DATE-....json
+(the loss as means over --window steps, the validation PSNR of every --val-every steps, the seconds) and its
+plot docs/skip-training-DATE-....png;
 `python tools/make_docs.py` tables the records in docs/skip-connections.md.  A training that fails (a diverged
 loss) is kept in the record with the trainer's last words, and the bench then exits 1; --redraw RECORD draws a
 record's plot again without training.  bench/skip_paths.py measures the
@@ -52,7 +53,8 @@ def train(args, depth, skip_kind, skip_step, init, out):
     trainer's last words, such as a diverged loss)."""
     command = [sys.executable, os.path.join(ROOT, "examples", "train.py"), "--task", "denoise",
                "--level", str(args.level), "--depth", str(depth), "--filters", str(args.filters),
-               "--skip-step", str(skip_step), "--skip-kind", skip_kind, "--steps", str(args.steps), "--batch", str(args.batch),
+               "--skip-step", str(skip_step), "--skip-kind", skip_kind, "--steps", str(args.steps),
+               "--batch", str(args.batch),
                "--patch", str(args.patch), "--lr", str(args.lr),
                "--val-every", str(args.val_every), "--ckpt-every", str(args.steps), "--seed", str(args.seed),
                "--threads", "1", "--backend", args.backend, "--no-progress", "--out", out, "--overwrite",
