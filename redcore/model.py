@@ -11,13 +11,13 @@ The defaults are the authors' released RED30 (their Caffe definition): 15 conv +
                           feed deconv13, deconv11, .., deconv1.
     deconv{n}             no ReLU; with residual=True the input is added (the net learns the corruption, §3.3).
 
-skip_kind="block" wires the same sums the other way, as the local skips of ResNet (He et al. 2016), the kind
-the paper sets its long symmetric ones against: every skip_step layers the output of a run of layers gets that
-run's input added, then ReLU, as in Eq. 3.  With s = skip_step: conv{i} gets conv{i-s}'s output where i - 1 is
-a multiple of s (conv1 alone turns the image into feature maps), and deconv{j} (j < n) gets the output of stage
-j - s where j is a multiple of s, stage 0 being conv{n}'s output.  RED30: conv1 -> conv3, .., conv13 -> conv15,
-conv15 -> deconv2, deconv2 -> deconv4, .., deconv12 -> deconv14.  Each skip spans s layers, where a symmetric
-one spans 2 to 2(n - 1); the parameters are the same.
+skip_kind="block" wires the same sums the other way, as the local skips of ResNet (He et al. 2016), the obvious
+alternative to the paper's long symmetric ones (for comparison: docs/skip-connections.md): every skip_step
+layers the output of a run of layers gets that run's input added, then ReLU, as in Eq. 3.  With s = skip_step:
+conv{i} gets conv{i-s}'s output where i - 1 is a multiple of s (conv1 alone turns the image into feature maps),
+and deconv{j} (j < n) gets the output of stage j - s where j is a multiple of s, stage 0 being conv{n}'s output.
+RED30: conv1 -> conv3, .., conv13 -> conv15, conv15 -> deconv2, deconv2 -> deconv4, .., deconv12 -> deconv14.
+Each skip spans s layers, where a symmetric one spans 2 to 2(n - 1); the parameters are the same.
 
 "The output of conv{i}" is its output after ReLU, as in the Caffe model, whose ReLUs work in place.
 
@@ -325,13 +325,13 @@ class REDNet:
                                relu=self.relu)
             if i in self.conv_blocks:         # a block skip: conv{i-s}'s output, conv{i-s+1}'s input, is added
                 source = self.conv_blocks[i] + 1
-                if keep:
-                    conv_layer_out[i] = h
+                if keep:                      # backward needs the layer's own output: the sum goes to a copy
+                    conv_layer_out[i], h = h, be.copy(h)
                 # Eq. 3's max(0, X1 + X2) of two ReLU outputs is their sum: no pass for the ReLU (its mask is
                 # taken in backward, as for the symmetric sums)
-                h = be.add_(be.copy(h), conv_in[source])
-                if not keep and source - 1 not in self.skips.values():
-                    conv_in[source] = None
+                h = be.add_(h, conv_in[source])
+                if not keep:
+                    conv_in[source] = None    # the skip's source, used
         conv_out = conv_in[2:] + [h]          # conv_out[i-1] is conv{i}'s output (after ReLU and any block sum)
         for j in range(1, self.n + 1):
             i = self.n + 1 - j                # deconv{j} mirrors conv{i}, restoring conv{i}'s input size
