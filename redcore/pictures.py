@@ -74,8 +74,8 @@ LABEL_GAP = 14       # pixels between two tick labels of the 11-point font, so t
 def _log_ticks(lo, hi, min_gap):
     """Tick values of a log axis spanning 10^lo .. 10^hi whose labels stand at least min_gap (in log10 units)
     apart: the first of 1, 2, 5 x 10^k; 10^k; 10^k every 2, 3, 5 or 10 decades (wide ranges); every digit x 10^k,
-    10^k and the even digits, or round values within a decade (narrow ones) that gives 3 such ticks, else 2, else the round
-    values."""
+    10^k and the even digits, or round values within a decade (narrow ones) that gives 3 such ticks, else 2,
+    else the round values."""
     decades = range(math.floor(lo) - 1, math.ceil(hi) + 1)
     within = lambda values: [v for v in values if lo <= math.log10(v) <= hi]           # noqa: E731
     candidates = [within(m * 10.0 ** k for k in decades for m in (1, 2, 5))]
