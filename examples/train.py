@@ -122,8 +122,9 @@ def build_parser():
     p.add_argument("--start", choices=INITS[::-1], default="identity",
                    help="the random weights a run without --init or --resume starts from: identity: He's, with the "
                         "last layer's zero, so the net starts as output = input and trains faster, with skips or "
-                        "without (docs/skip-connections.md); he: every layer He's, as redcore before 2026-12-07 "
-                        "(default: %(default)s)")
+                        "without (docs/skip-connections.md); identity-skips: also zero the layer where each skip's "
+                        "sum lands, so every skip's span starts as the identity (Fixup's zero-init, for --skip-kind "
+                        "block); he: every layer He's, as redcore before 2026-12-07 (default: %(default)s)")
     p.add_argument("--seed", type=count, default=0,
                    help="seed of the initialisation, patches and noise (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, log lines only")

@@ -54,7 +54,7 @@ CONFIG_DEFAULTS = dict(skip_kind="symmetric")
 # The fields that say how the first weights were drawn, not what the network is: weights of a network that
 # differs only in them load into it (a checkpoint resumed, --init fine-tuning).
 PROVENANCE_FIELDS = ("seed", "init")
-INITS = ("he", "identity")
+INITS = ("he", "identity", "identity-skips")
 SKIP_KINDS = ("symmetric", "block")
 # A weight file may declare at most this many parameters (400 MB in float32; the released RED30 has 4.1M):
 # a corrupt or hostile header is refused before anything is allocated.
@@ -151,11 +151,16 @@ class REDNet:
     backend : "numpy" | "cpu" | "cuda"
     dtype : "float32" | "float64"
     seed : int                   He initialisation is drawn from this seed
-    init : "he" | "identity"     he: every weight He's N(0, 2 / fan_in); identity (residual=True only): the
+    init : "he" | "identity" | "identity-skips"
+                                 he: every weight He's N(0, 2 / fan_in); identity (residual=True only): the
                                  same, then the last layer's weights zero, so the net starts as output =
                                  input.  With skips, each sum of two He-scaled maps (Eq. 3) grows the
                                  variance, the output starts far from the input, and training first undoes
-                                 that (bench/README.md; docs/skip-connections.md)
+                                 that (bench/README.md; docs/skip-connections.md).  identity-skips: also
+                                 every layer where a skip's sum lands starts at zero weights, so each sum
+                                 starts as its skip alone and every skip's span as the identity (the
+                                 zero-init of Fixup and SkipInit, for ResNet-style blocks without batch
+                                 normalisation; sum_layers)
     relu : bool                  False removes every ReLU: the linear network of the paper's analysis (§4.1-4.2)
     threads : int or None        cpu backend: a batch of N > 1 images is cut into one slice per thread, each
                                  running the whole net on its slice (redcore.threads; what makes training fast
@@ -174,9 +179,9 @@ class REDNet:
         if filters < 1 or channels < 1 or skip_step < 0:
             raise ValueError(f"filters and channels must be >= 1 and skip_step >= 0; "
                              f"got filters={filters}, channels={channels}, skip_step={skip_step}")
-        if init not in INITS or (init == "identity" and not residual):
-            raise ValueError(f"init must be one of {', '.join(INITS)} ('identity' with residual=True: the input "
-                             f"added to the output); got {init!r} with residual={residual}")
+        if init not in INITS or (init != "he" and not residual):
+            raise ValueError(f"init must be one of {', '.join(INITS)} (the identity starts with residual=True: "
+                             f"the input added to the output); got {init!r} with residual={residual}")
         n = depth // 2
         downsample = tuple(sorted(set(int(i) for i in downsample)))
         if any(not 1 <= i <= n for i in downsample):
@@ -232,7 +237,8 @@ class REDNet:
         """He initialisation, N(0, 2 / fan_in) with fan_in = C_in k^2; biases zero.  init="identity" then zeroes
         the last layer's weights: deconv{n} outputs 0 and the residual's sum outputs the input.  Every other
         layer's gradient is zero at that first step (it flows through deconv{n}'s weights); Adam's first step
-        moves those weights off zero, and from the second step every layer learns."""
+        moves those weights off zero, and from the second step every layer learns.  init="identity-skips" zeroes
+        every layer of sum_layers() instead, the last one among them."""
         rng = np.random.default_rng(seed)
         for name, shape in self.params.shapes.items():
             if name.endswith(".weight"):
@@ -242,6 +248,18 @@ class REDNet:
                 self.params[name][...] = self.backend.asarray(value, self.dtype)
         if init == "identity":
             self.params[f"deconv{self.n}.weight"][...] = 0
+        elif init == "identity-skips":
+            for layer in self.sum_layers():
+                self.params[f"{layer}.weight"][...] = 0
+
+    def sum_layers(self):
+        """The layers whose output a sum adds to, in forward order: each skip's last layer (conv{i} of a block
+        skip, deconv{j} of a symmetric or decoder block skip) and, with residual=True, deconv{n}.  With its
+        weights zero such a layer outputs ReLU(bias) = 0 (biases start at zero), so its sum gives back the skip
+        (a ReLU output, >= 0) or, at deconv{n}, the input."""
+        convs = [f"conv{i}" for i in sorted(self.conv_blocks)]
+        deconvs = [f"deconv{j}" for j in sorted(set(self.skips) | set(self.stage_blocks))]
+        return convs + deconvs + ([f"deconv{self.n}"] if self.residual else [])
 
     def replica(self, backend):
         """A network that shares this one's parameters (the same arrays: an update of one is an update of the

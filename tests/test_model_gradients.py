@@ -179,6 +179,39 @@ def test_the_identity_start_is_he_with_the_last_layer_zero(tmp_path):
         REDNet(depth=4, filters=2, init="zeros", backend="numpy")
 
 
+@pytest.mark.parametrize("kind,step,expected", [
+    ("symmetric", 2, ["deconv1", "deconv3", "deconv5"]),
+    ("block", 2, ["conv3", "conv5", "deconv2", "deconv4", "deconv5"]),
+    ("block", 1, ["conv2", "conv3", "conv4", "conv5", "deconv1", "deconv2", "deconv3", "deconv4", "deconv5"])])
+def test_the_identity_skips_start_makes_every_skip_sum_its_skip(kind, step, expected):
+    """init="identity-skips": the He draw of the seed with the weights of every layer where a sum lands zero
+    (RED10's, listed by hand from the skip rules), so each skip sum of the forward pass equals its skip, and
+    the output is the input, exactly (float64; nothing is rounded: each sum adds 0 to its skip)."""
+    he = REDNet(depth=10, filters=4, skip_step=step, skip_kind=kind, backend="numpy", dtype="float64", seed=3)
+    net = REDNet(depth=10, filters=4, skip_step=step, skip_kind=kind, backend="numpy", dtype="float64", seed=3,
+                 init="identity-skips")
+    assert net.sum_layers() == expected
+    for k in he.params:
+        zero = k.endswith(".weight") and k[:-len(".weight")] in expected
+        assert np.array_equal(net.params[k], 0 * he.params[k] if zero else he.params[k]), k
+    x = np.random.default_rng(0).random((2, 1, 12, 12))
+    assert np.array_equal(net.forward(x), x)
+    c = net.cache
+    sums = 0
+    for j, i in net.skips.items():            # symmetric: deconv{j}'s sum is conv{i}'s output
+        assert np.array_equal(c["skip_out"][j], c["conv_out"][i - 1]), j
+        sums += 1
+    for j, src in net.stage_blocks.items():   # decoder blocks: deconv{j}'s sum is stage src's output
+        assert np.array_equal(c["skip_out"][j], c["stage_in"][src + 1]), j
+        sums += 1
+    for i, src in net.conv_blocks.items():    # encoder blocks: conv{i}'s sum is conv{src}'s output
+        assert np.array_equal(c["conv_out"][i - 1], c["conv_in"][src + 1]), i
+        sums += 1
+    assert sums == len(expected) - 1 and np.any(c["conv_out"][-1])    # the skips carry something
+    with pytest.raises(ValueError, match="residual=True"):
+        REDNet(depth=4, filters=2, residual=False, init="identity-skips", backend="numpy")
+
+
 @pytest.mark.parametrize("backend,threads", [("numpy", None), ("cpu", 2)])
 def test_gradients_accumulate_over_micro_batches(backend, threads):
     """zero_grad, then forward and backward(accumulate=True) per micro-batch with its share of the whole
