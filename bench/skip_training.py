@@ -5,13 +5,16 @@ and attains a higher-quality local optimum" (the abstract), so that a deeper net
     python bench/skip_training.py --depths 10 20 30 --filters 32 --steps 3000 --level 50
     python bench/skip_training.py --depths 30 --inits he zero-last    # also from an output that starts at the input
     python bench/skip_training.py --depths 30 --skip-kinds symmetric block --inits he zero-last   # ResNet-style too
+    python bench/skip_training.py --depths 20 30 --skip-kinds symmetric block --skip-steps 2 --inits zero-sums
 
 Every training is `examples/train.py` (denoising, one network per configuration) in its own process on one
 thread, --jobs at a time.  All use one seed: the same initial weights (the skips add no parameters) and the
 same batches, so the skip connections are the only difference between a pair.  --inits zero-last also trains
 each network from the same He weights with its last layer's set to zero (examples/train.py --start identity),
 so that it starts as the identity (output = input, the residual of §3.3 alone) whatever its skips add up to
-inside.  --skip-kinds block also trains the same sums wired ResNet-style (examples/train.py --skip-kind block:
+inside; --inits zero-sums zeroes also every layer where a skip's sum lands (--start identity-skips), so that
+every skip's span starts as the identity too: the zero-init by which Fixup and SkipInit train ResNet-style
+blocks without batch normalisation.  --skip-kinds block also trains the same sums wired ResNet-style (examples/train.py --skip-kind block:
 each run of skip-step layers gets its own input added, where the paper links each conv to its mirrored
 deconv), the same parameters and batches again.  Writes the record bench/results/skip-training/DATE-....json
 (the loss as means over --window steps, the validation PSNR of every --val-every steps, the seconds) and its
@@ -40,7 +43,8 @@ RECORDS = os.path.join(HERE, "results", "skip-training")
 
 
 # --inits choice: (examples/train.py --start, what the run's name adds)
-INITS = {"he": ("he", ""), "zero-last": ("identity", ", last layer zero")}
+INITS = {"he": ("he", ""), "zero-last": ("identity", ", last layer zero"),
+         "zero-sums": ("identity-skips", ", sum layers zero")}
 
 
 def run_name(depth, skip_step, init="he", skip_kind="symmetric"):
@@ -98,7 +102,8 @@ def main():
                    "(ResNet-style, around each run of skip-step layers) (default: symmetric)")
     p.add_argument("--inits", nargs="+", choices=list(INITS), default=["he"],
                    help="initial weights: he (examples/train.py --start he), zero-last (the same with the last "
-                   "layer's zero: --start identity) (default: he)")
+                   "layer's zero: --start identity), zero-sums (also every layer where a skip's sum lands: "
+                   "--start identity-skips, Fixup's zero-init) (default: he)")
     p.add_argument("--filters", type=int, default=16, help="feature maps per layer (default: 16)")
     p.add_argument("--steps", type=int, default=1500, help="training steps of each run (default: 1500)")
     p.add_argument("--batch", type=int, default=16, help="patches per step (default: 16)")
