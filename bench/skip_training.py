@@ -14,11 +14,11 @@ each network from the same He weights with its last layer's set to zero (example
 so that it starts as the identity (output = input, the residual of §3.3 alone) whatever its skips add up to
 inside; --inits zero-sums zeroes also every layer where a skip's sum lands (--start identity-skips), so that
 every skip's span starts as the identity too: the zero-init by which Fixup and SkipInit train ResNet-style
-blocks without batch normalisation.  --skip-kinds block also trains the same sums wired ResNet-style (examples/train.py --skip-kind block:
-each run of skip-step layers gets its own input added, where the paper links each conv to its mirrored
-deconv), the same parameters and batches again.  Writes the record bench/results/skip-training/DATE-....json
-(the loss as means over --window steps, the validation PSNR of every --val-every steps, the seconds) and its
-plot docs/skip-training-DATE-....png;
+blocks without batch normalisation.  --skip-kinds block also trains the same sums wired ResNet-style
+(examples/train.py --skip-kind block: each run of skip-step layers gets its own input added, where the paper
+links each conv to its mirrored deconv), the same parameters and batches again.  Writes the record
+bench/results/skip-training/DATE-....json (the loss as means over --window steps, the validation PSNR of every
+--val-every steps, the seconds) and its plot docs/skip-training-DATE-....png;
 `python tools/make_docs.py` tables the records in docs/skip-connections.md.  A training that fails (a diverged
 loss) is kept in the record with the trainer's last words, and the bench then exits 1; --redraw RECORD draws a
 record's plot again without training.  bench/skip_paths.py measures the

@@ -238,7 +238,7 @@ class REDNet:
         the last layer's weights: deconv{n} outputs 0 and the residual's sum outputs the input.  Every other
         layer's gradient is zero at that first step (it flows through deconv{n}'s weights); Adam's first step
         moves those weights off zero, and from the second step every layer learns.  init="identity-skips" zeroes
-        every layer of sum_layers() instead, the last one among them."""
+        every layer of sum_layers() instead, deconv{n} among them."""
         rng = np.random.default_rng(seed)
         for name, shape in self.params.shapes.items():
             if name.endswith(".weight"):
