@@ -125,6 +125,10 @@ def build_parser():
                         "without (docs/skip-connections.md); identity-skips: also zero the layer where each skip's "
                         "sum lands, so every skip's span starts as the identity (Fixup's zero-init, for --skip-kind "
                         "block); he: every layer He's, as redcore before 2026-12-07 (default: %(default)s)")
+    p.add_argument("--sigma-draw", choices=tasks.SIGMA_DRAWS, default="uniform",
+                   help="denoising over a blind range: how each patch's sigma is drawn: uniform, or log: sigma + 10 "
+                        "log-uniform, low sigmas more often, so that the MSE weighs every level's dB about "
+                        "equally (redcore.tasks.noise.draw_sigmas) (default: %(default)s)")
     p.add_argument("--seed", type=count, default=0,
                    help="seed of the initialisation, patches and noise (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, log lines only")
@@ -218,6 +222,11 @@ def main(argv=None):
     try:
         task = tasks.get(args.task)
         level = task.parse_level(task.default_level if args.level is None else args.level)
+        if args.sigma_draw != "uniform":
+            if task.name != "denoise" or not isinstance(level, tuple):
+                raise ValueError(f"--sigma-draw {args.sigma_draw} draws the sigma of denoising over a blind range "
+                                 f"(--task denoise --level 0-75), not of {task.name} {tasks.level_label(level)}")
+            task = tasks.Denoise(sigma_draw=args.sigma_draw)
         args.out = args.out or os.path.join("runs", f"{task.name}-{tasks.level_label(level)}")
         if args.distributed:
             comm = distributed.init(args.backend, args.comm_timeout)
@@ -268,7 +277,8 @@ def main(argv=None):
         return 2
     start = state["step"]
     if lead:
-        print(f"{net}\n{where}; task {task.name} {tasks.level_label(level)}: corrupted validation input {noisy_psnr:.2f} dB"
+        draw = f", sigma drawn {args.sigma_draw}" if args.sigma_draw != "uniform" else ""
+        print(f"{net}\n{where}; task {task.name} {tasks.level_label(level)}{draw}: corrupted validation input {noisy_psnr:.2f} dB"
               + (f"\ndata-parallel: {comm.name}, {args.batch // comm.size} patches per rank" if args.distributed else "")
               + (f"\nresuming at step {start}" if start else ""))
     restore_sigterm = stop_on_sigterm()

@@ -36,6 +36,35 @@ def test_blind_noise_draws_one_sigma_per_image_within_the_range():
     np.testing.assert_allclose(noisy.reshape(6, -1).std(axis=1) * 255, sigmas, rtol=0.03, atol=0.1)
 
 
+@pytest.mark.parametrize("sigma_range", [(0, 75), (5, 55)])
+def test_the_log_sigma_draw_has_the_density_it_claims(sigma_range):
+    """draw="log": sigma + s0 log-uniform, so P(sigma <= x) = ln((x + s0) / (low + s0)) / ln((high + s0) /
+    (low + s0)).  Each empirical fraction of n draws is binomial, standard deviation sqrt(p (1 - p) / n): it
+    must lie within 5 of them (a one-in-a-million miss), while a uniform draw's lies 38 or more of them away."""
+    low, high = sigma_range
+    n, s0 = 20000, tasks.noise.SIGMA_OFFSET
+    drawn = tasks.draw_sigmas(sigma_range, n, np.random.default_rng(5), "log")
+    assert drawn.shape == (n,) and np.all((low <= drawn) & (drawn <= high))
+    uniform = tasks.draw_sigmas(sigma_range, n, np.random.default_rng(5), "uniform")
+    for x in np.linspace(low, high, 6)[1:-1]:
+        p = np.log((x + s0) / (low + s0)) / np.log((high + s0) / (low + s0))
+        bound = 5 * np.sqrt(p * (1 - p) / n)
+        assert abs(np.mean(drawn <= x) - p) < bound
+        assert abs(np.mean(uniform <= x) - p) > 4 * bound         # the test tells the two draws apart
+    # The uniform draw is the stream it always was (the shipped cards' commands replay it).
+    np.testing.assert_array_equal(uniform, np.random.default_rng(5).uniform(low, high, size=n))
+
+
+def test_the_denoise_task_draws_its_blind_sigma_as_configured():
+    clean = np.zeros((32, 32), np.float32)
+    for draw in tasks.SIGMA_DRAWS:
+        _, info = tasks.Denoise(sigma_draw=draw).corrupt(clean, "0-75", np.random.default_rng(9))
+        assert info["sigma"] == tasks.draw_sigmas((0, 75), 1, np.random.default_rng(9), draw)[0]
+    assert tasks.get("denoise").sigma_draw == "uniform"
+    with pytest.raises(ValueError, match="unknown sigma draw 'normal'"):
+        tasks.Denoise(sigma_draw="normal")
+
+
 # ---- super-resolution --------------------------------------------------------------------------------
 @given(h=st.integers(4, 40), w=st.integers(4, 40), scale=st.sampled_from([2, 3, 4]), seed=st.integers(0, 99))
 def test_imresize_equals_a_matlab_exact_port(h, w, scale, seed):

@@ -111,6 +111,9 @@ def test_general_trainer_refuses_an_unknown_task_or_level(tmp_path, capsys):
     assert "unknown task 'dehaze'" in capsys.readouterr().err
     assert train.main(["--task", "jpeg", "--level", "0", "--out", str(tmp_path)]) == 2
     assert "unknown level '0' for task 'jpeg'" in capsys.readouterr().err
+    for task, level in (("sr", "3"), ("denoise", "25")):       # the log draw needs a blind noise range
+        assert train.main(["--task", task, "--level", level, "--sigma-draw", "log", "--out", str(tmp_path)]) == 2
+        assert "--sigma-draw log draws the sigma of denoising over a blind range" in capsys.readouterr().err
 
 
 def test_init_starts_from_trained_weights_and_refuses_another_network(tmp_path, capsys):

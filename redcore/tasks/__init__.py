@@ -19,7 +19,7 @@ import math
 from .blur import BLURS, blur, blur_kernel
 from .inpaint import SCRATCH_CANVAS, overlay_text, scratches
 from .jpeg import jpeg_compress
-from .noise import add_blind_noise, add_gaussian_noise
+from .noise import SIGMA_DRAWS, add_blind_noise, add_gaussian_noise, draw_sigmas
 from .resize import bicubic_degrade, imresize, modcrop
 
 
@@ -138,6 +138,12 @@ class Denoise(Task):
     test_levels = (10, 15, 25, 30, 50, 70)      # the paper's, and DnCNN's 15 and 25
     level_help = "a noise sigma on the 8-bit scale (paper: 10, 30, 50, 70) or a blind range like '0-55'"
 
+    def __init__(self, sigma_draw="uniform"):
+        """sigma_draw: how a blind range draws each training patch's sigma, uniform or log (draw_sigmas)."""
+        if sigma_draw not in SIGMA_DRAWS:
+            raise ValueError(f"unknown sigma draw {sigma_draw!r}: choose one of {', '.join(SIGMA_DRAWS)}")
+        self.sigma_draw = sigma_draw
+
     def parse_level(self, level):
         if isinstance(level, tuple) and len(level) == 2:       # already parsed: a blind range
             level = f"{level[0]}-{level[1]}"
@@ -158,7 +164,7 @@ class Denoise(Task):
     def corrupt(self, clean, level, rng):
         level = self.parse_level(level)
         if isinstance(level, tuple):
-            noisy, sigmas = add_blind_noise(clean[None], level, rng)
+            noisy, sigmas = add_blind_noise(clean[None], level, rng, self.sigma_draw)
             return noisy[0], {"sigma": float(sigmas[0])}
         return add_gaussian_noise(clean, level, rng), {"sigma": float(level)}
 
@@ -288,5 +294,5 @@ def get(name):
     return TASKS[key]
 
 
-__all__ = ["Task", "TASKS", "LevelMix", "covers", "get", "level_label", "add_gaussian_noise", "add_blind_noise", "imresize", "modcrop",
-           "bicubic_degrade", "jpeg_compress", "blur", "blur_kernel", "overlay_text", "scratches"]
+__all__ = ["Task", "TASKS", "LevelMix", "covers", "get", "level_label", "add_gaussian_noise", "add_blind_noise",
+           "draw_sigmas", "SIGMA_DRAWS", "imresize", "modcrop", "bicubic_degrade", "jpeg_compress", "blur", "blur_kernel", "overlay_text", "scratches"]
