@@ -19,7 +19,7 @@ import math
 from .blur import BLURS, blur, blur_kernel
 from .inpaint import SCRATCH_CANVAS, overlay_text, scratches
 from .jpeg import jpeg_compress
-from .noise import SIGMA_DRAWS, add_blind_noise, add_gaussian_noise, draw_sigmas
+from .noise import SIGMA_DRAWS, add_blind_noise, add_gaussian_noise, check_sigma_draw, draw_sigmas
 from .resize import bicubic_degrade, imresize, modcrop
 
 
@@ -140,9 +140,7 @@ class Denoise(Task):
 
     def __init__(self, sigma_draw="uniform"):
         """sigma_draw: how a blind range draws each training patch's sigma, uniform or log (draw_sigmas)."""
-        if sigma_draw not in SIGMA_DRAWS:
-            raise ValueError(f"unknown sigma draw {sigma_draw!r}: choose one of {', '.join(SIGMA_DRAWS)}")
-        self.sigma_draw = sigma_draw
+        self.sigma_draw = check_sigma_draw(sigma_draw)
 
     def parse_level(self, level):
         if isinstance(level, tuple) and len(level) == 2:       # already parsed: a blind range
@@ -295,4 +293,5 @@ def get(name):
 
 
 __all__ = ["Task", "TASKS", "LevelMix", "covers", "get", "level_label", "add_gaussian_noise", "add_blind_noise",
-           "draw_sigmas", "SIGMA_DRAWS", "imresize", "modcrop", "bicubic_degrade", "jpeg_compress", "blur", "blur_kernel", "overlay_text", "scratches"]
+           "draw_sigmas", "SIGMA_DRAWS", "imresize", "modcrop", "bicubic_degrade", "jpeg_compress", "blur",
+           "blur_kernel", "overlay_text", "scratches"]

@@ -19,6 +19,13 @@ SIGMA_DRAWS = ("uniform", "log")
 SIGMA_OFFSET = 10.0     # the "log" draw's sigma_0: sigma + sigma_0 is log-uniform, so the density is finite at 0
 
 
+def check_sigma_draw(draw):
+    """draw, or ValueError unless it names one of SIGMA_DRAWS."""
+    if draw not in SIGMA_DRAWS:
+        raise ValueError(f"unknown sigma draw {draw!r}: choose one of {', '.join(SIGMA_DRAWS)}")
+    return draw
+
+
 def draw_sigmas(sigma_range, n, rng, draw="uniform"):
     """n noise sigmas from sigma_range = (low, high).  uniform: every sigma equally often (DnCNN-B's draw).
     log: sigma + SIGMA_OFFSET log-uniform, a density proportional to 1 / (sigma + SIGMA_OFFSET), so that
@@ -29,9 +36,7 @@ def draw_sigmas(sigma_range, n, rng, draw="uniform"):
     low, high = sigma_range
     if not 0 <= low <= high:
         raise ValueError(f"a blind noise range needs 0 <= low <= high; got {sigma_range}")
-    if draw not in SIGMA_DRAWS:
-        raise ValueError(f"unknown sigma draw {draw!r}: choose one of {', '.join(SIGMA_DRAWS)}")
-    if draw == "uniform":
+    if check_sigma_draw(draw) == "uniform":
         return rng.uniform(low, high, size=n)
     a, b = low + SIGMA_OFFSET, high + SIGMA_OFFSET
     return np.minimum(a * (b / a) ** rng.uniform(0.0, 1.0, size=n) - SIGMA_OFFSET, high)
